@@ -1,0 +1,48 @@
+# Everything a fresh clone needs: `make demo` and `make test` create the venv themselves.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+export OMP_NUM_THREADS ?= 2
+
+.PHONY: install demo test test-slow test-all lint format bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	# torch first, pinned, so that the project's range (torch>=2.6) does not pull a CUDA build.
+	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet -e '.[dev]'
+	# Test-time reference only; --no-deps keeps torchvision/torchaudio out.
+	$(PY) -m pip install --quiet --no-deps spikingjelly==2.0.0 loguru
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/medspikeformer demo --out runs/demo
+
+# pytest exit 5 means "no tests collected": treat it as the failure it is.
+test: $(STAMP)
+	$(PY) -m pytest -m "not slow" -n 2 -q; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
+
+test-slow: $(STAMP)
+	$(PY) -m pytest -m slow -q; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no slow tests: failing"; exit 1; fi; exit $$rc
+
+test-all: test test-slow
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff format --check src tests benchmarks
+
+format: $(STAMP)
+	$(VENV)/bin/ruff format src tests benchmarks
+	$(VENV)/bin/ruff check --fix src tests benchmarks
+
+bench: $(STAMP)
+	$(PY) benchmarks/run_all.py --out bench-results
+
+clean:
+	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .ruff_cache
