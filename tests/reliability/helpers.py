@@ -1,0 +1,78 @@
+"""Helpers shared by the reliability tests (issue 6).
+
+``run_cli`` runs the real command line in a subprocess (``python -m medspikeformer ...``), so the
+exit code and stderr are exactly what a user sees; ``assert_user_error`` checks the contract of
+``docs/development.md``: a non-zero exit code, one ``error: ...`` line that names the file and the
+problem, and no traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class CliResult:
+    """Exit code and captured output of one command-line run."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def cli_env(**extra: str) -> dict[str, str]:
+    """Environment for a child process: one thread, the checkout's ``src`` first on the path."""
+    env = dict(os.environ)
+    env["OMP_NUM_THREADS"] = "1"
+    env["MKL_NUM_THREADS"] = "1"
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO / "src"), env.get("PYTHONPATH", "")])
+    env["PYTHONHASHSEED"] = "0"
+    env.update(extra)
+    return env
+
+
+def run_cli(
+    args: list[str], cwd: Path | None = None, timeout: float = 300, **env: str
+) -> CliResult:
+    """Run ``python -m medspikeformer ARGS`` and capture its exit code, stdout and stderr."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "medspikeformer", *map(str, args)],
+        cwd=cwd,
+        env=cli_env(**env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    return CliResult(proc.returncode, proc.stdout, proc.stderr)
+
+
+def error_lines(stderr: str) -> list[str]:
+    """The ``error: ...`` lines of a command's stderr."""
+    return [line for line in stderr.splitlines() if line.startswith("error:")]
+
+
+def assert_user_error(result: CliResult, *needles: str, code: int | None = 2) -> str:
+    """Assert the user-error contract and return the error line.
+
+    A non-zero exit code (``code`` exactly when given), exactly one ``error:`` line containing every
+    string in ``needles`` (case-insensitive), and no Python traceback anywhere in the output.
+    """
+    out = result.stdout + result.stderr
+    assert "Traceback (most recent call last)" not in out, out
+    assert result.returncode != 0, out
+    if code is not None:
+        assert result.returncode == code, (result.returncode, out)
+    lines = error_lines(result.stderr)
+    assert len(lines) == 1, f"expected one 'error:' line, got {lines!r}\n{out}"
+    line = lines[0]
+    for needle in needles:
+        assert needle.lower() in line.lower(), f"{needle!r} not in {line!r}"
+    return line
