@@ -1,0 +1,54 @@
+"""Training-time augmentation with albumentations.
+
+``"paper"`` is the authors' policy: ``Rotate(limit=35)``, ``HorizontalFlip``, ``VerticalFlip`` and
+``CoarseDropout``, each with p = 0.3. Details fixed here (the authors used albumentations 1.x
+defaults, which we keep where 2.x changed them):
+
+* Rotate: image bilinear, mask nearest (masks stay in {0,1}); border ``BORDER_REFLECT_101`` for both
+  image and mask, so the reflected content stays aligned with its reflected mask.
+* CoarseDropout: 8 holes of 1/32 of the image side (8×8 px at 256×256, the 1.x default), filled with
+  0 in the **image only**; the mask is left unchanged (the object is still there, only hidden).
+
+``"none"`` returns ``None`` (no augmentation).
+"""
+
+from __future__ import annotations
+
+import cv2
+
+from medspikeformer.errors import ConfigError
+
+POLICIES = ("none", "paper")
+
+
+def build_augment(policy: str = "none", interpolation: int = cv2.INTER_LINEAR, p: float = 0.3):
+    """An ``albumentations.Compose`` taking ``image`` (uint8 HWC/HW) and ``mask`` (uint8 {0,1}),
+    or ``None`` for ``"none"``. ``interpolation`` is the image interpolation of the rotation."""
+    if policy in (None, "none"):
+        return None
+    if policy != "paper":
+        raise ConfigError(f"unknown augmentation policy {policy!r} (known: {', '.join(POLICIES)})")
+    import albumentations as A
+
+    hole = 1.0 / 32.0
+    return A.Compose(
+        [
+            A.Rotate(
+                limit=35,
+                interpolation=interpolation,
+                mask_interpolation=cv2.INTER_NEAREST,
+                border_mode=cv2.BORDER_REFLECT_101,
+                p=p,
+            ),
+            A.HorizontalFlip(p=p),
+            A.VerticalFlip(p=p),
+            A.CoarseDropout(
+                num_holes_range=(8, 8),
+                hole_height_range=(hole, hole),
+                hole_width_range=(hole, hole),
+                fill=0,
+                fill_mask=None,
+                p=p,
+            ),
+        ]
+    )

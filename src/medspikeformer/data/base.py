@@ -1,0 +1,254 @@
+"""The pieces every dataset shares: sample records, the source interface and the torch Dataset.
+
+A *source* knows one published layout: ``scan()`` lists the image/mask pairs (cheap: file names and
+sizes only) and ``load(sample)`` decodes one pair to ``uint8 [H,W,3|H,W]`` + ``bool [H,W]``.
+``SegmentationDataset`` turns a source into training items: split selection → decode (or cache hit)
+→ resize → augmentation → ``to_model_input``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from medspikeformer.errors import ConfigError, DataError
+
+from .io import to_model_input
+
+SPLITS = ("train", "val", "test", "all")
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One image/mask pair as found on disk.
+
+    ``files``: every file the pair is decoded from (image first); they key the cache.
+    ``group``: samples of one group always land in the same split (e.g. slices of one CT volume).
+    ``part``: the official partition ("train"/"val"/"test") when the layout defines one.
+    ``extra``: loader-specific hashable detail (e.g. the slice index of a volume).
+    """
+
+    id: str
+    files: tuple[Path, ...]
+    group: str = ""
+    part: str | None = None
+    extra: tuple = ()
+
+    @property
+    def image(self) -> Path:
+        return self.files[0]
+
+    @property
+    def masks(self) -> tuple[Path, ...]:
+        return self.files[1:]
+
+
+@dataclass
+class ScanResult:
+    """What ``DatasetSource.scan`` found: usable samples and one message per problem."""
+
+    samples: list[Sample]
+    problems: list[str] = field(default_factory=list)
+
+
+class DatasetSource:
+    """Base class of one dataset layout. Subclasses set ``name`` and implement ``scan``/``load``.
+
+    ``options``: the keyword options the loader accepts, with defaults; unknown options raise
+    ``ConfigError``. Options that change decoded pixels are part of the cache key.
+    """
+
+    name: ClassVar[str] = ""
+    has_official_split: ClassVar[bool] = False
+    needs_root: ClassVar[bool] = True
+    cacheable: ClassVar[bool] = True
+    options: ClassVar[dict[str, Any]] = {}
+    #: bump when decoding changes, so old cache entries are not reused
+    version: ClassVar[int] = 1
+
+    def __init__(self, root: str | Path | None = None, **options: Any) -> None:
+        unknown = sorted(set(options) - set(self.options))
+        if unknown:
+            known = ", ".join(sorted(self.options)) or "none"
+            raise ConfigError(
+                f"dataset {self.name!r}: unknown option(s) {', '.join(unknown)} (known: {known})"
+            )
+        self.opts: dict[str, Any] = {**self.options, **options}
+        if self.needs_root:
+            if root is None:
+                raise DataError(f"dataset {self.name!r} needs a root folder (--root DIR)")
+            root = Path(root).expanduser()
+            if not root.exists():
+                raise DataError(f"{root}: dataset root not found")
+            if not root.is_dir():
+                raise DataError(f"{root}: dataset root is not a folder")
+            self.root: Path | None = self.resolve_root(root)
+        else:
+            self.root = None
+
+    def resolve_root(self, root: Path) -> Path:
+        """Accept the documented alternatives (e.g. the folder above the dataset's own folder)."""
+        return root
+
+    def scan(self) -> ScanResult:
+        raise NotImplementedError
+
+    def load(self, sample: Sample) -> tuple[np.ndarray, np.ndarray]:
+        """Decode one pair: image ``uint8 [H,W,3]`` or ``[H,W]``, mask ``bool [H,W]``."""
+        raise NotImplementedError
+
+    def cache_options(self) -> dict[str, Any]:
+        """Options that influence decoded arrays (JSON-serialisable)."""
+        return {
+            k: v
+            for k, v in self.opts.items()
+            if isinstance(v, (int, float, str, bool, list, tuple, type(None)))
+        }
+
+    def load_checked(self, sample: Sample) -> tuple[np.ndarray, np.ndarray]:
+        """``load`` plus the consistency checks every loader needs (same image/mask size)."""
+        img, mask = self.load(sample)
+        if img.shape[:2] != mask.shape[:2]:
+            where = sample.masks[0] if sample.masks else sample.image
+            raise DataError(
+                f"{where}: mask size {mask.shape[1]}×{mask.shape[0]} differs from image "
+                f"{sample.image.name} size {img.shape[1]}×{img.shape[0]}"
+            )
+        return img, mask
+
+
+def check_nonempty_file(path: Path, problems: list[str]) -> bool:
+    """Record a problem for a missing or 0-byte file; return whether the file is usable."""
+    try:
+        size = path.stat().st_size
+    except OSError:
+        problems.append(f"{path}: file not found")
+        return False
+    if size == 0:
+        problems.append(f"{path}: empty file (0 bytes)")
+        return False
+    return True
+
+
+def as_hw(size: int | Sequence[int]) -> tuple[int, int]:
+    """``256`` or ``(H, W)`` → ``(H, W)``; non-positive sizes raise ``ConfigError``."""
+    if isinstance(size, (int, np.integer)):
+        hw = (int(size), int(size))
+    else:
+        try:
+            hw = tuple(int(s) for s in size)
+        except (TypeError, ValueError):
+            raise ConfigError(f"size must be an int or (H, W), got {size!r}") from None
+        if len(hw) != 2:
+            raise ConfigError(f"size must be an int or (H, W), got {size!r}")
+    if hw[0] <= 0 or hw[1] <= 0:
+        raise ConfigError(f"size must be positive, got {size!r}")
+    return hw  # type: ignore[return-value]
+
+
+def resize_pair(
+    img: np.ndarray, mask: np.ndarray, size: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Resize to ``size = (H, W)``: image with area averaging when shrinking, bilinear when
+    enlarging; mask nearest-neighbour, returned as ``uint8`` in {0, 1}."""
+    h, w = size
+    if img.shape[:2] != (h, w):
+        shrink = img.shape[0] >= h and img.shape[1] >= w
+        interp = cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
+        img = cv2.resize(img, (w, h), interpolation=interp)
+    m = mask.astype(np.uint8)
+    if m.shape[:2] != (h, w):
+        m = cv2.resize(m, (w, h), interpolation=cv2.INTER_NEAREST)
+    return np.ascontiguousarray(img), (m > 0).astype(np.uint8)
+
+
+class SegmentationDataset(Dataset):
+    """Items ``{"image": float32 [C,H,W] in [0,1], "mask": float32 [1,H,W] in {0,1}, "id": str}``.
+
+    Attributes: ``samples`` (the selected pairs), ``split_info`` (JSON-serialisable: dataset, root,
+    spec, seed, ids per split, skipped pairs), ``skipped`` (``[(id, message)]`` when
+    ``on_error="skip"``).
+    """
+
+    def __init__(
+        self,
+        source: DatasetSource,
+        split: str,
+        size: tuple[int, int],
+        split_ids: dict[str, list[str]],
+        split_info: dict[str, Any],
+        augment: Any,
+        in_channels: int,
+        cache: Any,
+        samples: list[Sample],
+        skipped: list[tuple[str, str]] | None = None,
+    ) -> None:
+        self.source = source
+        self.split = split
+        self.size = size
+        self.samples = samples
+        self.in_channels = in_channels
+        self.augment = augment
+        self.cache = cache
+        self.split_ids = split_ids
+        self.skipped = skipped or []
+        self.split_info = split_info
+        self._aug_seed: int | None = None
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}({self.source.name!r}, split={self.split!r}, "
+            f"n={len(self)}, size={self.size})"
+        )
+
+    def load_arrays(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """Decoded and resized pair (from the cache when present): ``uint8`` image, ``uint8`` mask
+        in {0,1}; no augmentation."""
+        sample = self.samples[index]
+        if self.cache is not None and self.source.cacheable:
+            hit = self.cache.get(self.source, sample, self.size)
+            if hit is not None:
+                return hit
+        img, mask = self.source.load_checked(sample)
+        img, mask = resize_pair(img, mask, self.size)
+        if self.cache is not None and self.source.cacheable:
+            self.cache.put(self.source, sample, self.size, img, mask)
+        return img, mask
+
+    def _seed_augment(self) -> None:
+        # One seed per process and per epoch of a DataLoader worker: torch.initial_seed() differs
+        # between workers and between epochs, and follows torch.manual_seed in the main process.
+        seed = torch.initial_seed() % 2**32
+        if seed != self._aug_seed:
+            self.augment.set_random_seed(int(seed))
+            self._aug_seed = seed
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        img, mask = self.load_arrays(index)
+        if self.augment is not None:
+            self._seed_augment()
+            out = self.augment(image=img, mask=mask)
+            img, mask = out["image"], out["mask"]
+        return {
+            "image": to_model_input(img, self.in_channels),
+            "mask": torch.from_numpy((np.asarray(mask) > 0).astype(np.float32)).unsqueeze(0),
+            "id": self.samples[index].id,
+        }
+
+    def save_split(self, path: str | Path) -> Path:
+        """Write ``split_info`` as JSON (reusable as ``split_spec=path``)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.split_info, indent=1) + "\n")
+        return path

@@ -1,0 +1,1 @@
+"""One module per published dataset layout; each registers its source class."""

@@ -1,0 +1,151 @@
+"""Reading images and masks from disk, and the one normalisation shared by training and inference.
+
+Normalisation (``to_model_input``), used by every dataset and by ``predict``:
+
+* uint8 pixel values ``v`` become ``x = v / 255`` in ``[0, 1]`` (float32); no mean/std shift —
+  the network's first convolution is followed by batch normalisation, which absorbs it;
+* channels: grey → replicated to ``in_channels``; RGB → kept when ``in_channels == 3``, or
+  converted to luminance ``Y = 0.299 R + 0.587 G + 0.114 B`` (ITU-R BT.601, OpenCV's weights)
+  when ``in_channels == 1``.
+
+Decoding: JPEG/PNG/BMP through Pillow (which reports truncated files instead of returning a
+half-grey image), TIFF through tifffile. 16-bit images are scaled to 8 bit by ``v * 255 / 65535``
+(rounded); RGBA drops alpha; palette and other modes are converted to RGB; float images are
+refused (their value range is unknown).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from medspikeformer.errors import DataError
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
+LUMA_WEIGHTS = (0.299, 0.587, 0.114)
+
+
+def _check_file(path: Path) -> None:
+    if not path.exists():
+        raise DataError(f"{path}: file not found")
+    if not path.is_file():
+        raise DataError(f"{path}: not a file")
+    if path.stat().st_size == 0:
+        raise DataError(f"{path}: empty file (0 bytes)")
+
+
+def _to_uint8(arr: np.ndarray, path: Path) -> np.ndarray:
+    if arr.dtype == np.uint8:
+        return arr
+    if arr.dtype == np.bool_:
+        return arr.astype(np.uint8) * 255
+    if arr.dtype == np.uint16:
+        return np.round(arr.astype(np.float32) * (255.0 / 65535.0)).astype(np.uint8)
+    raise DataError(
+        f"{path}: unsupported pixel type {arr.dtype} (expected 8-bit or 16-bit integers)"
+    )
+
+
+def _normalise_layout(arr: np.ndarray, path: Path) -> np.ndarray:
+    """[H,W] | [H,W,1] | [H,W,3] | [H,W,4] → [H,W] or [H,W,3]."""
+    if arr.ndim == 2:
+        return arr
+    if arr.ndim == 3 and arr.shape[-1] == 1:
+        return arr[..., 0]
+    if arr.ndim == 3 and arr.shape[-1] == 3:
+        return arr
+    if arr.ndim == 3 and arr.shape[-1] == 4:
+        return arr[..., :3]
+    if arr.ndim == 3 and arr.shape[0] in (3, 4) and arr.shape[-1] > 4:  # planar TIFF
+        return np.ascontiguousarray(np.moveaxis(arr[:3], 0, -1))
+    raise DataError(f"{path}: unsupported image shape {tuple(arr.shape)} (expected H×W or H×W×3)")
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """Decode an image file to ``uint8`` ``[H,W,3]`` RGB or ``[H,W]`` grey.
+
+    Raises ``DataError`` naming the file for missing, empty, truncated or unsupported files.
+    """
+    path = Path(path)
+    _check_file(path)
+    suffix = path.suffix.lower()
+    try:
+        if suffix in (".tif", ".tiff"):
+            import tifffile
+
+            arr = tifffile.imread(str(path))
+            if arr.ndim == 3 and arr.shape[-1] > 4 and arr.shape[0] > 4:
+                arr = arr[0]  # multi-page stack: first page
+        else:
+            from PIL import Image
+
+            with Image.open(path) as im:
+                im.load()
+                if im.mode in ("I;16", "I;16B", "I;16L", "I"):
+                    arr = np.asarray(im)
+                    if arr.dtype != np.uint16:
+                        if arr.min() < 0 or arr.max() > 65535:
+                            raise DataError(f"{path}: 32-bit integer image out of 16-bit range")
+                        arr = arr.astype(np.uint16)
+                elif im.mode in ("L", "RGB"):
+                    arr = np.asarray(im)
+                elif im.mode == "1" or im.mode == "LA":
+                    arr = np.asarray(im.convert("L"))
+                elif im.mode == "F":
+                    raise DataError(f"{path}: floating-point image (value range unknown)")
+                else:  # RGBA, P, CMYK, YCbCr, ...
+                    arr = np.asarray(im.convert("RGB"))
+    except DataError:
+        raise
+    except Exception as exc:  # decoder errors: truncated, corrupt, unknown format
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise DataError(f"{path}: unreadable image ({msg})") from None
+    arr = _normalise_layout(np.asarray(arr), path)
+    return np.ascontiguousarray(_to_uint8(arr, path))
+
+
+def to_grey(img: np.ndarray) -> np.ndarray:
+    """``[H,W,3]`` uint8 RGB → ``[H,W]`` uint8 luminance (BT.601); grey input passes through."""
+    if img.ndim == 2:
+        return img
+    w = np.asarray(LUMA_WEIGHTS, dtype=np.float32)
+    return np.clip(np.round(img[..., :3].astype(np.float32) @ w), 0, 255).astype(np.uint8)
+
+
+def read_mask(path: str | Path, threshold: int = 127) -> np.ndarray:
+    """Decode a mask file to a boolean ``[H,W]`` array: foreground where grey value > threshold.
+
+    Masks stored as 0/1 (rather than 0/255) are recognised and kept as they are.
+    """
+    arr = to_grey(read_image(path))
+    if arr.max() <= 1:
+        return arr > 0
+    return arr > threshold
+
+
+def to_model_input(img: np.ndarray, in_channels: int = 3) -> torch.Tensor:
+    """uint8 ``[H,W]`` or ``[H,W,3]`` image → float32 tensor ``[C,H,W]`` in ``[0,1]``.
+
+    ``x = v / 255``; grey is replicated to ``in_channels``; RGB is converted to BT.601 luminance
+    when ``in_channels == 1``. No resizing. This is the exact transform the datasets apply.
+    """
+    if in_channels not in (1, 3):
+        raise ValueError(f"in_channels must be 1 or 3, got {in_channels}")
+    img = np.asarray(img)
+    if img.dtype != np.uint8:
+        raise ValueError(f"expected a uint8 image, got {img.dtype}")
+    if img.ndim == 3 and img.shape[-1] == 1:
+        img = img[..., 0]
+    if img.ndim == 3 and img.shape[-1] == 4:
+        img = img[..., :3]
+    if img.ndim == 2:
+        t = torch.from_numpy(np.ascontiguousarray(img)).to(torch.float32).div_(255.0)
+        return t.unsqueeze(0).expand(in_channels, -1, -1).contiguous()
+    if img.ndim != 3 or img.shape[-1] != 3:
+        raise ValueError(f"expected [H,W] or [H,W,3], got {img.shape}")
+    if in_channels == 1:
+        return to_model_input(to_grey(img), 1)
+    t = torch.from_numpy(np.ascontiguousarray(img)).to(torch.float32).div_(255.0)
+    return t.permute(2, 0, 1).contiguous()
