@@ -1,0 +1,71 @@
+"""Shared pieces of the attention modules: token layout helpers and the spiking Q/K/V stem."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from medspikeformer.errors import ConfigError
+from medspikeformer.neurons import LIFNeuron
+
+
+def check_heads(dim: int, num_heads: int) -> int:
+    """Return the head width ``d = dim / num_heads``; ``ConfigError`` if it does not divide."""
+    if num_heads < 1 or dim % num_heads:
+        raise ConfigError(f"attention: dim {dim} is not divisible by num_heads {num_heads}")
+    return dim // num_heads
+
+
+def fold(x: torch.Tensor) -> torch.Tensor:
+    """``[T, B, C, H, W]`` → ``[T·B, C, H, W]`` (a view)."""
+    return x.flatten(0, 1)
+
+
+def to_heads(x: torch.Tensor, parts: int, num_heads: int) -> torch.Tensor:
+    """``[T·B, parts·C, H, W]`` → ``[parts, T·B, heads, N, d]`` (a strided view, no copy)."""
+    tb, c, h, w = x.shape
+    d = c // (parts * num_heads)
+    return x.view(tb, parts, num_heads, d, h * w).permute(1, 0, 2, 4, 3)
+
+
+def from_heads(x: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """``[T·B, heads, N, d']`` → ``[T·B, heads·d', H, W]`` (channels grouped per head)."""
+    tb, nh, _, d = x.shape
+    return x.transpose(-1, -2).reshape(tb, nh * d, h, w)
+
+
+class SpikeQKV(nn.Module):
+    """LIF → 1×1 conv (C → parts·C, i.e. one Linear per Q/K/V) → BN → LIF.
+
+    Input real ``[T, B, C, H, W]``; output spikes ``[T·B, parts·C, H, W]``. The first LIF makes the
+    linear layer see spikes only; the second turns Q, K (, V) into spike matrices.
+    """
+
+    def __init__(self, dim: int, parts: int, neuron: dict) -> None:
+        super().__init__()
+        self.in_lif = LIFNeuron(**neuron)
+        self.proj = nn.Conv2d(dim, parts * dim, 1, bias=False)
+        self.bn = nn.BatchNorm2d(parts * dim)
+        self.lif = LIFNeuron(**neuron)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        t, b = x.shape[:2]
+        s = self.in_lif(x)
+        y = self.bn(self.proj(fold(s)))
+        return self.lif(y.view(t, b, *y.shape[1:])).flatten(0, 1)
+
+
+class OutProjection(nn.Module):
+    """(optional LIF) → 1×1 conv (C_in → C) → BN; ``[T·B, C_in, H, W]`` → ``[T, B, C, H, W]``."""
+
+    def __init__(self, in_dim: int, dim: int, neuron: dict | None) -> None:
+        super().__init__()
+        self.lif = LIFNeuron(**neuron) if neuron is not None else None
+        self.proj = nn.Conv2d(in_dim, dim, 1, bias=False)
+        self.bn = nn.BatchNorm2d(dim)
+
+    def forward(self, x: torch.Tensor, t: int) -> torch.Tensor:
+        if self.lif is not None:
+            x = self.lif(x.view(t, -1, *x.shape[1:])).flatten(0, 1)
+        y = self.bn(self.proj(x))
+        return y.view(t, -1, *y.shape[1:])

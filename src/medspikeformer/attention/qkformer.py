@@ -1,0 +1,43 @@
+"""Q-K token attention of QKFormer (Zhou et al., 2024), the ``qk`` baseline.
+
+Per head: ``A_t = SN(SUM_c Q)`` (one spike per token, summed over the head's channels) and
+``out = A_t ⊙ K`` — binary, linear in N, no V. As in the original SN has threshold 0.5; it is fed
+the *mean* over the head's d channels (input in [0, 1] for any head width). Then
+Linear(C → C) + BN on the binary output.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from medspikeformer.attention.common import SpikeQKV, check_heads, fold, to_heads
+from medspikeformer.neurons import LIFNeuron
+
+
+def token_summary(q: torch.Tensor) -> torch.Tensor:
+    """Mean over channels of Q: ``[..., N, d]`` → ``[..., N, 1]``."""
+    return q.mean(dim=-1, keepdim=True)
+
+
+class QKTokenAttention(nn.Module):
+    """QKFormer token attention. ``x [T, B, C, H, W]`` (real) → ``[T, B, C, H, W]``."""
+
+    def __init__(self, dim: int, num_heads: int = 1, neuron: dict | None = None) -> None:
+        super().__init__()
+        neuron = dict(neuron or {})
+        self.dim, self.num_heads = dim, num_heads
+        self.head_dim = check_heads(dim, num_heads)
+        self.qk = SpikeQKV(dim, 2, neuron)
+        self.token_lif = LIFNeuron(**{**neuron, "v_threshold": 0.5})
+        self.proj = nn.Conv2d(dim, dim, 1, bias=False)
+        self.bn = nn.BatchNorm2d(dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        t, b, c, h, w = x.shape
+        q, k = to_heads(self.qk(x), 2, self.num_heads)  # [T·B, heads, N, d]
+        a = token_summary(q)  # [T·B, heads, N, 1]
+        a = self.token_lif(a.view(t, b, *a.shape[1:])).flatten(0, 1)
+        o = (a * k).transpose(-1, -2).reshape(t * b, c, h, w)  # binary
+        y = self.bn(self.proj(fold(o.view(t, b, c, h, w))))
+        return y.view(t, b, c, h, w)

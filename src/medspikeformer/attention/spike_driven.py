@@ -1,0 +1,44 @@
+"""Spike-driven Self-Attention of Spike-driven Transformer v1 (Yao et al., 2023), ``sdt``.
+
+Per head: ``SDSA_v1(Q, K, V) = Q ⊙ SN(SUM_c(K ⊙ V))`` where SUM_c is the column sum over the N
+tokens (one value per channel) and SN a spiking neuron. The output is binary, so the following
+Linear(C → C) + BN sees spikes without another LIF. As in the original, SN has threshold 0.5;
+we feed it the *mean* over tokens instead of the sum so that its input stays in [0, 1] at any N
+(the raw sum makes SN fire as soon as a single token has k = v = 1, whatever N is).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from medspikeformer.attention.common import SpikeQKV, check_heads, fold, to_heads
+from medspikeformer.neurons import LIFNeuron
+
+
+def kv_channel_summary(k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """Mean over tokens of K ⊙ V: ``[..., N, d]`` → ``[..., 1, d]``."""
+    return (k * v).mean(dim=-2, keepdim=True)
+
+
+class SpikeDrivenAttention(nn.Module):
+    """SDT v1 attention. ``x [T, B, C, H, W]`` (real) → ``[T, B, C, H, W]``."""
+
+    def __init__(self, dim: int, num_heads: int = 1, neuron: dict | None = None) -> None:
+        super().__init__()
+        neuron = dict(neuron or {})
+        self.dim, self.num_heads = dim, num_heads
+        self.head_dim = check_heads(dim, num_heads)
+        self.qkv = SpikeQKV(dim, 3, neuron)
+        self.kv_lif = LIFNeuron(**{**neuron, "v_threshold": 0.5})
+        self.proj = nn.Conv2d(dim, dim, 1, bias=False)
+        self.bn = nn.BatchNorm2d(dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        t, b, c, h, w = x.shape
+        q, k, v = to_heads(self.qkv(x), 3, self.num_heads)  # [T·B, heads, N, d]
+        kv = kv_channel_summary(k, v)  # [T·B, heads, 1, d]
+        kv = self.kv_lif(kv.view(t, b, *kv.shape[1:])).flatten(0, 1)
+        o = (q * kv).transpose(-1, -2).reshape(t * b, c, h, w)  # binary
+        y = self.bn(self.proj(fold(o.view(t, b, c, h, w))))
+        return y.view(t, b, c, h, w)

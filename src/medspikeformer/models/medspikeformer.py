@@ -1,0 +1,241 @@
+"""MedSpikeFormer (DESIGN.md §1; paper Eq. 10–12) and its ANN twin, from one builder.
+
+Layout inside the network is ``[T, B, C, H, W]``. Per encoder unit i (width C_i = 2^(i−1)·C,
+resolution H/2^(i−1)):
+
+    unit 1:  f = SC(BN(conv(x)))                       (PE; the only real-valued conv input)
+    unit i:  f = SC(SC'(SC_down(f_e^(i−1))))           (stride-2 LIF→conv→BN, then PE)
+    f_e^i = Attn(f) + f                                 (Eq. 10)
+    f_s^L = SC(f_e^L),  f_s^i = SC(f_e^i + Up(f_s^(i+1)))  (Eq. 11; SC changes the width)
+    Ŷ = mean_T conv1×1(LIF(f_s^1))                      (Eq. 12)
+
+Every conv after the first is preceded by a LIF (spike-driven); additions happen on real values
+before that LIF; upsampling is nearest-neighbour on real values.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from medspikeformer.attention import (
+    INTERACTIONS,
+    DecomposedSpikeAttention,
+    QKTokenAttention,
+    SoftmaxAttention,
+    SpikeDrivenAttention,
+    SpikingSelfAttention,
+    normalise_interactions,
+)
+from medspikeformer.errors import ConfigError
+from medspikeformer.models.blocks import (
+    ConvBN,
+    Head,
+    SpikeConv,
+    StageHead,
+    upsample2x,
+)
+from medspikeformer.models.output import SegmentationOutput
+
+ATTENTIONS = ("sdsa", "ssa", "sdt", "qk", "none", "softmax")
+
+
+def default_config() -> dict[str, Any]:
+    """The default MedSpikeFormer configuration (JSON-serialisable)."""
+    return {
+        "in_channels": 3,
+        "base_channels": 32,
+        "num_units": 4,
+        "timesteps": 4,
+        "attention": "sdsa",
+        "interactions": list(INTERACTIONS),
+        "use_spike_conv": True,
+        "spiking": True,
+        "head_dim": 32,
+        "num_heads": None,
+        "n_kv": 1024,
+        "tau": 2.0,
+        "v_threshold": 1.0,
+        "surrogate": "atan",
+        "alpha": None,
+        "detach_reset": False,
+        "compile_neurons": False,
+    }
+
+
+def _validate(cfg: dict[str, Any]) -> None:
+    unknown = sorted(set(cfg) - set(default_config()))
+    if unknown:
+        raise ConfigError(
+            f"unknown MedSpikeFormer option(s) {unknown}; known: {sorted(default_config())}"
+        )
+    for key in ("in_channels", "base_channels", "num_units", "timesteps", "head_dim", "n_kv"):
+        if not isinstance(cfg[key], int) or cfg[key] < 1:
+            raise ConfigError(f"MedSpikeFormer option {key} must be a positive integer")
+    if cfg["attention"] not in ATTENTIONS:
+        raise ConfigError(f"unknown attention {cfg['attention']!r}; choose from {list(ATTENTIONS)}")
+    if cfg["spiking"] and cfg["attention"] == "softmax":
+        raise ConfigError(
+            "attention='softmax' is real-valued; use it with spiking=False (ANN twin)"
+        )
+    if not cfg["spiking"] and cfg["attention"] not in ("softmax", "none"):
+        raise ConfigError("the ANN twin (spiking=False) takes attention 'softmax' or 'none'")
+
+
+class MedSpikeFormer(nn.Module):
+    """Spike-driven encoder–decoder transformer for binary segmentation.
+
+    ``forward(x [B, C_in, H, W])`` → logits ``[B, 1, H, W]`` in eval mode, a
+    :class:`SegmentationOutput` (logits + stage logits) in training mode. H and W must be
+    multiples of ``size_divisor = 2^(num_units−1)``. See :func:`default_config` for the options;
+    ``spiking=False`` builds the ANN twin (ReLU instead of LIF, softmax attention, T = 1).
+    """
+
+    def __init__(self, **config: Any) -> None:
+        super().__init__()
+        cfg = default_config()
+        cfg.update(config)
+        if not cfg["spiking"]:
+            cfg["timesteps"] = 1  # an ANN sees the same frame at every step: one is enough
+        if isinstance(cfg["interactions"], str):
+            cfg["interactions"] = [cfg["interactions"]]
+        cfg["interactions"] = list(normalise_interactions(cfg["interactions"]))
+        _validate(cfg)
+        self.config = cfg
+        self.model_name = "medspikeformer" if cfg["spiking"] else "ann"
+        self.in_channels = cfg["in_channels"]
+        self.timesteps = cfg["timesteps"]
+        self.is_spiking = bool(cfg["spiking"])
+        self.size_divisor = 2 ** (cfg["num_units"] - 1)
+        neuron = {
+            "tau": cfg["tau"],
+            "v_threshold": cfg["v_threshold"],
+            "surrogate": cfg["surrogate"],
+            "alpha": cfg["alpha"],
+            "detach_reset": cfg["detach_reset"],
+            "compile": cfg["compile_neurons"],
+        }
+        spiking, sc = self.is_spiking, cfg["use_spike_conv"]
+        widths = [cfg["base_channels"] * 2**i for i in range(cfg["num_units"])]
+        self.widths = widths
+
+        def spike_conv(c_in: int, c_out: int, stride: int = 1) -> SpikeConv:
+            return SpikeConv(c_in, c_out, 3, stride, spiking, neuron)
+
+        def pointwise(c_in: int, c_out: int) -> SpikeConv:
+            return SpikeConv(c_in, c_out, 1, 1, spiking, neuron)
+
+        self.stem = ConvBN(cfg["in_channels"], widths[0], 3)
+        self.down = nn.ModuleList(
+            spike_conv(widths[i - 1], widths[i], stride=2) for i in range(1, len(widths))
+        )
+        # PE conv of units ≥ 2 (unit 1's PE conv is the stem).
+        self.pe_conv = nn.ModuleList(spike_conv(c, c) for c in widths[1:])
+        self.pe_sc = nn.ModuleList(spike_conv(c, c) if sc else nn.Identity() for c in widths)
+        self.attn = nn.ModuleList(self._attention(c, cfg, neuron) for c in widths)
+        outs = [widths[0], *widths[:-1]]  # decoder level i outputs the width of level i−1
+        self.dec = nn.ModuleList(
+            spike_conv(c, o) if sc else pointwise(c, o) for c, o in zip(widths, outs)
+        )
+        self.head = Head(widths[0], spiking, neuron)
+        self.stage_heads = nn.ModuleList(StageHead(c) for c in widths)
+
+    @staticmethod
+    def _attention(dim: int, cfg: dict[str, Any], neuron: dict) -> nn.Module:
+        kind = cfg["attention"]
+        if kind == "none":
+            return nn.Identity()
+        heads = cfg["num_heads"] or max(1, dim // cfg["head_dim"])
+        if kind == "sdsa":
+            return DecomposedSpikeAttention(dim, heads, cfg["interactions"], neuron)
+        if kind == "ssa":
+            return SpikingSelfAttention(dim, heads, neuron)
+        if kind == "sdt":
+            return SpikeDrivenAttention(dim, heads, neuron)
+        if kind == "qk":
+            return QKTokenAttention(dim, heads, neuron)
+        return SoftmaxAttention(dim, heads, cfg["n_kv"])
+
+    def check_input(self, x: torch.Tensor) -> None:
+        """Raise ``ConfigError`` unless ``x`` is ``[B, in_channels, H, W]`` with H, W divisible."""
+        if x.dim() != 4 or x.shape[1] != self.in_channels:
+            raise ConfigError(
+                f"{self.model_name}: expected input [B, {self.in_channels}, H, W], "
+                f"got {list(x.shape)}"
+            )
+        h, w = x.shape[-2:]
+        if h % self.size_divisor or w % self.size_divisor:
+            raise ConfigError(
+                f"{self.model_name}: input size {h}×{w} is not divisible by "
+                f"{self.size_divisor} (2^(num_units−1)); pad or resize the image"
+            )
+
+    def encode(self, x: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """Stage I. ``x [B, C_in, H, W]`` → (f_e^i, attention outputs), each ``[T, B, C_i, h, w]``.
+
+        Direct encoding: the stem conv+BN of the (constant) frame is computed once and
+        broadcast over T (``expand``, no copy) — identical to feeding the frame T times.
+        """
+        t = self.timesteps
+        f = self.stem(x).unsqueeze(0).expand(t, *x.shape[:1], -1, -1, -1)
+        feats, attns = [], []
+        for i in range(len(self.widths)):
+            if i > 0:
+                f = self.pe_conv[i - 1](self.down[i - 1](feats[-1]))
+            f = self.pe_sc[i](f)
+            a = self.attn[i](f)
+            f_e = f if isinstance(self.attn[i], nn.Identity) else a + f  # Eq. 10
+            feats.append(f_e)
+            attns.append(a)
+        return feats, attns
+
+    def decode(self, feats: list[torch.Tensor]) -> torch.Tensor:
+        """Stage II (Eq. 11) + head (Eq. 12): encoder features → logits ``[B, 1, H, W]``."""
+        f_s = self.dec[-1](feats[-1])
+        for i in range(len(feats) - 2, -1, -1):
+            f_s = self.dec[i](feats[i] + upsample2x(f_s))
+        return self.head(f_s)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor | SegmentationOutput:
+        self.check_input(x)
+        feats, _ = self.encode(x)
+        logits = self.decode(feats)
+        if not self.training:
+            return logits
+        stages = [head(f) for head, f in zip(self.stage_heads, feats)]
+        return SegmentationOutput(logits=logits, stage_logits=stages)
+
+    def forward_all(self, x: torch.Tensor) -> SegmentationOutput:
+        """Logits, stage logits and per-stage attention outputs (mean over T), in any mode."""
+        self.check_input(x)
+        feats, attns = self.encode(x)
+        logits = self.decode(feats)
+        stages = [head(f) for head, f in zip(self.stage_heads, feats)]
+        has_attn = self.config["attention"] != "none"
+        return SegmentationOutput(
+            logits=logits,
+            stage_logits=stages,
+            attention=[a.mean(0) for a in attns] if has_attn else None,
+        )
+
+
+def build_teacher(student: nn.Module) -> MedSpikeFormer:
+    """The ANN twin of a MedSpikeFormer: same widths/units/input, ReLU + softmax attention."""
+    cfg = getattr(student, "config", None)
+    if not isinstance(cfg, dict) or "base_channels" not in cfg or "num_units" not in cfg:
+        raise ConfigError(
+            f"build_teacher needs a MedSpikeFormer-family model, got {type(student).__name__}"
+        )
+    keep = ("in_channels", "base_channels", "num_units", "head_dim", "num_heads", "n_kv")
+    keep_sc = cfg.get("use_spike_conv", True)
+    attention = "none" if cfg.get("attention") == "none" else "softmax"
+    teacher = MedSpikeFormer(
+        **{k: cfg[k] for k in keep if k in cfg},
+        use_spike_conv=keep_sc,
+        spiking=False,
+        attention=attention,
+    )
+    teacher.model_name = "ann"
+    return teacher

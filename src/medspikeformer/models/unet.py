@@ -1,0 +1,72 @@
+"""MONAI U-Net baseline wrapped to follow the project's model contract."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from medspikeformer.errors import ConfigError
+from medspikeformer.models.output import SegmentationOutput
+
+
+def default_unet_config() -> dict[str, Any]:
+    """Default U-Net configuration: 5 levels, widths C·2^i, 2 residual units per level."""
+    return {"in_channels": 3, "base_channels": 16, "num_levels": 5, "num_res_units": 2}
+
+
+class UNetBaseline(nn.Module):
+    """``monai.networks.nets.UNet`` (2-D, one logit channel) with the MedSpikeFormer contract.
+
+    Eval → logits ``[B, 1, H, W]``; train → :class:`SegmentationOutput` with empty
+    ``stage_logits``. ``timesteps`` is accepted and ignored (an ANN), recorded as 1.
+    """
+
+    def __init__(self, **config: Any) -> None:
+        super().__init__()
+        from monai.networks.nets import UNet
+
+        config.pop("timesteps", None)
+        cfg = default_unet_config()
+        unknown = sorted(set(config) - set(cfg))
+        if unknown:
+            raise ConfigError(f"unknown unet option(s) {unknown}; known: {sorted(cfg)}")
+        cfg.update(config)
+        for key, value in cfg.items():
+            if not isinstance(value, int) or value < (0 if key == "num_res_units" else 1):
+                raise ConfigError(f"unet option {key} must be a positive integer")
+        if cfg["num_levels"] < 2:
+            raise ConfigError("unet option num_levels must be at least 2")
+        self.config = cfg
+        self.model_name = "unet"
+        self.in_channels = cfg["in_channels"]
+        self.timesteps = 1
+        self.is_spiking = False
+        self.size_divisor = 2 ** (cfg["num_levels"] - 1)
+        channels = tuple(cfg["base_channels"] * 2**i for i in range(cfg["num_levels"]))
+        self.net = UNet(
+            spatial_dims=2,
+            in_channels=cfg["in_channels"],
+            out_channels=1,
+            channels=channels,
+            strides=(2,) * (cfg["num_levels"] - 1),
+            num_res_units=cfg["num_res_units"],
+            norm="batch",
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor | SegmentationOutput:
+        if x.dim() != 4 or x.shape[1] != self.in_channels:
+            raise ConfigError(
+                f"unet: expected input [B, {self.in_channels}, H, W], got {list(x.shape)}"
+            )
+        h, w = x.shape[-2:]
+        if h % self.size_divisor or w % self.size_divisor:
+            raise ConfigError(f"unet: input size {h}×{w} is not divisible by {self.size_divisor}")
+        logits = self.net(x)
+        return SegmentationOutput(logits=logits) if self.training else logits
+
+    def forward_all(self, x: torch.Tensor) -> SegmentationOutput:
+        """Full output in any mode (no stage heads, no attention)."""
+        logits = self.forward(x)
+        return logits if isinstance(logits, SegmentationOutput) else SegmentationOutput(logits)

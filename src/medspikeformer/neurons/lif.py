@@ -1,0 +1,219 @@
+"""Multi-step leaky integrate-and-fire neuron (paper Eq. 1–3).
+
+Layout ``[T, B, ...]`` (time first, spikingjelly's multi-step mode). Per element and timestep:
+
+    U[t] = H[t-1] + X[t]                      (Eq. 1, charge; H[-1] = 0)
+    S[t] = Θ(U[t] − V_th),  Θ(0) = 1          (Eq. 2, fire)
+    H[t] = β (U[t] − V_th · S[t]),  β = 1 − 1/τ   (Eq. 3, soft reset then leak)
+
+With ``V_th = 1`` this is Eq. 3 literally; for other thresholds the soft reset subtracts ``V_th``
+(spikingjelly's ``v_reset=None``). It equals spikingjelly's
+``LIFNode(tau, decay_input=False, v_reset=None, step_mode='m')``; the leak is computed as
+``h − h/τ`` like spikingjelly so that spikes agree bit for bit.
+
+The time loop lives inside one ``torch.autograd.Function``: forward keeps only the membrane
+``U`` (one tensor the size of the input), backward runs the time recursion in reverse. No autograd
+graph of ``T`` small ops is built, which keeps training memory to one saved tensor per neuron layer.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from medspikeformer.errors import ConfigError
+from medspikeformer.neurons.surrogate import SurrogateGrad, get_surrogate
+
+log = logging.getLogger(__name__)
+
+
+def lif_forward_kernel(
+    x: torch.Tensor, tau: float, v_threshold: float, keep_membrane: bool
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Run Eq. 1–3 over time. ``x``: ``[T, ...]`` → spikes ``[T, ...]`` (0/1) and, if asked, ``U``.
+
+    ``U[t]`` is the membrane after charging and before firing (what the surrogate needs).
+    """
+    spikes = torch.empty_like(x)
+    membrane = torch.empty_like(x) if keep_membrane else None
+    h = torch.zeros_like(x[0])
+    for t in range(x.shape[0]):
+        u = h - h / tau + x[t]  # Eq. 1 with the leak β·H of Eq. 3 folded in
+        s = (u >= v_threshold).to(x.dtype)  # Eq. 2
+        spikes[t] = s
+        if membrane is not None:
+            membrane[t] = u
+        h = u - s * v_threshold  # soft reset (Eq. 3 before the leak)
+    return spikes, membrane
+
+
+def lif_backward_kernel(
+    grad_spikes: torch.Tensor,
+    membrane: torch.Tensor,
+    tau: float,
+    v_threshold: float,
+    alpha: float,
+    surrogate: SurrogateGrad,
+    detach_reset: bool,
+) -> torch.Tensor:
+    """Reverse-time recursion for dL/dX given dL/dS and the saved membrane ``U`` (``[T, ...]``).
+
+    dL/dU[t] = dL/dS[t]·σ'(U[t]−V_th) + dL/dH[t]·(1 − V_th·σ'(U[t]−V_th))  (reset term dropped
+    when ``detach_reset``), dL/dH[t−1] = β·dL/dU[t], dL/dX[t] = dL/dU[t].
+    """
+    grad_x = torch.empty_like(membrane)
+    grad_h = torch.zeros_like(membrane[0])
+    for t in range(membrane.shape[0] - 1, -1, -1):
+        sg = surrogate(membrane[t] - v_threshold, alpha)
+        if detach_reset:
+            grad_u = grad_spikes[t] * sg + grad_h
+        else:
+            grad_u = grad_spikes[t] * sg + grad_h * (1 - v_threshold * sg)
+        grad_x[t] = grad_u
+        grad_h = grad_u - grad_u / tau
+    return grad_x
+
+
+class _Kernels:
+    """Eager kernels, optionally replaced by ``torch.compile``d versions (same maths)."""
+
+    def __init__(self, compile: bool) -> None:
+        self.forward: Callable = lif_forward_kernel
+        self.backward: Callable = lif_backward_kernel
+        self.compiled = False
+        if compile:
+            try:
+                self.forward = torch.compile(lif_forward_kernel, dynamic=True)
+                self.backward = torch.compile(lif_backward_kernel, dynamic=True)
+                self.compiled = True
+            except Exception as exc:  # pragma: no cover - depends on the platform
+                log.warning("torch.compile unavailable for LIF (%s); using eager kernels", exc)
+
+    def run_forward(self, *args):
+        if self.compiled:
+            try:
+                return self.forward(*args)
+            except Exception as exc:  # pragma: no cover - depends on the platform
+                log.warning("compiled LIF forward failed (%s); falling back to eager", exc)
+                self.compiled = False
+                self.forward, self.backward = lif_forward_kernel, lif_backward_kernel
+        return lif_forward_kernel(*args)
+
+    def run_backward(self, *args):
+        if self.compiled:
+            try:
+                return self.backward(*args)
+            except Exception as exc:  # pragma: no cover - depends on the platform
+                log.warning("compiled LIF backward failed (%s); falling back to eager", exc)
+                self.compiled = False
+                self.forward, self.backward = lif_forward_kernel, lif_backward_kernel
+        return lif_backward_kernel(*args)
+
+
+_EAGER = _Kernels(compile=False)
+
+
+class LIFFunction(torch.autograd.Function):
+    """Autograd function for the multi-step LIF; saves only the membrane ``U``."""
+
+    @staticmethod
+    def forward(ctx, x, tau, v_threshold, alpha, surrogate, detach_reset, kernels):
+        spikes, membrane = kernels.run_forward(x, tau, v_threshold, True)
+        ctx.save_for_backward(membrane)
+        ctx.params = (tau, v_threshold, alpha, surrogate, detach_reset, kernels)
+        return spikes
+
+    @staticmethod
+    def backward(ctx, grad_spikes):
+        (membrane,) = ctx.saved_tensors
+        tau, v_threshold, alpha, surrogate, detach_reset, kernels = ctx.params
+        grad_x = kernels.run_backward(
+            grad_spikes.contiguous(), membrane, tau, v_threshold, alpha, surrogate, detach_reset
+        )
+        return grad_x, None, None, None, None, None, None
+
+
+def lif_multistep(
+    x: torch.Tensor,
+    tau: float = 2.0,
+    v_threshold: float = 1.0,
+    surrogate: str = "atan",
+    alpha: float | None = None,
+    detach_reset: bool = False,
+) -> torch.Tensor:
+    """Functional multi-step LIF: ``x [T, ...]`` → spikes ``[T, ...]`` (Eq. 1–3), fresh state."""
+    grad_fn, default_alpha = get_surrogate(surrogate)
+    a = default_alpha if alpha is None else float(alpha)
+    if torch.is_grad_enabled() and x.requires_grad:
+        return LIFFunction.apply(x, tau, v_threshold, a, grad_fn, detach_reset, _EAGER)
+    return lif_forward_kernel(x, tau, v_threshold, False)[0]
+
+
+class LIFNeuron(nn.Module):
+    """Multi-step LIF neuron layer (Eq. 1–3); input ``[T, B, ...]`` → float spikes, same shape.
+
+    Args:
+        tau: membrane time constant τ > 1; leak β = 1 − 1/τ.
+        v_threshold: firing threshold V_th.
+        surrogate: ``"atan"`` (default, α = 2) or ``"sigmoid"`` (α = 4).
+        alpha: surrogate sharpness; ``None`` → the surrogate's default.
+        detach_reset: stop the gradient through the reset term V_th·S.
+        compile: run the time loops through ``torch.compile`` (same results; eager fallback).
+
+    The state starts at zero on every call: nothing is carried between batches.
+    """
+
+    def __init__(
+        self,
+        tau: float = 2.0,
+        v_threshold: float = 1.0,
+        surrogate: str = "atan",
+        alpha: float | None = None,
+        detach_reset: bool = False,
+        compile: bool = False,
+    ) -> None:
+        super().__init__()
+        if not tau > 1.0:
+            raise ConfigError(f"LIF tau must be > 1 (got {tau})")
+        grad_fn, default_alpha = get_surrogate(surrogate)
+        self.tau = float(tau)
+        self.v_threshold = float(v_threshold)
+        self.surrogate = surrogate
+        self.alpha = default_alpha if alpha is None else float(alpha)
+        self.detach_reset = bool(detach_reset)
+        self._grad_fn = grad_fn
+        self._kernels = _Kernels(compile) if compile else _EAGER
+
+    @property
+    def beta(self) -> float:
+        """Membrane leak β = 1 − 1/τ of Eq. 3."""
+        return 1.0 - 1.0 / self.tau
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.is_grad_enabled() and x.requires_grad:
+            return LIFFunction.apply(
+                x,
+                self.tau,
+                self.v_threshold,
+                self.alpha,
+                self._grad_fn,
+                self.detach_reset,
+                self._kernels,
+            )
+        return self._kernels.run_forward(x, self.tau, self.v_threshold, False)[0]
+
+    def extra_repr(self) -> str:
+        return (
+            f"tau={self.tau}, v_threshold={self.v_threshold}, surrogate={self.surrogate}, "
+            f"alpha={self.alpha}, detach_reset={self.detach_reset}"
+        )
+
+
+class ANNActivation(nn.Module):
+    """Real-valued stand-in for :class:`LIFNeuron` in the ANN twin: ReLU, any layout."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(x)
