@@ -79,6 +79,7 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
         raise CheckpointError(f"{path}: cannot write there ({exc.strerror or exc})") from exc
     try:
         with os.fdopen(fd, "wb") as fh:
+            os.fchmod(fh.fileno(), 0o644)  # mkstemp creates 0600; checkpoints are shareable files
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())

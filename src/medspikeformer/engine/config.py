@@ -1,0 +1,511 @@
+"""Typed training configuration: dataclasses loaded from YAML and overridden from the command line.
+
+Resolution order (later wins)::
+
+    dataclass defaults  <  --config FILE  <  --recipe NAME|FILE  <  common flags  <  --set key=value
+
+A *recipe* is a partial config (same schema) merged over the dataset config, e.g.
+``configs/recipes/cpu-quick.yaml``. Values given as strings on the command line are parsed as YAML
+scalars (``--set optim.lr=3e-4``, ``--set teacher.align.stages=[1,2,3]``) and coerced to the field's
+type. See ``docs/training.md`` for the full reference.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Union
+
+import yaml
+
+from medspikeformer.errors import ConfigError
+
+__all__ = [
+    "AlignConfig",
+    "DataConfig",
+    "ModelConfig",
+    "OptimConfig",
+    "SchedulerConfig",
+    "TeacherConfig",
+    "TrainConfig",
+    "TrainLoopConfig",
+    "config_from_dict",
+    "config_to_dict",
+    "find_config_file",
+    "load_config",
+    "merge_dicts",
+    "parse_set_option",
+    "validate_config",
+]
+
+#: Where ``configs/`` lives in a source checkout (editable installs resolve here too).
+CONFIG_DIR = Path(__file__).resolve().parents[3] / "configs"
+
+
+@dataclass
+class ModelConfig:
+    """Which registered model, plus keyword overrides passed to ``create_model(name, **options)``.
+
+    In YAML every key other than ``name`` is an option: ``model: {name: medspikeformer, timesteps: 4}``.
+    """
+
+    name: str = "medspikeformer"
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class DataConfig:
+    """Arguments of ``medspikeformer.data.build_dataset``.
+
+    ``split_spec`` is handed to the data layer unchanged (e.g. a split file or fractions); the
+    dataset's own default split is used when it is null. ``options`` are dataset-specific keywords.
+    """
+
+    dataset: str = "synthetic"
+    root: str | None = None
+    size: int = 256
+    split_spec: Any = None
+    augment: str | None = "paper"
+    in_channels: int | None = None
+    cache_dir: str | None = None
+    num_workers: int = 0
+    train_split: str = "train"
+    val_split: str = "val"
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class OptimConfig:
+    """Optimiser of the student (and, with the same settings, of a joint teacher)."""
+
+    name: str = "adam"
+    lr: float = 1e-4
+    weight_decay: float = 1e-5
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    grad_clip: float | None = None
+
+
+@dataclass
+class SchedulerConfig:
+    """Learning-rate schedule. ``plateau`` = ReduceLROnPlateau on ``monitor`` (``val_loss`` or
+    ``val_miou``), stepped once per epoch; ``cosine`` = cosine annealing over the epochs; ``none``."""
+
+    name: str = "plateau"
+    monitor: str = "val_loss"
+    factor: float = 0.5
+    patience: int = 30
+    min_lr: float = 0.0
+
+
+@dataclass
+class AlignConfig:
+    """Distribution alignment between student and teacher stage masks (DESIGN.md, Sec. 3.3).
+
+    ``stages``: 0-based encoder-unit indices to align (null = all). ``kl``: ``bernoulli`` (default,
+    minimum at p = q) or ``paper`` (the literal Ô_s log(Ô_s/Ô_a)). ``weight``: λ_align.
+    """
+
+    weight: float = 1.0
+    stages: list[int] | None = None
+    kl: str = "bernoulli"
+    use_kl: bool = True
+    use_l2: bool = True
+
+
+@dataclass
+class TeacherConfig:
+    """``mode``: ``auto`` (joint for the medspikeformer family, none otherwise), ``joint``, ``none``
+    or the path of a checkpoint of the ANN twin (frozen). ``lr``: joint teacher's learning rate
+    (null = the student's). ``stage_supervision``: weight of the joint teacher's deep supervision
+    of its stage mask heads (BCE + Dice against the mask resized to each stage) — without it those
+    heads, whose maps are the alignment targets, would never be trained."""
+
+    mode: str = "auto"
+    lr: float | None = None
+    stage_supervision: float = 1.0
+    align: AlignConfig = field(default_factory=AlignConfig)
+
+
+@dataclass
+class TrainLoopConfig:
+    """Loop settings. ``early_stopping``: epochs without a val-mIoU improvement before stopping
+    (0 = off). ``nan_policy``: ``stop`` (raise NumericalError) or ``skip`` (skip the step, count it).
+    ``precision``: ``auto`` (bf16 autocast on CUDA, fp32 elsewhere), ``bf16`` or ``fp32``.
+    ``stage_supervision``: weight of deep supervision of the trained model's own stage heads (0 in
+    the paper recipe; set 1 when training an ``ann`` model to be used later as a frozen teacher)."""
+
+    epochs: int = 200
+    batch_size: int = 8
+    val_batch_size: int | None = None
+    seed: int = 41
+    device: str = "auto"
+    precision: str = "auto"
+    compile: bool = False
+    deterministic: bool = False
+    early_stopping: int = 0
+    nan_policy: str = "stop"
+    threshold: float = 0.5
+    stage_supervision: float = 0.0
+    progress: bool = True
+
+
+@dataclass
+class TrainConfig:
+    """The whole, resolved training configuration (saved as ``config.yaml`` in the run directory)."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
+    teacher: TeacherConfig = field(default_factory=TeacherConfig)
+    train: TrainLoopConfig = field(default_factory=TrainLoopConfig)
+    out: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return config_to_dict(self)
+
+
+# ----------------------------------------------------------------------------- dict <-> dataclass
+
+
+def merge_dicts(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
+    """Recursive merge: mappings merge key by key, anything else in ``update`` replaces."""
+    out = dict(base)
+    for key, value in update.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = merge_dicts(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _model_section_to_dict(section: Mapping[str, Any]) -> dict[str, Any]:
+    """YAML ``model:`` (flat: name + options) → ModelConfig fields."""
+    section = dict(section)
+    options = dict(section.pop("options", None) or {})
+    name = section.pop("name", ModelConfig.name)
+    options.update(section)
+    return {"name": name, "options": options}
+
+
+def _strip_optional(tp: Any) -> tuple[Any, bool]:
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(args) == 1:
+            return args[0], True
+        return tp, True
+    return tp, False
+
+
+def _coerce(value: Any, tp: Any, where: str) -> Any:
+    """Convert ``value`` to the annotated type ``tp`` (str → number/bool where unambiguous)."""
+    inner, optional = _strip_optional(tp)
+    if value is None:
+        if optional or inner is Any:
+            return None
+        raise ConfigError(f"config value {where} must not be null")
+    if inner is Any:
+        return value
+    if dataclasses.is_dataclass(inner):
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"config section {where} must be a mapping, got {value!r}")
+        return _build(inner, value, where)
+    origin = typing.get_origin(inner)
+    if origin is dict:
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"config value {where} must be a mapping, got {value!r}")
+        return dict(value)
+    if origin is list:
+        (item_tp,) = typing.get_args(inner) or (Any,)
+        if isinstance(value, str):
+            value = yaml.safe_load(value)
+        if isinstance(value, tuple):
+            value = list(value)
+        if not isinstance(value, list):
+            raise ConfigError(f"config value {where} must be a list, got {value!r}")
+        return [_coerce(v, item_tp, f"{where}[{i}]") for i, v in enumerate(value)]
+    if inner is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in (
+            "true",
+            "yes",
+            "on",
+            "1",
+            "false",
+            "no",
+            "off",
+            "0",
+        ):
+            return value.lower() in ("true", "yes", "on", "1")
+        raise ConfigError(f"config value {where} must be true/false, got {value!r}")
+    if inner is int:
+        if isinstance(value, bool):
+            raise ConfigError(f"config value {where} must be an integer, got {value!r}")
+        if isinstance(value, int):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, str):
+            try:
+                return int(value)
+            except ValueError:
+                pass
+        raise ConfigError(f"config value {where} must be an integer, got {value!r}")
+    if inner is float:
+        if isinstance(value, bool):
+            raise ConfigError(f"config value {where} must be a number, got {value!r}")
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"config value {where} must be a number, got {value!r}") from None
+    if inner is str:
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+        raise ConfigError(f"config value {where} must be a string, got {value!r}")
+    return value
+
+
+def _build(cls: type, data: Mapping[str, Any], where: str) -> Any:
+    if cls is ModelConfig:
+        data = _model_section_to_dict(data)
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        prefix = f"{where}." if where else ""
+        raise ConfigError(
+            f"unknown config key {prefix}{unknown[0]} (known in {where or 'top level'}: "
+            f"{', '.join(sorted(names))})"
+        )
+    kwargs = {}
+    for key, value in data.items():
+        kwargs[key] = _coerce(value, hints[key], f"{where}.{key}" if where else key)
+    return cls(**kwargs)
+
+
+def config_from_dict(data: Mapping[str, Any] | None) -> TrainConfig:
+    """Build a TrainConfig from a (possibly partial) nested dict; unknown keys → ConfigError."""
+    return _build(TrainConfig, dict(data or {}), "")
+
+
+def config_to_dict(config: TrainConfig) -> dict[str, Any]:
+    """Plain nested dict (YAML/JSON-serialisable); the model section is written flat."""
+    data = dataclasses.asdict(config)
+    model = data.pop("model")
+    data = {"model": {"name": model["name"], **model["options"]}, **data}
+    return data
+
+
+# ----------------------------------------------------------------------------- files and overrides
+
+
+def find_config_file(name_or_path: str | Path, kind: str = "config") -> Path:
+    """Resolve ``kvasir`` / ``kvasir.yaml`` / a path (``kind='recipe'`` looks in configs/recipes)."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    sub = CONFIG_DIR / "recipes" if kind == "recipe" else CONFIG_DIR
+    for base in (sub, Path.cwd() / "configs" / ("recipes" if kind == "recipe" else "")):
+        for candidate in (base / path.name, base / f"{path.name}.yaml"):
+            if candidate.is_file():
+                return candidate
+    known = sorted(p.stem for p in sub.glob("*.yaml")) if sub.is_dir() else []
+    raise ConfigError(
+        f"{name_or_path}: {kind} file not found (known {kind}s: {', '.join(known) or 'none'})"
+    )
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML mapping; a missing/malformed file → ConfigError naming it."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config ({exc.strerror or exc})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        line = getattr(getattr(exc, "problem_mark", None), "line", None)
+        where = f" at line {line + 1}" if line is not None else ""
+        raise ConfigError(f"{path}: malformed YAML{where}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a config must be a YAML mapping, got {type(data).__name__}")
+    return data
+
+
+def parse_set_option(text: str) -> dict[str, Any]:
+    """``'optim.lr=3e-4'`` → ``{"optim": {"lr": 3e-4}}`` (the value is parsed as a YAML scalar)."""
+    if "=" not in text:
+        raise ConfigError(f"--set {text!r}: expected key.sub=value")
+    key, raw = text.split("=", 1)
+    key = key.strip()
+    if not key or any(not part for part in key.split(".")):
+        raise ConfigError(f"--set {text!r}: empty key")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        value = raw
+    # YAML 1.1 reads 1e-4 as a string; numbers are coerced by field type later.
+    out: dict[str, Any] = {}
+    node = out
+    parts = key.split(".")
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+    node[parts[-1]] = value
+    return out
+
+
+def load_config(
+    config: str | Path | None = None,
+    *,
+    recipe: str | Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    sets: Iterable[str] = (),
+) -> TrainConfig:
+    """Resolve a TrainConfig: defaults < config file < recipe < ``overrides`` (nested dict) < sets."""
+    data: dict[str, Any] = {}
+    if config is not None:
+        data = merge_dicts(data, read_yaml(find_config_file(config, "config")))
+    if recipe is not None:
+        data = merge_dicts(data, read_yaml(find_config_file(recipe, "recipe")))
+    if overrides:
+        data = merge_dicts(data, overrides)
+    for text in sets:
+        data = merge_dicts(data, parse_set_option(text))
+    # A flat ``model`` section (name + options) must merge option by option.
+    return config_from_dict(data)
+
+
+def save_config(config: TrainConfig, path: str | Path) -> None:
+    """Write the resolved config as YAML (atomic)."""
+    from medspikeformer.engine.checkpoint import atomic_write_bytes
+
+    text = yaml.safe_dump(config_to_dict(config), sort_keys=False)
+    atomic_write_bytes(path, text.encode())
+
+
+# ----------------------------------------------------------------------------- validation
+
+_SCHEDULERS = ("plateau", "cosine", "none")
+_MONITORS = ("val_loss", "val_miou")
+_PRECISIONS = ("auto", "bf16", "fp32")
+_NAN_POLICIES = ("stop", "skip")
+_KL_FORMS = ("bernoulli", "paper")
+_OPTIMS = ("adam", "adamw", "sgd")
+
+
+def _choice(value: str, choices: tuple[str, ...], where: str) -> None:
+    if value not in choices:
+        raise ConfigError(f"config value {where}={value!r} is not one of {', '.join(choices)}")
+
+
+def validate_config(config: TrainConfig, *, check_model: bool = True) -> None:
+    """Check values that the dataclass types cannot (ranges, choices, model/size compatibility).
+
+    With ``check_model`` the model is looked up in the registry, built once on CPU and the training
+    size is checked against its ``size_divisor``.
+    """
+    t = config.train
+    if t.epochs < 1:
+        raise ConfigError(f"config value train.epochs={t.epochs} must be at least 1")
+    if t.batch_size < 1:
+        raise ConfigError(f"config value train.batch_size={t.batch_size} must be at least 1")
+    if t.val_batch_size is not None and t.val_batch_size < 1:
+        raise ConfigError(
+            f"config value train.val_batch_size={t.val_batch_size} must be at least 1"
+        )
+    if t.early_stopping < 0:
+        raise ConfigError(f"config value train.early_stopping={t.early_stopping} must be >= 0")
+    if not 0.0 < t.threshold < 1.0:
+        raise ConfigError(f"config value train.threshold={t.threshold} must be in (0, 1)")
+    _choice(t.precision, _PRECISIONS, "train.precision")
+    _choice(t.nan_policy, _NAN_POLICIES, "train.nan_policy")
+    if t.device != "auto" and not (
+        t.device in ("cpu", "cuda", "mps") or t.device.startswith("cuda:")
+    ):
+        raise ConfigError(
+            f"config value train.device={t.device!r} is not auto, cpu, cuda[:N] or mps"
+        )
+    o = config.optim
+    _choice(o.name, _OPTIMS, "optim.name")
+    if o.lr <= 0:
+        raise ConfigError(f"config value optim.lr={o.lr} must be positive")
+    if o.weight_decay < 0:
+        raise ConfigError(f"config value optim.weight_decay={o.weight_decay} must be >= 0")
+    if len(o.betas) != 2:
+        raise ConfigError(f"config value optim.betas={o.betas} must hold two numbers")
+    if o.grad_clip is not None and o.grad_clip <= 0:
+        raise ConfigError(f"config value optim.grad_clip={o.grad_clip} must be positive or null")
+    s = config.scheduler
+    _choice(s.name, _SCHEDULERS, "scheduler.name")
+    _choice(s.monitor, _MONITORS, "scheduler.monitor")
+    if not 0.0 < s.factor < 1.0:
+        raise ConfigError(f"config value scheduler.factor={s.factor} must be in (0, 1)")
+    if s.patience < 0:
+        raise ConfigError(f"config value scheduler.patience={s.patience} must be >= 0")
+    a = config.teacher.align
+    _choice(a.kl, _KL_FORMS, "teacher.align.kl")
+    if a.weight < 0:
+        raise ConfigError(f"config value teacher.align.weight={a.weight} must be >= 0")
+    if config.teacher.stage_supervision < 0 or t.stage_supervision < 0:
+        raise ConfigError(
+            "config values teacher.stage_supervision and train.stage_supervision must be >= 0"
+        )
+    if config.teacher.lr is not None and config.teacher.lr <= 0:
+        raise ConfigError(f"config value teacher.lr={config.teacher.lr} must be positive")
+    mode = config.teacher.mode
+    if mode not in ("auto", "joint", "none") and not Path(mode).is_file():
+        raise ConfigError(
+            f"config value teacher.mode={mode!r}: not auto, joint, none or an existing checkpoint file"
+        )
+    d = config.data
+    if d.size < 8:
+        raise ConfigError(f"config value data.size={d.size} is too small (at least 8)")
+    if d.num_workers < 0:
+        raise ConfigError(f"config value data.num_workers={d.num_workers} must be >= 0")
+    if d.in_channels is not None and d.in_channels not in (1, 3):
+        raise ConfigError(f"config value data.in_channels={d.in_channels} must be 1 or 3")
+    _check_dataset_name(d.dataset)
+    if check_model:
+        model = build_model_from_config(config)
+        divisor = int(getattr(model, "size_divisor", 1))
+        if d.size % divisor:
+            raise ConfigError(
+                f"config value data.size={d.size} is not divisible by {divisor}, which model "
+                f"{config.model.name!r} needs (size_divisor); use e.g. {max(divisor, d.size // divisor * divisor)}"
+            )
+
+
+def _check_dataset_name(name: str) -> None:
+    from medspikeformer import data as data_module
+
+    lister = getattr(data_module, "list_datasets", None)
+    if lister is None:
+        return
+    known = list(lister())
+    if name not in known:
+        raise ConfigError(f"unknown dataset {name!r} (known: {', '.join(sorted(known))})")
+
+
+def build_model_from_config(config: TrainConfig, **extra: Any):
+    """``create_model(config.model.name, **config.model.options)``; unknown name → ConfigError."""
+    from medspikeformer import create_model
+
+    options = dict(config.model.options)
+    if config.data.in_channels is not None:
+        options.setdefault("in_channels", config.data.in_channels)
+    options.update(extra)
+    try:
+        return create_model(config.model.name, **options)
+    except TypeError as exc:
+        raise ConfigError(
+            f"model {config.model.name!r} does not accept the options {sorted(options)}: {exc}"
+        ) from None

@@ -1,0 +1,205 @@
+"""The run directory: lock file, writability check, versions, git commit and the metrics CSV.
+
+Layout (see docs/training.md)::
+
+    RUN_DIR/
+      .lock            PID + host of the process writing here (removed at exit)
+      config.yaml      the resolved TrainConfig
+      split.json       the dataset split actually used
+      versions.json    python, torch, numpy, package, platform, CUDA, git commit
+      metrics.csv      one row per epoch (every loss term, val metrics, lr, time)
+      best.pt          best val mIoU (student only)
+      last.pt          end of the latest epoch, plus everything --resume needs
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+import warnings
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from medspikeformer.engine.checkpoint import atomic_write_bytes
+from medspikeformer.errors import ConfigError
+
+LOCK_NAME = ".lock"
+
+__all__ = [
+    "RunLock",
+    "collect_versions",
+    "ensure_writable_dir",
+    "git_commit",
+    "write_json",
+    "write_metrics_csv",
+]
+
+
+def ensure_writable_dir(path: str | os.PathLike[str]) -> Path:
+    """Create ``path`` if needed and prove it is writable; otherwise ConfigError naming it."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"{path}: output path exists and is not a directory")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigError(
+            f"{path}: output directory is not writable ({exc.strerror or exc})"
+        ) from None
+    return path
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+class RunLock:
+    """Exclusive lock on a run directory: ``RUN_DIR/.lock`` holding ``{"pid", "host"}``.
+
+    Created with ``O_CREAT | O_EXCL`` (atomic). A lock whose PID no longer runs on this host is
+    stale and is taken over with a warning; a live one → ConfigError naming the PID.
+    Usable as a context manager.
+    """
+
+    def __init__(self, run_dir: str | os.PathLike[str]):
+        self.path = Path(run_dir) / LOCK_NAME
+        self.held = False
+
+    def acquire(self) -> RunLock:
+        info = json.dumps({"pid": os.getpid(), "host": socket.gethostname()}).encode()
+        for _ in range(2):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                owner = self._read_owner()
+                pid, host = owner.get("pid", -1), owner.get("host")
+                same_host = host in (None, socket.gethostname())
+                if pid == os.getpid():
+                    raise ConfigError(
+                        f"{self.path.parent}: run directory is already locked by this process"
+                    ) from None
+                if same_host and not _pid_alive(int(pid)):
+                    warnings.warn(
+                        f"{self.path}: removing stale lock of process {pid} (no longer running)",
+                        stacklevel=2,
+                    )
+                    self.path.unlink(missing_ok=True)
+                    continue
+                raise ConfigError(
+                    f"{self.path.parent}: run directory is in use by process {pid} on {host} "
+                    f"(lock file {self.path}); wait for it, or delete the lock if that run is dead"
+                ) from None
+            except OSError as exc:
+                raise ConfigError(
+                    f"{self.path.parent}: cannot create lock file ({exc.strerror or exc})"
+                ) from None
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(info)
+            self.held = True
+            return self
+        raise ConfigError(f"{self.path}: could not take the run-directory lock")
+
+    def _read_owner(self) -> dict[str, Any]:
+        try:
+            data = json.loads(self.path.read_text() or "{}")
+            return data if isinstance(data, dict) else {}
+        except (OSError, ValueError):
+            return {}
+
+    def release(self) -> None:
+        if self.held:
+            owner = self._read_owner()
+            if owner.get("pid") == os.getpid():
+                self.path.unlink(missing_ok=True)
+            self.held = False
+
+    def __enter__(self) -> RunLock:
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def git_commit(start: str | os.PathLike[str] | None = None) -> dict[str, Any] | None:
+    """``{"commit", "dirty"}`` of the git checkout holding the package, or None when unavailable."""
+    where = Path(start) if start else Path(__file__).resolve().parent
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True, timeout=10
+        )
+        if commit.returncode != 0:
+            return None
+        status = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=where,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return {"commit": commit.stdout.strip(), "dirty": bool(status.stdout.strip())}
+
+
+def collect_versions() -> dict[str, Any]:
+    """Versions of python, torch, numpy, the package (and CUDA/cuDNN where present)."""
+    import numpy
+    import torch
+
+    from medspikeformer import __version__
+
+    info: dict[str, Any] = {
+        "python": sys.version.split()[0],
+        "torch": torch.__version__,
+        "numpy": numpy.__version__,
+        "medspikeformer": __version__,
+        "platform": platform.platform(),
+        "cuda": torch.version.cuda,
+        "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
+    }
+    try:
+        import monai
+
+        info["monai"] = monai.__version__
+    except ImportError:  # pragma: no cover - monai is a dependency
+        pass
+    info["git"] = git_commit()
+    return info
+
+
+def write_json(path: str | os.PathLike[str], data: Any) -> None:
+    """Atomic JSON write."""
+    atomic_write_bytes(path, (json.dumps(data, indent=2, sort_keys=False) + "\n").encode())
+
+
+def write_metrics_csv(path: str | os.PathLike[str], rows: Sequence[Mapping[str, Any]]) -> None:
+    """Rewrite the per-epoch metrics CSV from the full history (atomic; columns = union of keys)."""
+    columns: list[str] = []
+    for row in rows:
+        for key in row:
+            if key not in columns:
+                columns.append(key)
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: row.get(k, "") for k in columns})
+    atomic_write_bytes(path, buffer.getvalue().encode())
