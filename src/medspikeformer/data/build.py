@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -97,7 +98,7 @@ def build_dataset(
         "root": str(source.root) if source.root is not None else None,
         "spec": spec,
         "seed": seed,
-        "options": source.cache_options(),
+        "options": json.loads(json.dumps(source.opts, default=str)),
         "ids": split_ids,
     }
     ds = SegmentationDataset(

@@ -9,7 +9,8 @@ Normalisation (``to_model_input``), used by every dataset and by ``predict``:
   when ``in_channels == 1``.
 
 Decoding: JPEG/PNG/BMP through Pillow (which reports truncated files instead of returning a
-half-grey image), TIFF through tifffile. 16-bit images are scaled to 8 bit by ``v * 255 / 65535``
+half-grey image), TIFF through tifffile (Pillow when tifffile lacks the optional ``imagecodecs``
+for a compression such as MoNuSeg's LZW). 16-bit images are scaled to 8 bit by ``v * 255 / 65535``
 (rounded); RGBA drops alpha; palette and other modes are converted to RGB; float images are
 refused (their value range is unknown).
 """
@@ -75,7 +76,17 @@ def read_image(path: str | Path) -> np.ndarray:
         if suffix in (".tif", ".tiff"):
             import tifffile
 
-            arr = tifffile.imread(str(path))
+            try:
+                arr = tifffile.imread(str(path))
+            except ValueError as exc:
+                # compressed TIFF (e.g. LZW) needs the optional imagecodecs package: Pillow reads it
+                if "imagecodecs" not in str(exc):
+                    raise
+                from PIL import Image
+
+                with Image.open(path) as im:
+                    im.load()
+                    arr = np.asarray(im if im.mode in ("L", "RGB", "I;16") else im.convert("RGB"))
             if arr.ndim == 3 and arr.shape[-1] > 4 and arr.shape[0] > 4:
                 arr = arr[0]  # multi-page stack: first page
         else:

@@ -113,6 +113,11 @@ def make_split(
                 "(use split_spec='paper', a ratio like '70/10/20', or a split file)"
             )
         out = {k: sorted(i for i in ids if part_of[i] == k) for k in ("train", "val", "test")}
+        if not out["train"] or not out["test"]:
+            raise ConfigError(
+                f"dataset {dataset!r}: the official split needs both a training and a test part "
+                "at this root"
+            )
         if not out["val"]:
             out["val"] = out["test"]
         return out, spec_s

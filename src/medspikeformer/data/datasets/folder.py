@@ -1,0 +1,89 @@
+"""Generic layout: ``<root>/images/<stem>.<ext>`` + ``<root>/masks/<stem><mask_suffix>.<mask_ext>``.
+
+Options: ``image_dir`` ("images"), ``mask_dir`` ("masks"), ``mask_suffix`` ("", e.g. "_mask" or
+"_segmentation"), ``mask_ext`` (None = the image's extension, then .png/.jpg/.bmp/.tif),
+``threshold`` (127: mask grey value > threshold is foreground; 0/1 masks are recognised). If the
+root holds ``train/`` and ``test/`` (and optionally ``val/``) sub-folders each in this layout, they
+form the official split.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from medspikeformer.errors import DataError
+
+from ..base import DatasetSource, Sample, ScanResult
+from ..io import IMAGE_EXTENSIONS, read_image, read_mask
+from ..registry import register_dataset
+from ._common import list_images, pair_by_name
+
+_PARTS = ("train", "val", "test")
+
+
+@register_dataset
+class FolderSource(DatasetSource):
+    name: ClassVar[str] = "folder"
+    has_official_split: ClassVar[bool] = True
+    options: ClassVar[dict[str, Any]] = {
+        "image_dir": "images",
+        "mask_dir": "masks",
+        "mask_suffix": "",
+        "mask_ext": None,
+        "threshold": 127,
+    }
+
+    def _parts(self, root: Path) -> list[tuple[Path, str | None]]:
+        i, m = self.opts["image_dir"], self.opts["mask_dir"]
+        if (root / i).is_dir() and (root / m).is_dir():
+            return [(root, None)]
+        parts = [
+            (root / p, p) for p in _PARTS if (root / p / i).is_dir() and (root / p / m).is_dir()
+        ]
+        return parts
+
+    def resolve_root(self, root: Path) -> Path:
+        if not self._parts(root):
+            i, m = self.opts["image_dir"], self.opts["mask_dir"]
+            raise DataError(
+                f"{root}: expected {i}/ and {m}/ folders (or train/ and test/ holding them)"
+            )
+        return root
+
+    def _mask_names(self, img: Path) -> list[str]:
+        suffix = self.opts["mask_suffix"]
+        ext = self.opts["mask_ext"]
+        if ext:
+            ext = ext if ext.startswith(".") else "." + ext
+            return [img.stem + suffix + ext]
+        exts = [img.suffix] + [
+            e
+            for e in (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif")
+            if e != img.suffix.lower()
+        ]
+        return [img.stem + suffix + e for e in exts]
+
+    def scan(self) -> ScanResult:
+        problems: list[str] = []
+        samples: list[Sample] = []
+        parts = self._parts(self.root)
+        for base, part in parts:
+            images = list_images(base / self.opts["image_dir"])
+            masks = list_images(base / self.opts["mask_dir"], (*IMAGE_EXTENSIONS, ".gif"))
+            prefix = f"{part}/" if part and len(parts) > 1 else ""
+            samples += pair_by_name(
+                images,
+                masks,
+                self._mask_names,
+                problems,
+                base / self.opts["mask_dir"],
+                part,
+                prefix,
+            )
+        return ScanResult(samples, problems)
+
+    def load(self, sample: Sample) -> tuple[np.ndarray, np.ndarray]:
+        return read_image(sample.image), read_mask(sample.masks[0], self.opts["threshold"])
