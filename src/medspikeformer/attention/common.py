@@ -56,16 +56,29 @@ class SpikeQKV(nn.Module):
 
 
 class OutProjection(nn.Module):
-    """(optional LIF) → 1×1 conv (C_in → C) → BN; ``[T·B, C_in, H, W]`` → ``[T, B, C, H, W]``."""
+    """(BN → LIF) → 1×1 conv (C_in → C) → BN; ``[T·B, C_in, H, W]`` → ``[T, B, C, H, W]``.
+
+    With ``neuron`` given, the (scaled) attention map is first normalised by a BatchNorm over its
+    C_in channels and turned into spikes, so the projection sees spikes only. The BN sets the
+    operating point of the LIF (at inference it folds into the threshold); the fixed 1/(N·√d)
+    scale before it keeps its statistics independent of the token count N.
+    """
 
     def __init__(self, in_dim: int, dim: int, neuron: dict | None) -> None:
         super().__init__()
+        self.norm = nn.BatchNorm2d(in_dim) if neuron is not None else None
         self.lif = LIFNeuron(**neuron) if neuron is not None else None
         self.proj = nn.Conv2d(in_dim, dim, 1, bias=False)
         self.bn = nn.BatchNorm2d(dim)
 
     def forward(self, x: torch.Tensor, t: int) -> torch.Tensor:
         if self.lif is not None:
+            x = self.norm(x)
             x = self.lif(x.view(t, -1, *x.shape[1:])).flatten(0, 1)
         y = self.bn(self.proj(x))
         return y.view(t, -1, *y.shape[1:])
+
+
+def relative_to_mean(x: torch.Tensor, dim: int, eps: float = 1e-6) -> torch.Tensor:
+    """``x / mean(x, dim)`` (≥ 0 input): 1 means "as active as the average"; scale-free in N."""
+    return x / (x.mean(dim=dim, keepdim=True) + eps)

@@ -22,7 +22,9 @@ Scaling: every entry of ``first`` / ``second`` counts, over the N keys, the chan
 query and key agree (or disagree) times a value bit, so it lies in [0, N·d]. The paper divides by
 √d (its √C); we additionally divide by N (mean over keys instead of sum), i.e. the default
 scale is 1 / (N·√d). The result is bounded by √d and does not grow with N (test:
-tests/attention/test_decomposed.py::test_magnitude_independent_of_tokens).
+tests/attention/test_decomposed.py::test_magnitude_independent_of_tokens). Before the LIF a
+BatchNorm over the 2C channels sets the operating point (it folds into the LIF threshold at
+inference); because of the 1/N its running statistics stay valid at any resolution.
 """
 
 from __future__ import annotations
@@ -116,7 +118,7 @@ class DecomposedSpikeAttention(nn.Module):
     """SDSA (ours). ``x [T, B, C, H, W]`` (real) → ``[T, B, C, H, W]``.
 
     LIF → Q, K, V = LIF(BN(Linear(spikes))) → per head ``decomposed_attention`` (2d channels)
-    → LIF → Linear(2C → C) → BN.
+    → BN → LIF → Linear(2C → C) → BN.
     """
 
     def __init__(

@@ -2,7 +2,8 @@
 
 Per head: ``A_t = SN(SUM_c Q)`` (one spike per token, summed over the head's channels) and
 ``out = A_t ⊙ K`` — binary, linear in N, no V. As in the original SN has threshold 0.5; it is fed
-the *mean* over the head's d channels (input in [0, 1] for any head width). Then
+each token's channel sum relative to the average token of the head, × 0.5 (at the first timestep
+a token fires iff its Q activity is at least the average; scale-free in N and d). Then
 Linear(C → C) + BN on the binary output.
 """
 
@@ -11,13 +12,19 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from medspikeformer.attention.common import SpikeQKV, check_heads, fold, to_heads
+from medspikeformer.attention.common import (
+    SpikeQKV,
+    check_heads,
+    fold,
+    relative_to_mean,
+    to_heads,
+)
 from medspikeformer.neurons import LIFNeuron
 
 
 def token_summary(q: torch.Tensor) -> torch.Tensor:
-    """Mean over channels of Q: ``[..., N, d]`` → ``[..., N, 1]``."""
-    return q.mean(dim=-1, keepdim=True)
+    """SUM_c Q per token, relative to the mean token, × 0.5: ``[..., N, d]`` → ``[..., N, 1]``."""
+    return 0.5 * relative_to_mean(q.sum(dim=-1, keepdim=True), dim=-2)
 
 
 class QKTokenAttention(nn.Module):

@@ -2,9 +2,11 @@
 
 Per head: ``SDSA_v1(Q, K, V) = Q ⊙ SN(SUM_c(K ⊙ V))`` where SUM_c is the column sum over the N
 tokens (one value per channel) and SN a spiking neuron. The output is binary, so the following
-Linear(C → C) + BN sees spikes without another LIF. As in the original, SN has threshold 0.5;
-we feed it the *mean* over tokens instead of the sum so that its input stays in [0, 1] at any N
-(the raw sum makes SN fire as soon as a single token has k = v = 1, whatever N is).
+Linear(C → C) + BN sees spikes without another LIF. As in the original, SN has threshold 0.5.
+The raw token sum grows with N (SN fires as soon as one token has k = v = 1, whatever N is), so SN
+is fed the per-channel count *relative to the head's average channel*, times 0.5: at the first
+timestep a channel fires iff its K ⊙ V count is at least the head average — scale-free in N and
+independent of the batch.
 """
 
 from __future__ import annotations
@@ -12,13 +14,22 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from medspikeformer.attention.common import SpikeQKV, check_heads, fold, to_heads
+from medspikeformer.attention.common import (
+    SpikeQKV,
+    check_heads,
+    fold,
+    relative_to_mean,
+    to_heads,
+)
 from medspikeformer.neurons import LIFNeuron
 
 
 def kv_channel_summary(k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """Mean over tokens of K ⊙ V: ``[..., N, d]`` → ``[..., 1, d]``."""
-    return (k * v).mean(dim=-2, keepdim=True)
+    """SUM_c(K ⊙ V) over tokens, relative to the head's mean channel, × 0.5.
+
+    ``[..., N, d]`` → ``[..., 1, d]``.
+    """
+    return 0.5 * relative_to_mean((k * v).sum(dim=-2, keepdim=True), dim=-1)
 
 
 class SpikeDrivenAttention(nn.Module):

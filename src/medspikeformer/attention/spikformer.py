@@ -2,7 +2,7 @@
 
 Per head, with spikes Q, K, V ∈ {0,1}^{N×d}: ``SSA = Q Kᵀ V · scale`` (activated pairs only,
 no softmax), computed re-associated as ``Q (Kᵀ V)`` in O(N·d²). Scale 1 / (N·√d) as in
-``decomposed.py`` (entries of Q Kᵀ V lie in [0, N·d]), then LIF → Linear(C → C) → BN.
+``decomposed.py`` (entries of Q Kᵀ V lie in [0, N·d]), then BN → LIF → Linear(C → C) → BN.
 """
 
 from __future__ import annotations
