@@ -1,0 +1,145 @@
+"""``medspikeformer evaluate CKPT``: the paper's metrics on a dataset split.
+
+Writes ``per_image.csv``, ``summary.json``, ``summary.md`` and ``qualitative.png`` (first images:
+image, ground truth, prediction, errors) into ``--out`` and prints the metrics table.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+HELP = "evaluate a checkpoint on a dataset split (mIoU, DSC, Acc, Spe, Sen, per-image Dice/IoU)"
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser("evaluate", help=HELP, description=HELP)
+    p.add_argument("checkpoint", type=Path, help="checkpoint file (best.pt / last.pt)")
+    p.add_argument("--dataset", help="dataset name (default: the one the checkpoint trained on)")
+    p.add_argument("--data-root", help="dataset folder (default: the training run's)")
+    p.add_argument("--split", default="test", choices=["train", "val", "test", "all"])
+    p.add_argument(
+        "--split-spec",
+        help="split spec or split file (default: the run's split.json when the checkpoint lives "
+        "in a run directory, else the training config's)",
+    )
+    p.add_argument("--threshold", type=float, default=None, help="probability threshold (0.5)")
+    p.add_argument("--tta", action="store_true", help="flip test-time augmentation (id, h, v)")
+    p.add_argument("--out", type=Path, help="output folder (default: CKPT_DIR/eval-STEM-SPLIT)")
+    p.add_argument("--size", type=int, nargs="+", metavar=("H", "W"), help="override the size")
+    p.add_argument("--in-channels", type=int, choices=[1, 3], help="override the input channels")
+    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--num-workers", type=int, default=0)
+    p.add_argument("--cache-dir", help="decoded-array cache folder ('off' to disable)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 …")
+    p.add_argument("--grid", type=int, default=6, help="images in qualitative.png (0: none)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def resolve_split_spec(ctx: Any, dataset: str, given: str | None) -> tuple[Any, str]:
+    """The split spec to use and a description of where it came from."""
+    import json
+
+    from medspikeformer.inference.context import config_get
+
+    if given:
+        return given, "--split-spec"
+    split_file = ctx.split_file
+    if split_file is not None:
+        try:
+            saved = json.loads(split_file.read_text())
+        except (OSError, ValueError):
+            saved = {}
+        if saved.get("dataset") in (None, dataset):
+            return str(split_file), str(split_file)
+    spec = config_get(ctx.train_config, "data.split_spec")
+    if spec is not None:
+        return spec, "training config"
+    return "paper", "default"
+
+
+def run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from medspikeformer.data import build_dataset
+    from medspikeformer.errors import ConfigError
+    from medspikeformer.inference import evaluate, resolve_device
+    from medspikeformer.inference.context import config_get, load_context
+    from medspikeformer.inference.evaluate import _LABELS, GLOBAL_METRICS, MEAN_METRICS
+    from medspikeformer.viz import qualitative_grid
+
+    console = Console(stderr=True, markup=False, highlight=False)
+    device = resolve_device(args.device)
+    ctx = load_context(args.checkpoint, device=device, size=args.size)
+    cfg = ctx.train_config
+    dataset = args.dataset or config_get(cfg, "data.dataset")
+    if not dataset:
+        raise ConfigError(f"{args.checkpoint}: no dataset recorded; pass --dataset NAME")
+    same_dataset = dataset == config_get(cfg, "data.dataset")
+    root = args.data_root or (config_get(cfg, "data.root") if same_dataset else None)
+    in_channels = args.in_channels or ctx.in_channels
+    if in_channels != ctx.in_channels:
+        raise ConfigError(
+            f"--in-channels {in_channels} does not match the model's {ctx.in_channels} channels"
+        )
+    spec, spec_source = resolve_split_spec(ctx, dataset, args.split_spec)
+    threshold = args.threshold
+    if threshold is None:
+        threshold = float(config_get(cfg, "train.threshold", 0.5))
+    options = dict(config_get(cfg, "data.options", {}) or {}) if same_dataset else {}
+    cache_dir: Any = (
+        args.cache_dir if args.cache_dir is not None else config_get(cfg, "data.cache_dir")
+    )
+    ds = build_dataset(
+        dataset,
+        root=root,
+        split=args.split,
+        size=ctx.train_size,
+        split_spec=spec,
+        augment="none",
+        in_channels=in_channels,
+        cache_dir=cache_dir,
+        seed=int(config_get(cfg, "train.seed", 41)),
+        **options,
+    )
+    info = {
+        **ctx.info(),
+        "dataset": dataset,
+        "data_root": str(root) if root else None,
+        "split": args.split,
+        "split_spec": str(spec),
+        "split_from": spec_source,
+        "device": str(device),
+    }
+    result = evaluate(
+        ctx.model,
+        ds,
+        threshold=threshold,
+        tta_flip=args.tta,
+        device=device,
+        batch_size=args.batch_size,
+        num_workers=args.num_workers,
+        keep_samples=max(0, args.grid),
+        progress=not args.no_progress,
+        info=info,
+    )
+    out = args.out or args.checkpoint.parent / f"eval-{args.checkpoint.stem}-{args.split}"
+    paths = result.save(out)
+    if result.samples:
+        images, masks, probs, ids = zip(*result.samples)
+        paths["grid"] = qualitative_grid(
+            images, masks, probs, Path(out) / "qualitative.png", ids=ids, threshold=threshold
+        )
+    console.print(f"{dataset}/{args.split}: {len(ds)} images, split from {spec_source}")
+    table = Table()
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key in (*GLOBAL_METRICS, *MEAN_METRICS):
+        table.add_row(_LABELS[key], f"{result.metrics[key]:.4f}")
+    Console().print(table)
+    for kind, path in paths.items():
+        console.print(f"{kind}: {path}")
+    return 0

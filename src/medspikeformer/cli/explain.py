@@ -1,0 +1,67 @@
+"""``medspikeformer explain CKPT IMAGE --out heatmaps.png``: per-stage attention heatmaps like the
+paper's Fig. 5 — the SDSA output magnitude of the spiking model beside the ANN teacher's SA output
+(when a teacher is available: the run's ``last.pt`` or ``--teacher``)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+HELP = "draw per-stage attention heatmaps (SDSA vs the ANN teacher's SA)"
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser("explain", help=HELP, description=HELP)
+    p.add_argument("checkpoint", type=Path, help="checkpoint of the spiking model")
+    p.add_argument("image", type=Path, help="one image (jpg, png, tif, bmp)")
+    p.add_argument("--out", type=Path, default=Path("heatmaps.png"), help="PNG to write")
+    p.add_argument(
+        "--teacher",
+        type=Path,
+        help="teacher checkpoint (the ANN twin, or a run's last.pt); default: last.pt beside CKPT",
+    )
+    p.add_argument("--no-teacher", action="store_true", help="draw the spiking model only")
+    p.add_argument("--size", type=int, nargs="+", metavar=("H", "W"), help="override input size")
+    p.add_argument("--alpha", type=float, default=0.5, help="heatmap opacity")
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from medspikeformer.data import read_image
+    from medspikeformer.inference import resolve_device
+    from medspikeformer.inference.context import load_context, load_teacher
+    from medspikeformer.inference.explain import attention_maps, prepare_image
+    from medspikeformer.inference.predict import probe_shape
+    from medspikeformer.viz import attention_figure
+
+    console = Console(stderr=True, markup=False, highlight=False)
+    device = resolve_device(args.device)
+    ctx = load_context(args.checkpoint, device=device, size=args.size)
+    probe_shape(args.image)  # DataError naming the file for a missing/unreadable image
+    image = read_image(args.image)
+    x, shown = prepare_image(image, ctx.train_size, ctx.in_channels)
+    student = attention_maps(ctx.model, x.to(device))
+    teacher_maps = None
+    if not args.no_teacher:
+        teacher, source = load_teacher(ctx, args.teacher, device=device)
+        if teacher is None:
+            console.print(f"no teacher drawn: {source}")
+        else:
+            teacher_maps = attention_maps(teacher, x.to(device))
+            console.print(f"teacher: {source}")
+    name = ctx.checkpoint.get("model_name", "model")
+    attention_figure(
+        shown,
+        student,
+        args.out,
+        teacher_maps=teacher_maps,
+        student_label=f"{name} (SNN)" if getattr(ctx.model, "is_spiking", True) else name,
+        title=f"{args.image.name} — mean |attention output| over channels",
+        alpha=args.alpha,
+    )
+    console.print(f"heatmaps: {args.out}")
+    return 0

@@ -1,0 +1,63 @@
+"""``medspikeformer export CKPT --onnx model.onnx [--size H W] [--safetensors out.safetensors]``:
+ONNX of the spike-driven inference graph (T timesteps unrolled, no teacher, no stage heads),
+checked with onnx.checker and compared with PyTorch in onnxruntime; and/or the weights as
+safetensors."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+HELP = "export a checkpoint to ONNX (inference graph) and/or safetensors"
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser("export", help=HELP, description=HELP)
+    p.add_argument("checkpoint", type=Path, help="checkpoint file")
+    p.add_argument("--onnx", type=Path, help="ONNX file to write")
+    p.add_argument("--safetensors", type=Path, help="safetensors file to write (weights only)")
+    p.add_argument(
+        "--size",
+        type=int,
+        nargs="+",
+        metavar=("H", "W"),
+        help="fixed input size of the ONNX graph (default: the training size)",
+    )
+    p.add_argument("--opset", type=int, default=17)
+    p.add_argument("--no-verify", action="store_true", help="skip the onnxruntime comparison")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from medspikeformer.errors import ConfigError
+    from medspikeformer.inference.context import load_context
+
+    console = Console(stderr=True, markup=False, highlight=False)
+    if args.onnx is None and args.safetensors is None:
+        raise ConfigError("nothing to export: give --onnx FILE and/or --safetensors FILE")
+    ctx = load_context(args.checkpoint, device="cpu", size=args.size)
+    if args.safetensors is not None:
+        from medspikeformer.engine.checkpoint import export_safetensors
+
+        path = export_safetensors(args.checkpoint, args.safetensors)
+        console.print(f"safetensors: {path}")
+    if args.onnx is not None:
+        from medspikeformer.inference.export import export_onnx
+
+        report = export_onnx(
+            ctx.model, args.onnx, size=ctx.train_size, opset=args.opset, verify=not args.no_verify
+        )
+        h, w = ctx.train_size
+        console.print(
+            f"onnx: {report.path} (input image [batch, {ctx.in_channels}, {h}, {w}], opset "
+            f"{report.opset}, {report.nodes} nodes, T={getattr(ctx.model, 'timesteps', 1)} unrolled)"
+        )
+        if report.max_abs_error is not None:
+            console.print(
+                f"onnxruntime vs PyTorch: max |Δlogit| = {report.max_abs_error:.3g}, "
+                f"{100 * report.mismatch_fraction:.3f}% of logits differ by > 1e-4"
+            )
+    return 0

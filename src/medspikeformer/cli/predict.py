@@ -1,0 +1,96 @@
+"""``medspikeformer predict CKPT IMAGES... --out DIR``: masks (PNG 0/255, original size), overlays
+and NIfTI mask volumes. See docs/inference.md for the sliding-window policy and memory bound."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+HELP = "predict masks for images (jpg, png, tif, bmp) and NIfTI volumes"
+# Same values as medspikeformer.inference.predict (not imported here: register() stays light).
+DEFAULT_MAX_PIXELS = 625_000_000
+DEFAULT_BLOCK = 2048
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser("predict", help=HELP, description=HELP)
+    p.add_argument("checkpoint", type=Path, help="checkpoint file")
+    p.add_argument("images", nargs="+", type=Path, help="image files, NIfTI files or folders")
+    p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.add_argument(
+        "--mode",
+        choices=["sliding", "resize"],
+        default="sliding",
+        help="sliding: windows of the training size at the image's own resolution (default); "
+        "resize: resize to the training size and back",
+    )
+    p.add_argument("--threshold", type=float, default=None, help="probability threshold (0.5)")
+    p.add_argument("--overlap", type=float, default=0.25, help="sliding-window overlap [0, 1)")
+    p.add_argument("--sw-batch-size", type=int, default=4, help="windows per forward pass")
+    p.add_argument("--tta", action="store_true", help="flip test-time augmentation")
+    p.add_argument("--overlay", action="store_true", help="also write <name>_overlay.png")
+    p.add_argument("--png-slices", action="store_true", help="NIfTI: also a PNG per slice")
+    p.add_argument(
+        "--ct-window",
+        type=float,
+        nargs=2,
+        metavar=("LO", "HI"),
+        default=None,
+        help="NIfTI intensity window for non-8-bit volumes (default: lung window -1000 400 HU)",
+    )
+    p.add_argument("--size", type=int, nargs="+", metavar=("H", "W"), help="override training size")
+    p.add_argument(
+        "--max-pixels",
+        type=int,
+        default=DEFAULT_MAX_PIXELS,
+        help=f"refuse larger images (default {DEFAULT_MAX_PIXELS:,} = 25000²)",
+    )
+    p.add_argument(
+        "--block", type=int, default=DEFAULT_BLOCK, help="tile side for bounded memory (pixels)"
+    )
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda …")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from medspikeformer.inference import resolve_device
+    from medspikeformer.inference.context import config_get, load_context
+    from medspikeformer.inference.predict import DEFAULT_CT_WINDOW, Predictor, predict_paths
+
+    device = resolve_device(args.device)
+    ctx = load_context(args.checkpoint, device=device, size=args.size)
+    threshold = args.threshold
+    if threshold is None:
+        threshold = float(config_get(ctx.train_config, "train.threshold", 0.5))
+    predictor = Predictor(
+        model=ctx.model,
+        train_size=ctx.train_size,
+        in_channels=ctx.in_channels,
+        mode=args.mode,
+        threshold=threshold,
+        overlap=args.overlap,
+        tta_flip=args.tta,
+        sw_batch_size=args.sw_batch_size,
+        block=args.block,
+        max_pixels=args.max_pixels,
+        ct_window=tuple(args.ct_window) if args.ct_window else DEFAULT_CT_WINDOW,
+        device=device,
+    )
+    results = predict_paths(
+        predictor,
+        args.images,
+        args.out,
+        overlay=args.overlay,
+        png_slices=args.png_slices,
+        progress=not args.no_progress,
+    )
+    n_files = sum(len(v) for v in results.values())
+    Console(stderr=True, markup=False, highlight=False).print(
+        f"predicted {len(results)} input(s) ({args.mode}, training size "
+        f"{ctx.train_size[0]}×{ctx.train_size[1]}): {n_files} file(s) in {args.out}"
+    )
+    return 0

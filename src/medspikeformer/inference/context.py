@@ -1,0 +1,180 @@
+"""What the inference commands read from a checkpoint: the model, its training size and channels,
+the run directory it lives in (split file, ``last.pt`` with the teacher) and the teacher itself.
+
+A checkpoint's ``train_config`` is the resolved training configuration as a dict
+(``medspikeformer.engine.config.TrainConfig.to_dict()``): ``data.dataset``, ``data.size``,
+``data.in_channels``, ``data.split_spec``, ``data.options``, ``train.threshold`` …
+A checkpoint "lives in a run directory" when its folder holds ``split.json`` (written by the
+trainer; see docs/training.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from medspikeformer.errors import CheckpointError, ConfigError
+
+__all__ = ["InferenceContext", "config_get", "load_context", "load_teacher", "parse_size"]
+
+SPLIT_FILE = "split.json"
+LAST_CHECKPOINT = "last.pt"
+
+
+def config_get(config: dict[str, Any] | None, dotted: str, default: Any = None) -> Any:
+    """``config["a"]["b"]`` for ``"a.b"``; ``default`` when any level is missing or ``None``."""
+    node: Any = config or {}
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or node.get(part) is None:
+            return default
+        node = node[part]
+    return node
+
+
+def parse_size(size: Any, where: str = "size") -> tuple[int, int]:
+    """``256``, ``[256]``, ``[H, W]`` or ``"H,W"`` → ``(H, W)``; anything else → ConfigError."""
+    if isinstance(size, str):
+        size = [s for s in size.replace("x", ",").split(",") if s.strip()]
+    if isinstance(size, (int, float)):
+        size = [size]
+    try:
+        values = [int(s) for s in size]
+    except (TypeError, ValueError):
+        raise ConfigError(f"{where}: expected H or H W, got {size!r}") from None
+    if len(values) == 1:
+        values = values * 2
+    if len(values) != 2 or min(values) <= 0:
+        raise ConfigError(f"{where}: expected one or two positive sizes, got {size!r}")
+    return values[0], values[1]
+
+
+@dataclass
+class InferenceContext:
+    """A loaded checkpoint ready for inference.
+
+    Attributes:
+        model: the student in eval mode on ``device``.
+        checkpoint: the checkpoint dict (``load_checkpoint``).
+        path: the checkpoint file.
+        train_size: ``(H, W)`` the model was trained at (``data.size``; default 256).
+        in_channels: the model's input channels.
+        train_config: the resolved training config dict (may be empty).
+    """
+
+    model: nn.Module
+    checkpoint: dict[str, Any]
+    path: Path
+    train_size: tuple[int, int]
+    in_channels: int
+    train_config: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def run_dir(self) -> Path | None:
+        """The run directory holding this checkpoint, if it is one (has ``split.json``)."""
+        folder = self.path.resolve().parent
+        return folder if (folder / SPLIT_FILE).is_file() else None
+
+    @property
+    def split_file(self) -> Path | None:
+        run = self.run_dir
+        return run / SPLIT_FILE if run is not None else None
+
+    def info(self) -> dict[str, Any]:
+        """Provenance for reports."""
+        return {
+            "checkpoint": str(self.path),
+            "model": self.checkpoint.get("model_name"),
+            "epoch": self.checkpoint.get("epoch"),
+            "train_size": list(self.train_size),
+        }
+
+
+def load_context(
+    path: str | Path, device: torch.device | str = "cpu", size: Any = None
+) -> InferenceContext:
+    """Load the checkpoint at ``path`` (safe ``weights_only`` loading) and its training settings.
+
+    Args:
+        size: override of the training size (``H`` or ``(H, W)``).
+    """
+    from medspikeformer.engine.checkpoint import load_model
+
+    path = Path(path)
+    model, ckpt = load_model(path, map_location=device)
+    train_config = ckpt.get("train_config") or {}
+    if not isinstance(train_config, dict):
+        train_config = {}
+    raw_size = size if size is not None else config_get(train_config, "data.size", 256)
+    train_size = parse_size(raw_size, where=f"{path}: training size")
+    divisor = int(getattr(model, "size_divisor", 1) or 1)
+    if train_size[0] % divisor or train_size[1] % divisor:
+        raise ConfigError(
+            f"size {train_size[0]}×{train_size[1]} is not a multiple of the model's "
+            f"size_divisor {divisor}"
+        )
+    in_channels = int(
+        getattr(model, "in_channels", config_get(train_config, "data.in_channels", 3))
+    )
+    return InferenceContext(
+        model=model,
+        checkpoint=ckpt,
+        path=path,
+        train_size=train_size,
+        in_channels=in_channels,
+        train_config=train_config,
+    )
+
+
+def load_teacher(
+    ctx: InferenceContext,
+    teacher_path: str | Path | None = None,
+    device: torch.device | str = "cpu",
+) -> tuple[nn.Module | None, str]:
+    """The ANN teacher of ``ctx``'s student, or ``(None, reason)`` when there is none.
+
+    Sources, in order: ``teacher_path`` (a checkpoint of the teacher model itself, or a run's
+    ``last.pt`` whose ``resume.teacher_state_dict`` is used); else the ``last.pt`` beside the
+    student checkpoint. The teacher is ``build_teacher(student)`` with those weights (strict).
+    Returns the teacher in eval mode and a description of where it came from.
+    """
+    from medspikeformer.engine.checkpoint import load_checkpoint, load_state_dict_checked
+    from medspikeformer.models import build_teacher
+
+    def teacher_state(ckpt: dict[str, Any]) -> dict[str, torch.Tensor] | None:
+        for holder in (ckpt.get("resume") or {}, ckpt):
+            state = holder.get("teacher_state_dict") if isinstance(holder, dict) else None
+            if state:
+                return state
+        return None
+
+    def build(state: dict[str, torch.Tensor], source: str) -> nn.Module:
+        try:
+            teacher = build_teacher(ctx.model)
+        except (ConfigError, TypeError, ValueError) as exc:
+            raise CheckpointError(f"{ctx.path}: model has no ANN teacher twin ({exc})") from None
+        load_state_dict_checked(teacher, state, source=source, target=f"the ANN twin of {ctx.path}")
+        return teacher.to(device).eval()
+
+    if teacher_path is not None:
+        teacher_path = Path(teacher_path)
+        ckpt = load_checkpoint(teacher_path)
+        state = teacher_state(ckpt)
+        if state is not None:
+            return build(state, f"{teacher_path} (teacher_state_dict)"), str(teacher_path)
+        return build(ckpt["state_dict"], f"{teacher_path} (model {ckpt['model_name']!r})"), str(
+            teacher_path
+        )
+    last = ctx.path.resolve().parent / LAST_CHECKPOINT
+    if last.is_file():
+        state = teacher_state(ctx.checkpoint) or teacher_state(load_checkpoint(last))
+        if state is not None:
+            return build(state, f"{last} (teacher_state_dict)"), str(last)
+        return None, f"{last} holds no teacher (trained with --teacher none?)"
+    state = teacher_state(ctx.checkpoint)
+    if state is not None:
+        return build(state, f"{ctx.path} (teacher_state_dict)"), str(ctx.path)
+    return None, f"no {LAST_CHECKPOINT} beside {ctx.path} and no --teacher given"

@@ -1,0 +1,221 @@
+"""Evaluation with the paper's metrics (Sec. 4.1): one global confusion matrix over the set →
+mIoU, DSC, Acc, Spe, Sen; plus per-image Dice and IoU (``medspikeformer.metrics``).
+
+``evaluate`` runs the model's eval forward on every image (optionally with flip test-time
+augmentation, :func:`~medspikeformer.inference.sliding.forward_probs`), feeds ``sigmoid`` probabilities
+to :class:`~medspikeformer.metrics.SegmentationMetrics` and returns an :class:`EvalResult` that
+writes the per-image CSV, the summary JSON and a markdown table.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from medspikeformer.inference.sliding import forward_probs
+
+__all__ = ["GLOBAL_METRICS", "EvalResult", "evaluate", "resolve_device"]
+
+#: The five global metrics of Sec. 4.1, then the per-image means.
+GLOBAL_METRICS = ("miou", "dsc", "acc", "spe", "sen")
+MEAN_METRICS = ("mean_dice", "mean_iou")
+_LABELS = {
+    "miou": "mIoU",
+    "dsc": "DSC",
+    "acc": "Acc",
+    "spe": "Spe",
+    "sen": "Sen",
+    "mean_dice": "mean Dice (per image)",
+    "mean_iou": "mean IoU (per image)",
+}
+
+
+def resolve_device(device: str | torch.device | None = None) -> torch.device:
+    """``None``/``"auto"`` → CUDA when available, else CPU; anything else as given."""
+    if device is None or str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+@dataclass
+class EvalResult:
+    """What :func:`evaluate` measured.
+
+    Attributes:
+        metrics: ``miou, dsc, acc, spe, sen, mean_dice, mean_iou`` (floats), the global confusion
+            counts ``tp, fp, fn, tn`` and ``num_images``.
+        per_image: one dict per image, in data order: ``id, dice, iou, tp, fp, fn, tn``.
+        threshold: the probability threshold used (``prob >= threshold`` is foreground).
+        tta_flip: whether flip test-time augmentation was used.
+        info: free-form provenance (checkpoint, dataset, split, size …) copied into the JSON.
+        samples: the first few ``(image [C,H,W], mask [1,H,W], probs [1,H,W], id)`` kept for
+            pictures (``keep_samples``).
+    """
+
+    metrics: dict[str, Any]
+    per_image: list[dict[str, Any]]
+    threshold: float
+    tta_flip: bool
+    info: dict[str, Any] = field(default_factory=dict)
+    samples: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, str]] = field(
+        default_factory=list, repr=False
+    )
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-serialisable summary (metrics, threshold, TTA flag, info)."""
+        return {
+            "metrics": {k: self.metrics[k] for k in self.metrics},
+            "threshold": self.threshold,
+            "tta_flip": self.tta_flip,
+            **({"info": self.info} if self.info else {}),
+        }
+
+    def to_json(self, path: str | Path) -> Path:
+        """Write :meth:`summary` as indented JSON."""
+        path = Path(path)
+        path.write_text(json.dumps(self.summary(), indent=2, sort_keys=False) + "\n")
+        return path
+
+    def to_csv(self, path: str | Path) -> Path:
+        """Write the per-image rows (``id, dice, iou, tp, fp, fn, tn``) as CSV."""
+        path = Path(path)
+        columns = ["id", "dice", "iou", "tp", "fp", "fn", "tn"]
+        with path.open("w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=columns, extrasaction="ignore")
+            writer.writeheader()
+            for row in self.per_image:
+                writer.writerow(
+                    {k: (f"{row[k]:.6f}" if isinstance(row[k], float) else row[k]) for k in columns}
+                )
+        return path
+
+    def to_markdown(self) -> str:
+        """A markdown report: the global metrics table, settings and the five worst images."""
+        lines = ["# Evaluation", ""]
+        for key, value in self.info.items():
+            lines.append(f"- **{key}**: {value}")
+        lines.append(f"- **threshold**: {self.threshold}")
+        lines.append(f"- **flip TTA**: {'yes' if self.tta_flip else 'no'}")
+        lines.append(f"- **images**: {self.metrics.get('num_images', len(self.per_image))}")
+        lines += ["", "| metric | value |", "|---|---|"]
+        for key in (*GLOBAL_METRICS, *MEAN_METRICS):
+            if key in self.metrics:
+                lines.append(f"| {_LABELS[key]} | {self.metrics[key]:.4f} |")
+        worst = sorted(self.per_image, key=lambda r: r["dice"])[:5]
+        if worst:
+            lines += ["", "Lowest per-image Dice:", "", "| id | Dice | IoU |", "|---|---|---|"]
+            lines += [f"| {r['id']} | {r['dice']:.4f} | {r['iou']:.4f} |" for r in worst]
+        return "\n".join(lines) + "\n"
+
+    def save(self, out_dir: str | Path) -> dict[str, Path]:
+        """Write ``per_image.csv``, ``summary.json`` and ``summary.md`` into ``out_dir``."""
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        md = out_dir / "summary.md"
+        md.write_text(self.to_markdown())
+        return {
+            "csv": self.to_csv(out_dir / "per_image.csv"),
+            "json": self.to_json(out_dir / "summary.json"),
+            "markdown": md,
+        }
+
+
+def _as_loader(data: Dataset | DataLoader | Iterable, batch_size: int, num_workers: int):
+    if isinstance(data, DataLoader):
+        return data
+    if isinstance(data, Dataset):
+        return DataLoader(
+            data, batch_size=batch_size, shuffle=False, num_workers=num_workers, drop_last=False
+        )
+    return data
+
+
+def _batch_ids(batch: dict[str, Any], start: int, n: int) -> list[str]:
+    ids = batch.get("id")
+    if ids is None:
+        return [str(start + i) for i in range(n)]
+    if isinstance(ids, str):
+        ids = [ids]
+    return [str(i) for i in ids]
+
+
+def evaluate(
+    model: nn.Module,
+    dataset_or_loader: Dataset | DataLoader | Iterable[dict[str, Any]],
+    threshold: float = 0.5,
+    tta_flip: bool = False,
+    device: str | torch.device | None = None,
+    batch_size: int = 4,
+    num_workers: int = 0,
+    keep_samples: int = 0,
+    progress: bool = False,
+    info: dict[str, Any] | None = None,
+) -> EvalResult:
+    """Evaluate ``model`` on a dataset (items ``{"image", "mask", "id"}``) or a loader of batches.
+
+    Args:
+        model: a segmentation model (eval forward → logits ``[B,1,H,W]``); put in eval mode here.
+        dataset_or_loader: a ``Dataset`` (wrapped in an ordered ``DataLoader`` of ``batch_size``),
+            a ``DataLoader`` or any iterable of collated batches.
+        threshold: foreground where ``sigmoid(logit) >= threshold``.
+        tta_flip: average the probabilities of identity, h-flip and v-flip.
+        device: ``None``/``"auto"`` picks CUDA when available.
+        keep_samples: keep the first ``k`` (image, mask, probs, id) for pictures.
+        progress: show a progress bar.
+
+    Returns:
+        :class:`EvalResult` with the global metrics and the per-image rows.
+    """
+    from medspikeformer.metrics import SegmentationMetrics
+
+    dev = resolve_device(device)
+    model = model.to(dev).eval()
+    metrics = SegmentationMetrics(threshold)
+    loader = _as_loader(dataset_or_loader, batch_size, num_workers)
+    samples: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, str]] = []
+    total = len(loader) if hasattr(loader, "__len__") else None
+    iterator: Iterable[dict[str, Any]] = loader
+    if progress:
+        from tqdm.auto import tqdm
+
+        iterator = tqdm(loader, total=total, desc="evaluate", unit="batch", leave=False)
+    seen = 0
+    with torch.inference_mode():
+        for batch in iterator:
+            images = batch["image"].to(dev, non_blocking=True).float()
+            masks = batch["mask"].to(dev, non_blocking=True).float()
+            if images.dim() == 3:
+                images, masks = images.unsqueeze(0), masks.unsqueeze(0)
+            probs = forward_probs(model, images, tta_flip=tta_flip)
+            if probs.shape != masks.shape:
+                raise ValueError(
+                    f"model output {tuple(probs.shape)} does not match masks {tuple(masks.shape)}"
+                )
+            ids = _batch_ids(batch, seen, images.shape[0])
+            metrics.update(probs, masks, ids)
+            for i in range(images.shape[0]):
+                if len(samples) >= keep_samples:
+                    break
+                samples.append((images[i].cpu(), masks[i].cpu(), probs[i].cpu(), ids[i]))
+            seen += images.shape[0]
+    values = metrics.compute()
+    for key, value in values.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            values[key] = None
+    return EvalResult(
+        metrics=dict(values),
+        per_image=metrics.per_image(),
+        threshold=float(threshold),
+        tta_flip=bool(tta_flip),
+        info=dict(info or {}),
+        samples=samples,
+    )

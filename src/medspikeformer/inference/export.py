@@ -1,0 +1,179 @@
+"""ONNX export of the spike-driven inference graph, and its check against PyTorch.
+
+What is exported is the model's eval forward ``x [B,C,H,W] → logits [B,1,H,W]``: the direct
+encoding, all ``T`` timesteps of every LIF neuron unrolled (the neurons' plain-tensor forward path
+runs under ``no_grad``; the custom autograd function is only used when gradients are needed), the
+decoder and the head, averaged over T. No teacher and no stage mask heads (they only run in
+training or ``forward_all``).
+
+Exporter: the TorchScript-based ``torch.onnx.export(..., dynamo=False)`` traces the model once;
+opset 17. The batch axis is dynamic; H and W are fixed to the export size because the attention
+scale ``1/(N·√d)`` (N = h·w tokens) is read from the traced shape and becomes a constant —
+export at the size you will run at (the training size by default).
+
+Verification: ``onnx.checker.check_model`` and, when onnxruntime is installed, a run on random
+inputs compared with PyTorch (max abs logit difference; spikes can flip where a membrane sits
+exactly on the threshold, so the comparison uses a tolerance rather than equality).
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from medspikeformer.errors import ConfigError
+
+__all__ = ["ExportReport", "compare_onnx", "export_onnx"]
+
+DEFAULT_OPSET = 17
+
+
+@dataclass
+class ExportReport:
+    """Result of :func:`export_onnx`.
+
+    Attributes:
+        path: the ``.onnx`` file.
+        input_shape: ``(B, C, H, W)`` traced (B is dynamic in the file).
+        opset: ONNX opset.
+        nodes: number of graph nodes.
+        ops: sorted distinct operator types.
+        max_abs_error: max |ONNX − PyTorch| over the verification inputs (None if not run).
+        mismatch_fraction: fraction of logits differing by more than ``atol`` (None if not run).
+    """
+
+    path: Path
+    input_shape: tuple[int, int, int, int]
+    opset: int
+    nodes: int
+    ops: list[str]
+    max_abs_error: float | None = None
+    mismatch_fraction: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "path": str(self.path),
+            "input_shape": list(self.input_shape),
+            "opset": self.opset,
+            "nodes": self.nodes,
+            "ops": self.ops,
+            "max_abs_error": self.max_abs_error,
+            "mismatch_fraction": self.mismatch_fraction,
+        }
+
+
+class _EvalLogits(nn.Module):
+    """Wraps a model so the traced graph is exactly its eval forward returning the logits."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        from medspikeformer.inference.sliding import logits_of
+
+        return logits_of(self.model(x))
+
+
+def export_onnx(
+    model: nn.Module,
+    out_path: str | Path,
+    size: tuple[int, int],
+    batch: int = 1,
+    opset: int = DEFAULT_OPSET,
+    verify: bool = True,
+    verify_batches: int = 2,
+    seed: int = 0,
+) -> ExportReport:
+    """Export ``model``'s eval forward to ONNX at input size ``size = (H, W)``.
+
+    Args:
+        size: export height and width; must be multiples of ``model.size_divisor``.
+        batch: batch size of the traced example (the batch axis is dynamic anyway).
+        verify: run ``onnx.checker`` and compare with PyTorch on ``verify_batches`` random batches
+            (batch sizes 1 and 2) with onnxruntime.
+
+    Returns:
+        :class:`ExportReport`.
+    """
+    import onnx
+
+    height, width = int(size[0]), int(size[1])
+    divisor = int(getattr(model, "size_divisor", 1) or 1)
+    if height % divisor or width % divisor:
+        raise ConfigError(
+            f"export size {height}×{width} is not a multiple of the model's size_divisor {divisor}"
+        )
+    in_channels = int(getattr(model, "in_channels", 3))
+    model = model.cpu().eval()
+    wrapper = _EvalLogits(model).eval()
+    example = torch.rand(
+        batch, in_channels, height, width, generator=torch.Generator().manual_seed(seed)
+    )
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tracer warnings about shape-derived constants
+        torch.onnx.export(
+            wrapper,
+            (example,),
+            str(out_path),
+            dynamo=False,
+            input_names=["image"],
+            output_names=["logits"],
+            opset_version=opset,
+            dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}},
+            do_constant_folding=True,
+        )
+    proto = onnx.load(str(out_path))
+    onnx.checker.check_model(proto)
+    report = ExportReport(
+        path=out_path,
+        input_shape=(batch, in_channels, height, width),
+        opset=opset,
+        nodes=len(proto.graph.node),
+        ops=sorted({n.op_type for n in proto.graph.node}),
+    )
+    if verify:
+        try:
+            import onnxruntime  # noqa: F401
+        except ImportError:
+            return report
+        gen = torch.Generator().manual_seed(seed + 1)
+        inputs = [
+            torch.rand(1 + i % 2, in_channels, height, width, generator=gen)
+            for i in range(verify_batches)
+        ]
+        report.max_abs_error, report.mismatch_fraction = compare_onnx(model, out_path, inputs)
+    return report
+
+
+def compare_onnx(
+    model: nn.Module, onnx_path: str | Path, inputs: list[torch.Tensor], atol: float = 1e-4
+) -> tuple[float, float]:
+    """Run ``inputs`` through PyTorch and onnxruntime; returns (max abs error, fraction > atol)."""
+    import onnxruntime as ort
+
+    from medspikeformer.inference.sliding import logits_of
+
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    worst, bad, total = 0.0, 0, 0
+    model = model.cpu().eval()
+    for x in inputs:
+        with torch.no_grad():
+            ref = logits_of(model(x)).numpy()
+        got = session.run(None, {name: x.numpy()})[0]
+        if got.shape != ref.shape:
+            raise AssertionError(f"ONNX output {got.shape} differs from PyTorch {ref.shape}")
+        diff = np.abs(got.astype(np.float64) - ref.astype(np.float64))
+        worst = max(worst, float(diff.max()))
+        bad += int((diff > atol).sum())
+        total += diff.size
+    return worst, bad / max(total, 1)

@@ -1,0 +1,479 @@
+"""Prediction on new images: binary masks at the original resolution, overlays, NIfTI volumes.
+
+Inputs: ``.jpg/.jpeg/.png/.bmp/.tif/.tiff`` (decoded by ``medspikeformer.data.read_image``) and
+NIfTI ``.nii/.nii.gz`` volumes (nibabel; predicted slice by slice along the last axis). Every image
+gets the training normalisation (``medspikeformer.data.to_model_input``).
+
+Two modes:
+
+- ``sliding`` (default): the image at its own resolution through MONAI's sliding window with
+  windows of the training size, Gaussian blending of the window probabilities, in blocks of
+  bounded memory (:func:`~medspikeformer.inference.sliding.predict_mask_tiled`). Images smaller
+  than the window are zero-padded to it and cropped back.
+- ``resize``: the image resized to the training size (area when shrinking, bilinear when
+  enlarging — the datasets' rule), predicted whole, and the probability map resized back
+  bilinearly to the original size before thresholding.
+
+Memory bound: before anything is decoded, the image size is read from the file header and
+checked against ``max_pixels`` (default :data:`DEFAULT_MAX_PIXELS`) and against the memory the
+machine has available; a too-large image is refused with a ``DataError`` naming the file instead of
+risking an out-of-memory kill.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from medspikeformer.errors import ConfigError, DataError
+from medspikeformer.inference.sliding import forward_probs, predict_mask_tiled
+
+__all__ = [
+    "DEFAULT_MAX_PIXELS",
+    "IMAGE_SUFFIXES",
+    "NIFTI_SUFFIXES",
+    "Predictor",
+    "expand_inputs",
+    "output_stem",
+    "probe_shape",
+]
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
+NIFTI_SUFFIXES = (".nii", ".nii.gz")
+#: Largest image (H·W) predicted by default: 25000 × 25000 pixels.
+DEFAULT_MAX_PIXELS = 625_000_000
+#: Default block side for sliding-window tiling (pixels).
+DEFAULT_BLOCK = 2048
+#: Overlays of images whose long side exceeds this are written downscaled to it.
+OVERLAY_MAX_SIDE = 4096
+#: Default CT window (Hounsfield units) for NIfTI volumes that are not 8-bit: the lung window.
+DEFAULT_CT_WINDOW = (-1000.0, 400.0)
+
+
+def _is_nifti(path: Path) -> bool:
+    name = path.name.lower()
+    return name.endswith(".nii") or name.endswith(".nii.gz")
+
+
+def _is_supported(path: Path) -> bool:
+    return _is_nifti(path) or path.suffix.lower() in IMAGE_SUFFIXES
+
+
+def output_stem(path: Path) -> str:
+    """File name without its image extension (``a.nii.gz`` → ``a``)."""
+    name = path.name
+    return name[: -len(".nii.gz")] if name.lower().endswith(".nii.gz") else path.stem
+
+
+def expand_inputs(paths: Sequence[str | Path]) -> list[Path]:
+    """Files as given; directories → their supported images (sorted, not recursive).
+
+    Raises:
+        DataError: a path that does not exist, a file of an unsupported type, or a directory with
+            no supported image.
+    """
+    out: list[Path] = []
+    seen: set[Path] = set()
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir() if p.is_file() and _is_supported(p))
+            if not found:
+                raise DataError(
+                    f"{path}: no images in this folder (looked for {', '.join(IMAGE_SUFFIXES)}, "
+                    ".nii, .nii.gz)"
+                )
+            out.extend(p for p in found if p.resolve() not in seen)
+            seen.update(p.resolve() for p in found)
+        elif path.is_file():
+            if not _is_supported(path):
+                raise DataError(
+                    f"{path}: unsupported file type (expected {', '.join(IMAGE_SUFFIXES)}, "
+                    ".nii or .nii.gz)"
+                )
+            if path.resolve() not in seen:
+                out.append(path)
+                seen.add(path.resolve())
+        else:
+            raise DataError(f"{path}: file not found")
+    if not out:
+        raise DataError("no input images given")
+    return out
+
+
+def probe_shape(path: Path) -> tuple[int, ...]:
+    """Image ``(H, W)`` or NIfTI volume shape from the file header, without decoding pixels.
+
+    Raises:
+        DataError: the header cannot be read.
+    """
+    if not path.is_file():
+        raise DataError(f"{path}: file not found")
+    if path.stat().st_size == 0:
+        raise DataError(f"{path}: empty file (0 bytes)")
+    try:
+        if _is_nifti(path):
+            import nibabel as nib
+
+            return tuple(int(s) for s in nib.load(str(path)).shape)
+        if path.suffix.lower() in (".tif", ".tiff"):
+            import tifffile
+
+            with tifffile.TiffFile(str(path)) as tif:
+                page = tif.pages[0]
+                shape = tuple(int(s) for s in page.shape)
+                axes = getattr(page, "axes", "")
+            if "Y" in axes and "X" in axes:
+                return shape[axes.index("Y")], shape[axes.index("X")]
+            return shape[0], shape[1]
+        from PIL import Image
+
+        with Image.open(path) as im:
+            width, height = im.size
+        return height, width
+    except Exception as exc:
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise DataError(f"{path}: unreadable image header ({msg})") from None
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available to this process (``MemAvailable``, cgroup limit), or None."""
+    limits: list[int] = []
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    limits.append(int(line.split()[1]) * 1024)
+                    break
+    except OSError:
+        pass
+    for cg in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            text = Path(cg).read_text().strip()
+        except OSError:
+            continue
+        if text.isdigit() and int(text) < 1 << 60:
+            used = 0
+            for cur in (
+                "/sys/fs/cgroup/memory.current",
+                "/sys/fs/cgroup/memory/memory.usage_in_bytes",
+            ):
+                try:
+                    used = int(Path(cur).read_text().strip())
+                    break
+                except (OSError, ValueError):
+                    continue
+            limits.append(max(0, int(text) - used))
+        break
+    return min(limits) if limits else None
+
+
+def _resize_image(img: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
+    """The datasets' resize rule: area averaging when shrinking both sides, bilinear otherwise."""
+    import cv2
+
+    h, w = size_hw
+    if img.shape[:2] == (h, w):
+        return img
+    shrink = img.shape[0] >= h and img.shape[1] >= w
+    return cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+
+
+@contextmanager
+def _pil_pixel_limit(max_pixels: int) -> Iterator[None]:
+    """Let Pillow decode images up to ``max_pixels`` (its own bomb guard is ~179 Mpixel); our
+    header check has already accepted the size."""
+    from PIL import Image
+
+    old = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = max(int(max_pixels), old or 0) if old is not None else None
+    try:
+        yield
+    finally:
+        Image.MAX_IMAGE_PIXELS = old
+
+
+def ct_window_to_uint8(slice_values: np.ndarray, window: tuple[float, float]) -> np.ndarray:
+    """CT values → ``uint8``: clip to ``window = (lo, hi)`` and map linearly to ``0..255``."""
+    lo, hi = float(window[0]), float(window[1])
+    if not hi > lo:
+        raise ConfigError(f"CT window must have lo < hi, got {window}")
+    arr = (np.clip(slice_values.astype(np.float32), lo, hi) - lo) * (255.0 / (hi - lo))
+    return np.rint(arr).astype(np.uint8)
+
+
+@dataclass
+class Predictor:
+    """Predicts binary masks with a loaded model.
+
+    Args:
+        model: segmentation model in eval mode.
+        train_size: ``(H, W)`` the model was trained at: the sliding window / resize target.
+        in_channels: the model's input channels (for ``to_model_input``).
+        mode: ``"sliding"`` or ``"resize"`` (see module doc).
+        threshold: foreground where ``prob >= threshold``.
+        overlap: sliding-window overlap in ``[0, 1)``.
+        tta_flip: flip test-time augmentation.
+        sw_batch_size: windows per forward pass.
+        block: tile side for bounded-memory sliding windows.
+        max_pixels: refuse images with more pixels than this.
+        ct_window: ``(lo, hi)`` intensity window for non-8-bit NIfTI volumes.
+    """
+
+    model: nn.Module
+    train_size: tuple[int, int]
+    in_channels: int = 3
+    mode: str = "sliding"
+    threshold: float = 0.5
+    overlap: float = 0.25
+    tta_flip: bool = False
+    sw_batch_size: int = 4
+    block: int = DEFAULT_BLOCK
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    ct_window: tuple[float, float] = DEFAULT_CT_WINDOW
+    device: torch.device | str = "cpu"
+    log: Callable[[str], None] | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("sliding", "resize"):
+            raise ConfigError(f"mode must be 'sliding' or 'resize', got {self.mode!r}")
+        if not 0.0 < self.threshold < 1.0:
+            raise ConfigError(f"threshold must be in (0, 1), got {self.threshold}")
+        if not 0.0 <= self.overlap < 1.0:
+            raise ConfigError(f"overlap must be in [0, 1), got {self.overlap}")
+        if self.max_pixels <= 0 or self.block <= 0 or self.sw_batch_size <= 0:
+            raise ConfigError("max_pixels, block and sw_batch_size must be positive")
+        self.model.eval()
+
+    # ------------------------------------------------------------------ memory guard
+    def _channels(self) -> int:
+        return max(3, self.in_channels)
+
+    def estimate_bytes(self, height: int, width: int) -> int:
+        """Peak memory of predicting one ``height × width`` image, roughly (bytes).
+
+        The decoded ``uint8`` image (3 channels), the ``uint8`` mask and its thresholding
+        temporaries (≈ 3 bytes/pixel), plus the float working set of one block with halo
+        (input, MONAI's output and weight maps, the model's activations are extra and small for
+        one window batch).
+        """
+        pixels = height * width
+        side = min(max(height, width), self.block) + 2 * max(self.train_size)
+        work = side * side * (self.in_channels + 3) * 4
+        if self.mode == "resize" and pixels <= self.block * self.block:
+            work += pixels * 4 * 2
+        return pixels * (self._channels() + 3) + work
+
+    def check_size(self, path: Path, height: int, width: int) -> None:
+        """Refuse (``DataError``) an image too large for ``max_pixels`` or for available memory."""
+        pixels = height * width
+        if pixels > self.max_pixels:
+            raise DataError(
+                f"{path}: image of {width}×{height} = {pixels / 1e6:.0f} Mpixel exceeds the "
+                f"limit of {self.max_pixels / 1e6:.0f} Mpixel (raise it with --max-pixels if the "
+                "machine has the memory)"
+            )
+        need = self.estimate_bytes(height, width)
+        free = available_memory()
+        if free is not None and need > 0.9 * free:
+            raise DataError(
+                f"{path}: image of {width}×{height} needs about {need / 2**30:.1f} GiB but only "
+                f"{free / 2**30:.1f} GiB of memory is available; refusing instead of running out "
+                "of memory"
+            )
+
+    # ------------------------------------------------------------------ one 2-D image
+    def _to_input(self, crop: np.ndarray) -> torch.Tensor:
+        from medspikeformer.data import to_model_input
+
+        if not crop.flags.writeable:  # read-only decoder output: torch warns on from_numpy
+            crop = crop.copy()
+        return to_model_input(crop, self.in_channels)
+
+    def predict_array(self, image: np.ndarray) -> np.ndarray:
+        """``uint8`` image ``H×W`` or ``H×W×3`` → ``uint8`` mask ``H×W`` with values 0/255."""
+        height, width = image.shape[:2]
+        if self.mode == "sliding":
+            with torch.inference_mode():
+                return predict_mask_tiled(
+                    self.model,
+                    image,
+                    self._to_input,
+                    self.train_size,
+                    threshold=self.threshold,
+                    overlap=self.overlap,
+                    sw_batch_size=self.sw_batch_size,
+                    tta_flip=self.tta_flip,
+                    block=self.block,
+                    device=self.device,
+                )
+        return self._predict_resize(image, height, width)
+
+    def _predict_resize(self, image: np.ndarray, height: int, width: int) -> np.ndarray:
+        import cv2
+
+        small = _resize_image(image, self.train_size)
+        x = self._to_input(np.ascontiguousarray(small)).unsqueeze(0).to(self.device)
+        with torch.inference_mode():
+            probs = forward_probs(self.model, x, tta_flip=self.tta_flip)[0, 0].cpu().numpy()
+        if height * width <= self.block * self.block:
+            full = cv2.resize(probs, (width, height), interpolation=cv2.INTER_LINEAR)
+            return np.where(full >= self.threshold, 255, 0).astype(np.uint8)
+        # Huge image: resize an 8-bit version of the probabilities so that nothing full-size is
+        # float; the threshold then acts on p rounded to 1/255.
+        p8 = np.rint(probs * 255.0).astype(np.uint8)
+        full8 = cv2.resize(p8, (width, height), interpolation=cv2.INTER_LINEAR)
+        fg = full8 >= math.ceil(self.threshold * 255.0 - 1e-6)
+        full8[...] = fg
+        full8 *= 255
+        return full8
+
+    # ------------------------------------------------------------------ files
+    def predict_file(
+        self,
+        path: Path,
+        out_dir: Path,
+        stem: str | None = None,
+        overlay: bool = False,
+        png_slices: bool = False,
+    ) -> list[Path]:
+        """Predict one file and write its outputs into ``out_dir``; returns the paths written.
+
+        Images → ``<stem>_mask.png`` (0/255, original size) and ``<stem>_overlay.png``.
+        NIfTI → ``<stem>_mask.nii.gz`` (uint8 labels 0/1, the input's affine and header) and with
+        ``png_slices`` one ``<stem>_slices/<stem>_z<k>_mask.png`` per slice (0/255).
+        """
+        stem = stem or output_stem(path)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        if _is_nifti(path):
+            return self._predict_nifti(path, out_dir, stem, png_slices)
+        from PIL import Image
+
+        from medspikeformer.data import read_image
+
+        height, width = probe_shape(path)
+        self.check_size(path, height, width)
+        with _pil_pixel_limit(self.max_pixels):
+            image = read_image(path)
+        if image.shape[:2] != (height, width):  # header disagreed with the pixels
+            self.check_size(path, *image.shape[:2])
+        mask = self.predict_array(image)
+        written = [out_dir / f"{stem}_mask.png"]
+        Image.fromarray(mask, mode="L").save(written[0])
+        if overlay:
+            written.append(out_dir / f"{stem}_overlay.png")
+            Image.fromarray(_overlay_bounded(image, mask)).save(written[-1])
+        return written
+
+    def _predict_nifti(self, path: Path, out_dir: Path, stem: str, png_slices: bool) -> list[Path]:
+        import nibabel as nib
+        from PIL import Image
+
+        shape = probe_shape(path)
+        if len(shape) == 4 and shape[3] == 1:
+            shape = shape[:3]
+        if len(shape) not in (2, 3):
+            raise DataError(f"{path}: expected a 2-D or 3-D NIfTI volume, got shape {shape}")
+        self.check_size(path, shape[0], shape[1])
+        try:
+            vol = nib.load(str(path))
+        except Exception as exc:
+            raise DataError(f"{path}: unreadable NIfTI file ({exc})") from None
+        n_slices = shape[2] if len(shape) == 3 else 1
+        labels = np.zeros(shape[:2] + ((n_slices,) if len(shape) == 3 else ()), dtype=np.uint8)
+        slice_dir = out_dir / f"{stem}_slices"
+        written: list[Path] = []
+        for k in range(n_slices):
+            try:
+                data = np.asarray(vol.dataobj[..., k] if len(shape) == 3 else vol.dataobj)
+            except Exception as exc:
+                raise DataError(f"{path}: cannot read slice {k} ({exc})") from None
+            data = data.reshape(shape[:2])
+            if data.dtype == np.uint8:
+                img = data
+            else:
+                img = ct_window_to_uint8(data, self.ct_window)
+            mask = self.predict_array(img)
+            if len(shape) == 3:
+                labels[..., k] = mask // 255
+            else:
+                labels[...] = mask // 255
+            if png_slices:
+                slice_dir.mkdir(parents=True, exist_ok=True)
+                written.append(slice_dir / f"{stem}_z{k:04d}_mask.png")
+                Image.fromarray(mask, mode="L").save(written[-1])
+        header = vol.header.copy()
+        header.set_data_dtype(np.uint8)
+        out_img = nib.Nifti1Image(labels, vol.affine, header)
+        out_img.set_qform(vol.affine, code=int(vol.header["qform_code"]) or 1)
+        out_img.set_sform(vol.affine, code=int(vol.header["sform_code"]) or 1)
+        out_img.header.set_slope_inter(1.0, 0.0)
+        target = out_dir / f"{stem}_mask.nii.gz"
+        nib.save(out_img, str(target))
+        return [target, *written]
+
+
+def _overlay_bounded(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Overlay of ``mask`` on ``image``, downscaled so the long side is ≤ OVERLAY_MAX_SIDE."""
+    import cv2
+
+    from medspikeformer.viz.overlay import overlay
+
+    height, width = mask.shape
+    scale = OVERLAY_MAX_SIDE / max(height, width)
+    if scale < 1.0:
+        size = (max(1, round(width * scale)), max(1, round(height * scale)))
+        image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+        mask = cv2.resize(mask, size, interpolation=cv2.INTER_NEAREST)
+    return overlay(image, mask)
+
+
+def unique_stems(paths: Sequence[Path]) -> list[str]:
+    """Output stems for ``paths``; repeated stems get ``-2``, ``-3`` … in input order."""
+    seen: dict[str, int] = {}
+    stems = []
+    for p in paths:
+        stem = output_stem(p)
+        seen[stem] = seen.get(stem, 0) + 1
+        stems.append(stem if seen[stem] == 1 else f"{stem}-{seen[stem]}")
+    return stems
+
+
+def predict_paths(
+    predictor: Predictor,
+    inputs: Sequence[str | Path],
+    out_dir: str | Path,
+    overlay: bool = False,
+    png_slices: bool = False,
+    progress: bool = False,
+) -> dict[Path, list[Path]]:
+    """Expand ``inputs`` (files and folders) and predict each; returns input → written files."""
+    paths = expand_inputs(inputs)
+    out_dir = Path(out_dir)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DataError(f"{out_dir}: cannot create the output folder ({exc.strerror})") from None
+    if not os.access(out_dir, os.W_OK):
+        raise DataError(f"{out_dir}: output folder is not writable")
+    stems = unique_stems(paths)
+    iterator: Any = zip(paths, stems)
+    if progress:
+        from tqdm.auto import tqdm
+
+        iterator = tqdm(iterator, total=len(paths), desc="predict", unit="image")
+    results: dict[Path, list[Path]] = {}
+    for path, stem in iterator:
+        results[path] = predictor.predict_file(
+            path, out_dir, stem=stem, overlay=overlay, png_slices=png_slices
+        )
+    return results

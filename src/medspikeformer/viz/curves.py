@@ -1,0 +1,121 @@
+"""Training curves from a run's per-epoch metrics CSV.
+
+The CSV has one row per epoch and a header; every numeric column is sorted into one of three
+panels by its name:
+
+- **losses**: every loss term the trainer logs (``bce``, ``dice``, ``align_kl``, ``align_l2``,
+  ``teacher_seg``, ``total``, ``val_loss`` …): any column not matched below;
+- **validation metrics**: columns whose name contains ``miou``, ``dsc``, ``dice_mean``/``mean_dice``
+  or ``iou_mean``/``mean_iou`` (values in [0, 1]);
+- **learning rate**: columns whose name contains ``lr`` (log scale).
+
+Columns named like ``epoch``, ``step``, ``time``/``seconds`` and non-numeric ones are not drawn.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import re
+from pathlib import Path
+
+from medspikeformer.errors import DataError
+
+__all__ = ["plot_training_curves", "read_metrics_csv", "sort_columns"]
+
+_METRIC = re.compile(r"miou|dsc|mean_dice|dice_mean|mean_iou|iou_mean")
+_LR = re.compile(r"(^|_)lr($|_)")
+_SKIP = re.compile(r"epoch|step|time|second|duration|skipped|count|nan_|^n_|samples|images")
+
+
+def read_metrics_csv(path: str | Path) -> dict[str, list[float]]:
+    """Read ``path`` into ``{column: values}`` keeping only numeric columns (blank → NaN).
+
+    Raises:
+        DataError: missing or unreadable file, or no data rows.
+    """
+    path = Path(path)
+    try:
+        with path.open(newline="") as fh:
+            rows = list(csv.DictReader(fh))
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read the metrics CSV ({exc.strerror or exc})") from None
+    except csv.Error as exc:
+        raise DataError(f"{path}: not a CSV file ({exc})") from None
+    if not rows:
+        raise DataError(f"{path}: the metrics CSV has no data rows")
+    columns: dict[str, list[float]] = {}
+    for name in rows[0]:
+        if name is None:
+            continue
+        values: list[float] = []
+        for row in rows:
+            cell = (row.get(name) or "").strip()
+            if cell == "":
+                values.append(math.nan)
+                continue
+            try:
+                values.append(float(cell))
+            except ValueError:
+                break
+        else:
+            columns[name] = values
+    return columns
+
+
+def sort_columns(columns: list[str]) -> dict[str, list[str]]:
+    """Split column names into the ``losses``, ``metrics`` and ``lr`` panels (see module doc)."""
+    panels: dict[str, list[str]] = {"losses": [], "metrics": [], "lr": []}
+    for name in columns:
+        key = name.lower()
+        if _METRIC.search(key):
+            panels["metrics"].append(name)
+        elif _LR.search(key):
+            panels["lr"].append(name)
+        elif _SKIP.search(key):
+            continue
+        else:
+            panels["losses"].append(name)
+    return panels
+
+
+def plot_training_curves(metrics_csv: str | Path, out_png: str | Path) -> Path:
+    """Draw each loss term, the validation mIoU/DSC and the learning rate per epoch.
+
+    Headless (matplotlib's Agg canvas, no pyplot state). The PNG is 1500 × 420 pixels with the
+    learning-rate panel, 1000 × 420 without.
+
+    Returns:
+        The path written.
+    """
+    from matplotlib.figure import Figure
+
+    data = read_metrics_csv(metrics_csv)
+    n = len(next(iter(data.values()))) if data else 0
+    x = data.get("epoch") or [float(i + 1) for i in range(n)]
+    panels = sort_columns(list(data))
+    if not panels["losses"] and not panels["metrics"]:
+        raise DataError(f"{metrics_csv}: no loss or metric columns to plot (columns: {list(data)})")
+    shown = [p for p in ("losses", "metrics", "lr") if panels[p] or p != "lr"]
+    fig = Figure(figsize=(5.0 * len(shown), 4.2), dpi=100)
+    axes = fig.subplots(1, len(shown), squeeze=False)[0]
+    titles = {"losses": "training losses", "metrics": "validation metrics", "lr": "learning rate"}
+    for ax, panel in zip(axes, shown):
+        for name in panels[panel]:
+            ax.plot(x, data[name], marker="." if n < 30 else None, label=name, linewidth=1.2)
+        ax.set_title(titles[panel], fontsize=10)
+        ax.set_xlabel("epoch")
+        ax.grid(True, alpha=0.3)
+        if panels[panel]:
+            ax.legend(fontsize=7)
+        if panel == "metrics":
+            ax.set_ylim(0.0, 1.0)
+        if panel == "lr" and all(v > 0 for name in panels["lr"] for v in data[name] if v == v):
+            ax.set_yscale("log")
+        if panel == "losses" and not panels["losses"]:
+            ax.text(0.5, 0.5, "no loss columns", ha="center", va="center", transform=ax.transAxes)
+    fig.tight_layout()
+    out_png = Path(out_png)
+    out_png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out_png, dpi=100)
+    return out_png
