@@ -1,0 +1,171 @@
+"""Shared model tester: one test class run over every registered model (tiny configs)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+import medspikeformer as msf
+from medspikeformer.errors import ConfigError
+from medspikeformer.models import SegmentationOutput, build_teacher, create_model, list_models
+
+TINY = {"base_channels": 8, "timesteps": 2}
+TINY_UNET = {"base_channels": 4}
+
+
+def tiny(name: str, **extra):
+    overrides = dict(TINY_UNET if name == "unet" else TINY)
+    overrides.update(extra)
+    return create_model(name, **overrides)
+
+
+def n_params(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def firing_input(model, h: int = 32, w: int = 48, batch: int = 2) -> torch.Tensor:
+    """Large-amplitude input so that the first LIF layers fire."""
+    g = torch.Generator().manual_seed(1)
+    return torch.randn(batch, model.in_channels, h, w, generator=g) * 2
+
+
+@pytest.mark.parametrize("name", list_models())
+class TestRegisteredModel:
+    def test_contract_attributes(self, name: str) -> None:
+        m = tiny(name)
+        assert m.model_name == name
+        json.dumps(m.config)
+        assert isinstance(m.in_channels, int) and isinstance(m.size_divisor, int)
+        assert m.timesteps == (2 if m.is_spiking else 1)
+        print(f"{name}: {n_params(m):,} parameters (tiny config)")
+
+    def test_output_shape_non_square(self, name: str) -> None:
+        m = tiny(name).eval()
+        with torch.no_grad():
+            y = m(firing_input(m, 32, 48))
+        assert isinstance(y, torch.Tensor)
+        assert y.shape == (2, 1, 32, 48)
+        assert torch.isfinite(y).all()
+
+    def test_train_output_type(self, name: str) -> None:
+        m = tiny(name).train()
+        out = m(firing_input(m))
+        assert isinstance(out, SegmentationOutput)
+        assert out.logits.shape == (2, 1, 32, 48)
+        if name == "unet":
+            assert out.stage_logits == []
+        else:
+            assert len(out.stage_logits) == m.config["num_units"]
+            for i, s in enumerate(out.stage_logits):
+                assert s.shape == (2, 1, 32 // 2**i, 48 // 2**i)
+
+    def test_backward_reaches_every_parameter(self, name: str) -> None:
+        m = tiny(name).train()
+        out = m(firing_input(m))
+        loss = out.logits.square().mean() + sum(s.square().mean() for s in out.stage_logits)
+        loss.backward()
+        nonzero = 0
+        for pname, p in m.named_parameters():
+            assert p.grad is not None, f"{name}: no gradient for {pname}"
+            assert torch.isfinite(p.grad).all(), f"{name}: non-finite gradient for {pname}"
+            nonzero += bool(p.grad.abs().sum() > 0)
+        assert nonzero >= 0.9 * len(list(m.parameters()))
+
+    def test_two_forwards_identical(self, name: str) -> None:
+        m = tiny(name)
+        x = firing_input(m)
+        for mode in (True, False):
+            m.train(mode)
+            with torch.no_grad():
+                a, b = m.forward_all(x).logits, m.forward_all(x).logits
+            assert torch.equal(a, b)
+
+    def test_state_dict_round_trip(self, name: str) -> None:
+        m = tiny(name)
+        m.train()
+        with torch.no_grad():
+            m(firing_input(m))  # move BN running statistics away from their init
+        m.eval()
+        fresh = create_model(m.model_name, **m.config).eval()
+        fresh.load_state_dict(m.state_dict())
+        x = firing_input(m)
+        with torch.no_grad():
+            assert torch.equal(m(x), fresh(x))
+
+    def test_bad_size_raises(self, name: str) -> None:
+        m = tiny(name).eval()
+        with pytest.raises(ConfigError, match="divisible"):
+            m(torch.randn(1, m.in_channels, m.size_divisor * 2 + 1, m.size_divisor * 2))
+
+    def test_one_channel_input(self, name: str) -> None:
+        m = tiny(name, in_channels=1).eval()
+        with torch.no_grad():
+            assert m(torch.randn(1, 1, 32, 32)).shape == (1, 1, 32, 32)
+        with pytest.raises(ConfigError, match="expected input"):
+            m(torch.randn(1, 3, 32, 32))
+
+
+def test_default_parameter_count() -> None:
+    m = msf.create_model("medspikeformer")
+    count = n_params(m)
+    print(f"medspikeformer default: {count:,} parameters")
+    assert 2_610_000 <= count <= 3_190_000
+
+
+def test_unknown_model_lists_names() -> None:
+    with pytest.raises(ConfigError, match="medspikeformer_wo_sdsa"):
+        create_model("resnet50")
+    with pytest.raises(ConfigError, match="unknown MedSpikeFormer option"):
+        create_model("medspikeformer", widht=3)
+
+
+def test_overrides_and_ablation_configs() -> None:
+    assert create_model("medspikeformer", timesteps=1, **{"base_channels": 8}).timesteps == 1
+    assert create_model("medspikeformer_wo_aa").config["interactions"] == ["ai", "ia", "ii"]
+    assert create_model("medspikeformer_wo_ii").config["interactions"] == ["aa", "ai", "ia"]
+    assert create_model("medspikeformer_wo_sdsa").config["attention"] == "none"
+    m = create_model("medspikeformer", num_units=3, base_channels=8)
+    assert m.size_divisor == 4 and len(m.stage_heads) == 3
+    with pytest.raises(ConfigError, match="softmax"):
+        create_model("medspikeformer", attention="softmax")
+
+
+def test_forward_all_attention_maps() -> None:
+    m = tiny("medspikeformer")
+    out = m.forward_all(firing_input(m))
+    assert out.attention is not None and len(out.attention) == 4
+    for i, a in enumerate(out.attention):
+        assert a.shape == (2, 8 * 2**i, 32 // 2**i, 48 // 2**i)
+    assert tiny("medspikeformer_wo_sdsa").forward_all(firing_input(m)).attention is None
+
+
+def test_eval_forward_runs_no_stage_heads() -> None:
+    m = tiny("medspikeformer").eval()
+    calls = []
+    for head in m.stage_heads:
+        head.register_forward_hook(lambda *_: calls.append(1))
+    with torch.no_grad():
+        m(firing_input(m))
+    assert calls == []
+
+
+def test_build_teacher_is_ann_twin() -> None:
+    student = create_model("medspikeformer", base_channels=8, in_channels=1, timesteps=4)
+    teacher = build_teacher(student)
+    assert not teacher.is_spiking and teacher.timesteps == 1
+    assert teacher.widths == student.widths and teacher.in_channels == 1
+    assert teacher.config["attention"] == "softmax"
+    assert not any(isinstance(mod, msf.neurons.LIFNeuron) for mod in teacher.modules())
+    assert teacher(torch.randn(1, 1, 32, 32)).logits.shape == (1, 1, 32, 32)
+    with pytest.raises(ConfigError):
+        build_teacher(create_model("unet"))
+
+
+def test_ablation_parameter_counts_differ() -> None:
+    full = n_params(create_model("medspikeformer"))
+    wo_sdsa = n_params(create_model("medspikeformer_wo_sdsa"))
+    wo_sc = n_params(create_model("medspikeformer_wo_sc"))
+    print(f"full {full:,}  w/o SDSA {wo_sdsa:,}  w/o SC {wo_sc:,}")
+    assert wo_sdsa < full and wo_sc < full
