@@ -1,0 +1,144 @@
+"""``medspikeformer data check|show``: validate a dataset folder or draw image/mask pairs."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+
+def _parse_options(items: list[str] | None) -> dict[str, Any]:
+    import yaml
+
+    from medspikeformer.errors import ConfigError
+
+    out: dict[str, Any] = {}
+    for item in items or []:
+        if "=" not in item:
+            raise ConfigError(f"--option expects KEY=VALUE, got {item!r}")
+        key, value = item.split("=", 1)
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("data", help="check a dataset folder or preview its pairs")
+    sub = p.add_subparsers(dest="data_command", metavar="{check,show}")
+    sub.required = True
+
+    def common(q: argparse.ArgumentParser) -> None:
+        q.add_argument("name", help="dataset name (see `medspikeformer data list`)")
+        q.add_argument("--root", default=None, help="dataset folder as downloaded")
+        q.add_argument(
+            "--option",
+            "-o",
+            action="append",
+            metavar="KEY=VALUE",
+            help="loader option, e.g. -o include_normal=false (repeatable)",
+        )
+
+    c = sub.add_parser("check", help="counts, missing pairs, size mismatches, non-binary masks")
+    common(c)
+    c.add_argument("--json", action="store_true", help="print the summary as JSON")
+    c.set_defaults(func=run)
+
+    s = sub.add_parser("show", help="write a PNG grid of image/mask pairs (mask overlaid)")
+    common(s)
+    s.add_argument("--out", required=True, help="PNG file to write")
+    s.add_argument("-n", type=int, default=8, help="number of pairs (default 8)")
+    s.add_argument("--columns", type=int, default=None, help="pairs per row (default: all)")
+    s.add_argument("--size", type=int, default=192, help="tile size in pixels (default 192)")
+    s.add_argument("--split", default="all", help="train/val/test/all (default all)")
+    s.add_argument("--split-spec", default="paper")
+    s.add_argument(
+        "--colors", type=int, default=0, help="palette size for a smaller PNG (0 = full colour)"
+    )
+    s.set_defaults(func=run)
+
+    ls = sub.add_parser("list", help="list dataset names")
+    ls.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from medspikeformer.data import list_datasets
+
+    if args.data_command == "list":
+        print("\n".join(list_datasets()))
+        return 0
+    options = _parse_options(args.option)
+    if args.data_command == "check":
+        return _check(args, options)
+    return _show(args, options)
+
+
+def _check(args: argparse.Namespace, options: dict[str, Any]) -> int:
+    from rich.console import Console
+
+    from medspikeformer.data.check import check_dataset
+
+    report = check_dataset(args.name, args.root, progress=True, **options)
+    summary = report.summary()
+    if args.json:
+        print(json.dumps({**summary, "problems": report.errors, "notes": report.notes}, indent=1))
+        return 0 if report.ok else 1
+    con = Console(highlight=False, soft_wrap=True)
+    con.print(f"[bold]{args.name}[/bold] at {summary['root']}")
+    parts = ", ".join(f"{k}: {v}" for k, v in sorted(summary["parts"].items()))
+    con.print(f"  pairs found: {summary['pairs']}   decoded OK: {summary['checked']}   ({parts})")
+    if "image_size" in summary:
+        s = summary["image_size"]
+        con.print(
+            f"  image size (H×W): {s['min_hw'][0]}×{s['min_hw'][1]} … {s['max_hw'][0]}×{s['max_hw'][1]}"
+        )
+    if "foreground_fraction" in summary:
+        f = summary["foreground_fraction"]
+        con.print(
+            f"  foreground fraction: mean {f['mean']:.4f}  median {f['median']:.4f}  "
+            f"min {f['min']:.4f}  max {f['max']:.4f}  empty masks {f['empty_masks']}"
+        )
+    if "mask_pixels_far_from_0_255" in summary:
+        f = summary["mask_pixels_far_from_0_255"]
+        con.print(
+            f"  mask pixels far from 0/255: mean {100 * f['mean']:.3f}%  max {100 * f['max']:.3f}%"
+        )
+    for note in report.notes:
+        con.print(f"  note: {note}")
+    if report.errors:
+        con.print(f"[red]{len(report.errors)} problem(s):[/red]")
+        for e in report.errors[:50]:
+            con.print(f"  - {e}", markup=False)
+        if len(report.errors) > 50:
+            con.print(f"  … and {len(report.errors) - 50} more")
+        return 1
+    con.print("[green]no problems found[/green]")
+    return 0
+
+
+def _show(args: argparse.Namespace, options: dict[str, Any]) -> int:
+    from pathlib import Path
+
+    from PIL import Image
+
+    from medspikeformer.data import build_dataset
+    from medspikeformer.data.check import preview_grid
+
+    ds = build_dataset(
+        args.name,
+        root=args.root,
+        split=args.split,
+        size=args.size,
+        split_spec=args.split_spec,
+        cache_dir=False,
+        **options,
+    )
+    grid = preview_grid(ds, n=args.n, columns=args.columns)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    picture = Image.fromarray(grid)
+    if args.colors:
+        picture = picture.quantize(colors=args.colors, dither=Image.Dither.NONE)
+    picture.save(out, optimize=True)
+    print(
+        f"wrote {out} ({min(args.n, len(ds))} pairs of {args.name}/{args.split}, {grid.shape[1]}×{grid.shape[0]} px)"
+    )
+    return 0
