@@ -71,7 +71,7 @@ class DataConfig:
     split_spec: Any = None
     augment: str | None = "paper"
     in_channels: int | None = None
-    cache_dir: str | None = None
+    cache_dir: Any = None  # folder; null = ~/.cache/medspikeformer; false = no cache
     num_workers: int = 0
     train_split: str = "train"
     val_split: str = "val"
