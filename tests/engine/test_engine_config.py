@@ -137,7 +137,7 @@ def test_invalid_values_raise_config_error(sets: list[str], message: str) -> Non
 def test_unknown_key_and_bad_set_syntax() -> None:
     with pytest.raises(ConfigError, match=r"unknown config key train\.epoch\b"):
         load_config(sets=["train.epoch=3"])
-    with pytest.raises(ConfigError, match="expected key.sub=value"):
+    with pytest.raises(ConfigError, match=r"expected key\.sub=value"):
         parse_set_option("train.epochs")
     with pytest.raises(ConfigError, match="config file not found"):
         load_config("no-such-dataset")
