@@ -56,6 +56,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--split", default="test", help="split scored for the tables (default test)"
     )
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    parser.add_argument(
+        "--checkpoint",
+        choices=("last", "best"),
+        default="last",
+        help="checkpoint scored: last (default; no selection on the test set) or best (best val "
+        "mIoU; with the paper split val is the test set, as in the authors' code)",
+    )
     parser.add_argument("--list", action="store_true", help="print the rows and exit")
     parser.set_defaults(func=run)
 
@@ -78,6 +85,7 @@ def run(args: argparse.Namespace) -> int:
         sets=tuple(args.sets),
         eval_split=args.split,
         device=args.device,
+        checkpoint=args.checkpoint,
     )
     if args.list:
         for row in spec.row_list():

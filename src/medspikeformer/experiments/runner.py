@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import csv
 import json
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,6 +52,7 @@ __all__ = [
 ]
 
 RESULT_NAME = "result.json"
+TRAINED_NAME = "trained.json"
 EXPERIMENT_NAME = "experiment.json"
 
 
@@ -72,6 +72,9 @@ class ExperimentSpec:
         sets: extra ``key=value`` overrides applied to every row (same budget for all).
         eval_split: the split scored for the tables.
         device: ``auto``/``cpu``/``cuda`` for training and evaluation.
+        checkpoint: ``last`` (default: the end of training, no selection on the test set) or
+            ``best`` (the epoch with the best val mIoU; with the ``paper`` split val is the test
+            set, which is the authors' protocol but an optimistic one).
     """
 
     kind: str
@@ -85,6 +88,7 @@ class ExperimentSpec:
     sets: Sequence[str] = ()
     eval_split: str = "test"
     device: str = "auto"
+    checkpoint: str = "last"
 
     def row_list(self) -> list[Row]:
         if self.kind == "compare":
@@ -150,24 +154,74 @@ def base_config(spec: ExperimentSpec):
     )
 
 
-def resolve_row_config(spec: ExperimentSpec, row: Row, seed_index: int, run_dir: Path):
+def pin_split(config, out: Path):
+    """Fix the test images of the whole experiment: write ``OUT/split.json`` once and point
+    ``data.split_spec`` at it.
+
+    The engine draws the random split with ``train.seed``; without this, seed k would train and
+    test on other images than seed 0, and no paired test would be possible. For the synthetic set
+    the generator seed is pinned too (its images are drawn from that seed). Returns the config.
+    """
+    from medspikeformer.data import build_dataset
+
+    d = config.data
+    if d.dataset == "synthetic":
+        d.options = {**d.options, "seed": d.options.get("seed") or config.train.seed}
+    path = Path(out) / "split.json"
+    if not path.is_file():
+        kwargs: dict[str, Any] = {
+            "root": d.root,
+            "size": d.size,
+            "in_channels": d.in_channels or 3,
+            "cache_dir": d.cache_dir,
+            "seed": config.train.seed,
+            **d.options,
+        }
+        if d.split_spec is not None:
+            kwargs["split_spec"] = d.split_spec
+        build_dataset(d.dataset, split="train", **kwargs).save_split(path)
+    d.split_spec = str(path)
+    return config
+
+
+# Options of the shared model section that carry over to every row of the MedSpikeFormer family
+# (same width, depth, timesteps, neuron); a row of another family (the U-Net) only gets the
+# input channel count, since "base_channels" means another thing there.
+_FOREIGN_FAMILY_OPTIONS = ("in_channels",)
+
+
+def _is_family(model: str) -> bool:
+    from medspikeformer.models import MedSpikeFormer, create_model
+
+    return isinstance(create_model(model), MedSpikeFormer)
+
+
+def resolve_row_config(spec: ExperimentSpec, row: Row, seed_index: int, run_dir: Path, shared=None):
     """The full TrainConfig of ``row`` / seed ``seed_index``: the shared config + the row's switch.
 
-    The row's model replaces the shared one (its options are kept: e.g. the recipe's timesteps or
-    width apply to every row), ``row.model_overrides`` go into the model options,
-    ``row.train_overrides`` into the matching config sections, and the seed becomes
-    ``train.seed + seed_index``.
+    * the row's model replaces the shared one; the shared model options (the recipe's timesteps,
+      width, ...) are kept for every row of the MedSpikeFormer family, only ``in_channels`` for
+      other models; ``row.model_overrides`` are applied on top;
+    * ``row.train_overrides`` go into the matching config sections;
+    * rows outside the ``medspikeformer*`` registry names (the baselines ssa/sdt/qk/ann/unet) train
+      without a teacher (``teacher.mode = none``), as the paper's baselines did; the
+      ``medspikeformer*`` rows keep the shared teacher mode (joint by default);
+    * the seed becomes ``train.seed + seed_index``.
     """
     from medspikeformer.engine.config import config_from_dict, config_to_dict, merge_dicts
 
-    base = config_to_dict(base_config(spec))
-    model = dict(base.get("model") or {})
-    model["name"] = row.model
-    model.update(dict(row.model_overrides))
-    data = merge_dicts(base, {"model": model})
-    data["model"] = model  # the flat model section replaces, it must not keep another name
+    base = config_to_dict(shared if shared is not None else base_config(spec))
+    shared_model = dict(base.get("model") or {})
+    shared_model.pop("name", None)
+    if not _is_family(row.model):
+        shared_model = {k: v for k, v in shared_model.items() if k in _FOREIGN_FAMILY_OPTIONS}
+    model = {"name": row.model, **shared_model, **dict(row.model_overrides)}
+    data = dict(base)
+    data["model"] = model
+    if not row.model.startswith("medspikeformer"):
+        data = merge_dicts(data, {"teacher": {"mode": "none"}})
     data = merge_dicts(data, _dotted_to_nested(row.train_overrides))
-    data["train"]["seed"] = int(data["train"].get("seed", 41)) + int(seed_index)
+    data["train"] = {**data["train"], "seed": int(data["train"].get("seed", 41)) + int(seed_index)}
     data["out"] = str(run_dir)
     return config_from_dict(data)
 
@@ -201,59 +255,53 @@ def _train_time_from_csv(run_dir: Path) -> float | None:
     return None
 
 
-def _checkpoint_epoch(path: Path) -> int | None:
-    from medspikeformer.engine.checkpoint import load_checkpoint
-
-    if not path.is_file():
-        return None
-    return int(load_checkpoint(path).get("epoch", 0))
-
-
 def train_row(config, run_dir: Path) -> dict[str, Any]:
-    """Train (or resume) one row; returns the engine's result dict plus ``wall_time_s``."""
+    """Train one row, or resume it from ``run_dir/last.pt``; returns the engine's result dict.
+
+    The result is also written to ``run_dir/trained.json``: its presence means training is over
+    (also after an early stop), so an interruption during evaluation does not train again.
+    """
     from medspikeformer.engine import train
 
-    start = time.perf_counter()
-    last = run_dir / "last.pt"
-    if last.is_file():
-        result = train(config, resume=run_dir)
-    else:
-        result = train(config)
-    result = dict(result or {})
-    result["wall_time_s"] = time.perf_counter() - start
+    marker = run_dir / TRAINED_NAME
+    if marker.is_file():
+        return json.loads(marker.read_text())
+    resume = run_dir if (run_dir / "last.pt").is_file() else None
+    result = dict(train(config, resume=resume) or {})
+    result["resumed"] = resume is not None
+    _write_json(marker, result)
     return result
 
 
-def evaluate_row(config, run_dir: Path, split: str) -> dict[str, Any]:
-    """Score ``best.pt`` (falls back to ``last.pt``) on ``split`` of the run's own split file."""
+def evaluate_row(config, run_dir: Path, split: str, checkpoint: str = "last") -> dict[str, Any]:
+    """Score the run's ``last.pt`` (or ``best.pt``) on ``split`` of the experiment's split file."""
     import torch
 
     from medspikeformer.data import build_dataset
     from medspikeformer.engine.checkpoint import load_model
     from medspikeformer.inference import evaluate
 
-    ckpt_path = run_dir / "best.pt"
+    ckpt_path = run_dir / f"{checkpoint}.pt"
     if not ckpt_path.is_file():
         ckpt_path = run_dir / "last.pt"
     model, ckpt = load_model(ckpt_path)
     d = config.data
-    split_file = run_dir / "split.json"
-    dataset = build_dataset(
-        d.dataset,
-        root=d.root,
-        split=split,
-        size=d.size,
-        split_spec=str(split_file) if split_file.is_file() else d.split_spec,
-        augment="none",
-        in_channels=d.in_channels or getattr(model, "in_channels", 3),
-        cache_dir=d.cache_dir,
-        **dict(d.options),
-    )
+    kwargs: dict[str, Any] = {
+        "root": d.root,
+        "size": d.size,
+        "in_channels": int(getattr(model, "in_channels", d.in_channels or 3)),
+        "cache_dir": d.cache_dir,
+        "seed": config.train.seed,
+        **d.options,
+    }
+    if d.split_spec is not None:
+        kwargs["split_spec"] = d.split_spec
+    dataset = build_dataset(d.dataset, split=split, augment="none", **kwargs)
     device = config.train.device
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     res = evaluate(model.to(device), dataset, threshold=config.train.threshold, device=device)
-    return {"result": res, "model": model, "dataset": dataset, "ckpt": ckpt}
+    return {"result": res, "model": model, "dataset": dataset, "ckpt": ckpt, "path": ckpt_path}
 
 
 def _eval_payload(res: Any) -> tuple[dict[str, float], dict[str, float]]:
@@ -281,35 +329,37 @@ def profile_row(model, dataset, size: int, max_images: int = 4) -> dict[str, Any
     """Params, GFLOPs, mean firing rate and energy per image at the training size.
 
     Firing rates depend on the input, so they are measured on the first ``max_images`` test
-    images (not on noise) where the profiler accepts an input; the energy estimate uses those
-    rates.
+    images where the profiler accepts an input batch (``inputs=``); otherwise on its seeded random
+    input (recorded in ``firing_rate_input``). Counts are divided by the batch: per image.
     """
+    import inspect
+
     import torch
 
     from medspikeformer.profile import profile_model
 
-    images = torch.stack([dataset[i]["image"] for i in range(min(max_images, len(dataset)))])
     model = model.cpu().eval()
-    report = profile_model(model, size=(size, size), inputs=images)
-    rep = report.to_dict() if hasattr(report, "to_dict") else dict(report)
+    n = min(max_images, len(dataset))
+    kwargs: dict[str, Any] = {"size": (size, size)}
+    source = "random"
+    if n and "inputs" in inspect.signature(profile_model).parameters:
+        kwargs["inputs"] = torch.stack([dataset[i]["image"] for i in range(n)])
+        kwargs["batch"] = n
+        source = f"{n} test images"
+    report = profile_model(model, **kwargs)
+    per = 1.0 / int(report.input_shape[0])
+    spiking = bool(report.is_spiking)
     return {
         "size": [size, size],
-        "params_m": _get(rep, "params_m", "params", scale_from="params", scale=1e-6),
-        "gflops": _get(rep, "gflops", "total_gflops"),
-        "gflops_per_timestep": _get(rep, "gflops_per_timestep"),
-        "timesteps": rep.get("timesteps"),
-        "firing_rate": _get(rep, "mean_firing_rate", "firing_rate") if model.is_spiking else None,
-        "energy_mj": _get(rep, "energy_mj"),
+        "params_m": report.params / 1e6,
+        "gflops": report.flops * per / 1e9,
+        "gflops_per_timestep": report.flops_per_timestep * per / 1e9,
+        "gmacs": report.macs * per / 1e9,
+        "timesteps": int(report.timesteps),
+        "firing_rate": report.mean_firing_rate if spiking else None,
+        "firing_rate_input": source if spiking else None,
+        "energy_mj": report.energy_mj * per,
     }
-
-
-def _get(rep: Mapping[str, Any], *keys: str, scale_from: str | None = None, scale: float = 1.0):
-    for key in keys:
-        value = rep.get(key)
-        if value is not None:
-            value = float(value)
-            return value * scale if key == scale_from else value
-    return None
 
 
 # ----------------------------------------------------------------------------- the runner
@@ -331,6 +381,7 @@ def _check_experiment_file(spec: ExperimentSpec, shared: str) -> None:
         "config": spec.config,
         "sets": list(spec.sets),
         "eval_split": spec.eval_split,
+        "checkpoint": spec.checkpoint,
         "shared_config": json.loads(shared),
     }
     if path.is_file():
@@ -357,18 +408,13 @@ def run_row(
     """Train/resume, evaluate and profile one row and seed; writes and returns its result."""
     from medspikeformer.engine.config import config_to_dict
 
-    epochs = config.train.epochs
-    done_epoch = _checkpoint_epoch(run_dir / "last.pt")
-    train_info: dict[str, Any] = {}
-    if done_epoch is None or done_epoch < epochs:
-        train_info = train_row(config, run_dir)
-    evaluated = evaluate_row(config, run_dir, spec.eval_split)
+    train_info = train_row(config, run_dir)
+    evaluated = evaluate_row(config, run_dir, spec.eval_split, spec.checkpoint)
     metrics, per_image = _eval_payload(evaluated["result"])
     profile = profile_row(evaluated["model"], evaluated["dataset"], config.data.size)
     train_time = _train_time_from_csv(run_dir)
     if train_time is None:
         train_time = train_info.get("wall_time_s")
-    teacher = train_info.get("teacher") or config.teacher.mode
     result = {
         "row": row.key,
         "label": row.label,
@@ -384,9 +430,12 @@ def run_row(
         "profile": profile,
         "run": {
             "train_time_s": None if train_time is None else float(train_time),
-            "epochs": epochs,
-            "best_epoch": evaluated["ckpt"].get("epoch"),
-            "teacher": teacher,
+            "epochs": config.train.epochs,
+            "epochs_run": train_info.get("epochs_run"),
+            "checkpoint": evaluated["path"].name,
+            "checkpoint_epoch": evaluated["ckpt"].get("epoch"),
+            "best_epoch": train_info.get("best_epoch"),
+            "teacher": train_info.get("teacher") or config.teacher.mode,
         },
         "config": config_to_dict(config),
     }
@@ -417,17 +466,20 @@ def run_experiment(
     row_runner = row_runner or run_row
     out = Path(spec.out)
     out.mkdir(parents=True, exist_ok=True)
+    if spec.checkpoint not in ("last", "best"):
+        raise ConfigError(f"--checkpoint {spec.checkpoint!r}: use last or best")
     rows = spec.row_list()
     shared = base_config(spec)
     validate_config(shared, check_model=False)
     _check_experiment_file(spec, _fingerprint(shared))
+    shared = pin_split(shared, out)
 
     results: dict[str, list[dict[str, Any]]] = {r.key: [] for r in rows}
     trained, reused = [], []
     aliased: dict[str, str] = {}
     seen: dict[str, str] = {}  # fingerprint (seed 0) → first row key
     for row in rows:
-        cfg0 = resolve_row_config(spec, row, 0, out / "rows" / row.key / "seed0")
+        cfg0 = resolve_row_config(spec, row, 0, out / "rows" / row.key / "seed0", shared)
         fp = _fingerprint(cfg0)
         if fp in seen:
             aliased[row.key] = seen[fp]
@@ -510,21 +562,34 @@ def _markdown_document(
         cfg = any_result.get("config", {})
         tr, data = cfg.get("train", {}), cfg.get("data", {})
         lines += [
-            f"Budget shared by every row: recipe `{spec.recipe}`, size {data.get('size')}, "
+            f"Budget shared by every row: recipe `{spec.recipe or 'none'}`, size {data.get('size')}, "
             f"{tr.get('epochs')} epochs, batch {tr.get('batch_size')}, "
             f"lr {cfg.get('optim', {}).get('lr')}, T = {cfg.get('model', {}).get('timesteps', 'model default')}"
             f"; evaluated on the `{spec.eval_split}` split ({any_result.get('n_test')} images).",
             "",
         ]
+    fr_source = next(
+        (
+            r["profile"].get("firing_rate_input")
+            for rs in results.values()
+            for r in rs
+            if (r.get("profile") or {}).get("firing_rate_input")
+        ),
+        None,
+    )
+    fr_text = (
+        f"on {fr_source}" if fr_source and fr_source != "random" else "on a seeded random input"
+    )
     lines += [
         to_markdown(summaries, reference_label=ref.label if ref else "reference"),
         "Metrics from one pixel confusion matrix over the whole split (threshold 0.5); Dice/img = "
         "mean per-image Dice. Cells are mean ± sample std over seeds. p: two-sided Wilcoxon "
         "signed-rank test on per-image Dice (each image's Dice averaged over seeds first; "
-        "n = images, Δ̃ = median of reference − row). GFLOPs/energy per image at the training size "
-        "(energy: 4.6 pJ/MAC real-valued + 0.9 pJ/SOP, 45 nm); firing rate = mean over LIF layers "
-        "on test images. Paper: the paper's figure for this dataset (Table 1 metric for compare, "
-        "mIoU of Tables 2–3 for ablation) — different budget and data size.",
+        "n = images, Δ̃ = median of reference − row). Params: inference modules only. "
+        "GFLOPs (2 FLOPs per MAC, all T timesteps) and energy per image at the training size "
+        "(energy: 4.6 pJ per real-valued MAC + 0.9 pJ per SOP, 45 nm); firing rate = mean over "
+        f"LIF layers {fr_text}. Paper: the paper's figure for this dataset (Table 1 metric for "
+        "compare, mIoU of Tables 2–3 for ablation), obtained with another budget and more data.",
         "",
     ]
     return "\n".join(lines)

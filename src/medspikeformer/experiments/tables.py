@@ -176,6 +176,10 @@ def _fmt(value: tuple[float, float | None] | None, digits: int) -> str:
     if value is None:
         return "—"
     mean, std = value
+    if 0 < abs(mean) < 10 ** -(digits - 1):
+        # tiny figures (e.g. GFLOPs of a toy model) keep three significant digits
+        text = f"{mean:.3g}"
+        return text if std is None else f"{text} ± {std:.2g}"
     if std is None:
         return f"{mean:.{digits}f}"
     return f"{mean:.{digits}f} ± {std:.{digits}f}"
