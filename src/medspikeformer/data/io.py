@@ -145,6 +145,8 @@ def to_model_input(img: np.ndarray, in_channels: int = 3) -> torch.Tensor:
     if in_channels not in (1, 3):
         raise ValueError(f"in_channels must be 1 or 3, got {in_channels}")
     img = np.asarray(img)
+    if not img.flags.writeable:
+        img = img.copy()
     if img.dtype != np.uint8:
         raise ValueError(f"expected a uint8 image, got {img.dtype}")
     if img.ndim == 3 and img.shape[-1] == 1:
