@@ -99,8 +99,10 @@ class MoNuSegSource(DatasetSource):
         for base, part in ((root / TRAIN_DIR, "train"), (root / TEST_DIR, "test"), (root, None)):
             if (base / "Tissue Images").is_dir():
                 parts.append((base / "Tissue Images", base / "Annotations", part or "train"))
-            elif base.is_dir() and any(base.glob("*.xml")) and (part is not None or not parts):
-                parts.append((base, base, part or "test"))
+            elif part is not None and base.is_dir():
+                parts.append((base, base, part))
+            elif part is None and not parts and any(base.glob("*.xml")):
+                parts.append((base, base, "test"))
         return parts
 
     def resolve_root(self, root: Path) -> Path:
