@@ -32,7 +32,7 @@ def tiny_config(out: Path | str, **sections: Any) -> dict[str, Any]:
         "out": str(out),
     }
     for key, value in sections.items():
-        if isinstance(value, dict) and isinstance(cfg.get(key), dict):
+        if key != "model" and isinstance(value, dict) and isinstance(cfg.get(key), dict):
             cfg[key] = {**cfg[key], **copy.deepcopy(value)}
         else:
             cfg[key] = value

@@ -599,9 +599,9 @@ class _Run:
             if bad:
                 what = (
                     f"epoch {epoch} step {step}: non-finite loss or gradient "
-                    f"(total={float(total):.4g}, bce={float(parts['bce']):.4g}, "
-                    f"dice={float(parts['dice']):.4g}, align={float(align):.4g}, "
-                    f"teacher_seg={float(t_seg):.4g}, grad_norm={float(g_norm):.4g})"
+                    f"(total={float(total.detach()):.4g}, bce={float(parts['bce'].detach()):.4g}, "
+                    f"dice={float(parts['dice'].detach()):.4g}, align={float(align.detach()):.4g}, "
+                    f"teacher_seg={float(t_seg.detach()):.4g}, grad_norm={float(g_norm):.4g})"
                 )
                 if cfg.train.nan_policy == "stop":
                     last = self.run_dir / "last.pt"

@@ -1,0 +1,82 @@
+"""Run directory: lock file (live and stale), writability, versions, metrics CSV."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from medspikeformer.engine.run_dir import (
+    RunLock,
+    collect_versions,
+    ensure_writable_dir,
+    write_metrics_csv,
+)
+from medspikeformer.errors import ConfigError
+
+
+def test_lock_is_exclusive_and_released(tmp_path: Path) -> None:
+    lock = RunLock(tmp_path).acquire()
+    info = json.loads((tmp_path / ".lock").read_text())
+    assert info["pid"] == os.getpid()
+    with pytest.raises(ConfigError, match="already locked by this process"):
+        RunLock(tmp_path).acquire()
+    lock.release()
+    assert not (tmp_path / ".lock").exists()
+    with RunLock(tmp_path):
+        assert (tmp_path / ".lock").exists()
+    assert not (tmp_path / ".lock").exists()
+
+
+def test_lock_of_a_live_process_refuses(tmp_path: Path) -> None:
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        import socket
+
+        (tmp_path / ".lock").write_text(json.dumps({"pid": proc.pid, "host": socket.gethostname()}))
+        with pytest.raises(ConfigError, match=f"in use by process {proc.pid}"):
+            RunLock(tmp_path).acquire()
+        assert (tmp_path / ".lock").exists()
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_stale_lock_is_taken_over(tmp_path: Path) -> None:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()  # its PID is now dead
+    import socket
+
+    (tmp_path / ".lock").write_text(json.dumps({"pid": proc.pid, "host": socket.gethostname()}))
+    with pytest.warns(UserWarning, match="stale lock"):
+        lock = RunLock(tmp_path).acquire()
+    assert json.loads((tmp_path / ".lock").read_text())["pid"] == os.getpid()
+    lock.release()
+
+
+def test_not_writable_output_is_a_config_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("x")
+    with pytest.raises(ConfigError, match=r"file\.txt: output path exists and is not a directory"):
+        ensure_writable_dir(blocker)
+    with pytest.raises(ConfigError, match="output directory is not writable"):
+        ensure_writable_dir(blocker / "run")
+
+
+def test_versions_record_python_torch_package() -> None:
+    v = collect_versions()
+    assert {"python", "torch", "numpy", "medspikeformer", "git"} <= set(v)
+    assert v["python"].count(".") == 2
+
+
+def test_metrics_csv_union_of_columns(tmp_path: Path) -> None:
+    path = tmp_path / "m.csv"
+    write_metrics_csv(path, [{"epoch": 1, "loss": 0.5}, {"epoch": 2, "loss": 0.4, "val_miou": 0.7}])
+    rows = list(csv.DictReader(path.open()))
+    assert [r["epoch"] for r in rows] == ["1", "2"]
+    assert rows[0]["val_miou"] == "" and rows[1]["val_miou"] == "0.7"
