@@ -128,6 +128,8 @@ def run(args: argparse.Namespace) -> int:
         config = load_config(args.config, recipe=args.recipe, overrides=overrides, sets=args.sets)
     validate_config(config)
     result = train(config, resume=args.resume)
+    if not result.get("is_main", True):
+        return 0
     best = result["best_metrics"]
     print(
         f"done: best val mIoU {best.get('val_miou', float('nan')):.4f} "

@@ -353,12 +353,23 @@ class _Run:
         self.student_fwd: nn.Module = self.student
         self.teacher_fwd: nn.Module | None = self.teacher
         if self.dist.enabled:
-            ddp_kw: dict[str, Any] = {"find_unused_parameters": True}
+            # Stage heads get gradients only from the alignment loss / stage supervision; when some
+            # of them are unused DDP must be told to look for unused parameters.
+            all_aligned = self.align_loss is not None and cfg.teacher.align.stages is None
+            ddp_kw: dict[str, Any] = {}
             if self.device.type == "cuda":
                 ddp_kw["device_ids"] = [self.device.index]
-            self.student_fwd = nn.parallel.DistributedDataParallel(self.student, **ddp_kw)
+            self.student_fwd = nn.parallel.DistributedDataParallel(
+                self.student,
+                find_unused_parameters=not (all_aligned or cfg.train.stage_supervision > 0),
+                **ddp_kw,
+            )
             if self.teacher_mode == "joint":
-                self.teacher_fwd = nn.parallel.DistributedDataParallel(self.teacher, **ddp_kw)
+                self.teacher_fwd = nn.parallel.DistributedDataParallel(
+                    self.teacher,
+                    find_unused_parameters=not cfg.teacher.stage_supervision > 0,
+                    **ddp_kw,
+                )
         if cfg.train.compile:
             self.student_fwd = self._try_compile(self.student_fwd)
 
@@ -791,6 +802,8 @@ class _Run:
             "stopped_early": stopped_early,
             "nan_skipped": st.nan_skipped,
             "teacher": self.teacher_mode,
+            "is_main": self.main,
+            "world_size": self.dist.world_size,
             "wall_time_s": time.perf_counter() - t_start,
             "best_checkpoint": str(self.run_dir / "best.pt"),
             "last_checkpoint": str(self.run_dir / "last.pt"),
