@@ -28,6 +28,21 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=run)
 
 
+DISPLAY_MAX_SIDE = 512
+
+
+def display_image(image: Any) -> Any:
+    """The image the heatmaps are drawn over: the original, downscaled to ≤ 512 px on its long side."""
+    import cv2
+
+    h, w = image.shape[:2]
+    scale = DISPLAY_MAX_SIDE / max(h, w)
+    if scale >= 1.0:
+        return image
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+
+
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
@@ -43,7 +58,8 @@ def run(args: argparse.Namespace) -> int:
     ctx = load_context(args.checkpoint, device=device, size=args.size)
     probe_shape(args.image)  # DataError naming the file for a missing/unreadable image
     image = read_image(args.image)
-    x, shown = prepare_image(image, ctx.train_size, ctx.in_channels)
+    x, _ = prepare_image(image, ctx.train_size, ctx.in_channels)
+    shown = display_image(image)
     student = attention_maps(ctx.model, x.to(device))
     teacher_maps = None
     if not args.no_teacher:

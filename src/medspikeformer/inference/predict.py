@@ -137,7 +137,7 @@ def probe_shape(path: Path) -> tuple[int, ...]:
             return shape[0], shape[1]
         from PIL import Image
 
-        with Image.open(path) as im:
+        with _pil_pixel_limit(None), Image.open(path) as im:  # header only: no bomb check here
             width, height = im.size
         return height, width
     except Exception as exc:
@@ -189,13 +189,16 @@ def _resize_image(img: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
 
 
 @contextmanager
-def _pil_pixel_limit(max_pixels: int) -> Iterator[None]:
-    """Let Pillow decode images up to ``max_pixels`` (its own bomb guard is ~179 Mpixel); our
-    header check has already accepted the size."""
+def _pil_pixel_limit(max_pixels: int | None) -> Iterator[None]:
+    """Let Pillow open images up to ``max_pixels`` (``None``: any size; its own bomb guard is
+    ~179 Mpixel). Used only after, or for, our own header check."""
     from PIL import Image
 
     old = Image.MAX_IMAGE_PIXELS
-    Image.MAX_IMAGE_PIXELS = max(int(max_pixels), old or 0) if old is not None else None
+    if max_pixels is None or old is None:
+        Image.MAX_IMAGE_PIXELS = None
+    else:
+        Image.MAX_IMAGE_PIXELS = max(int(max_pixels), old)
     try:
         yield
     finally:

@@ -128,7 +128,8 @@ def attention_figure(
             mag = channel_magnitude(fmap)
             ax = axes[r][s + 1]
             ax.imshow(heatmap_overlay(rgb, mag, alpha=alpha))
-            ax.set_title(f"stage {s + 1} ({mag.shape[0]}×{mag.shape[1]})", fontsize=8)
+            flat = " constant" if float(mag.max()) <= float(mag.min()) else ""
+            ax.set_title(f"stage {s + 1} ({mag.shape[0]}×{mag.shape[1]}{flat})", fontsize=8)
         for ax in axes[r]:
             ax.set_xticks([])
             ax.set_yticks([])
