@@ -203,10 +203,36 @@ def test_cli_profile(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
     printed = capsys.readouterr().out
     assert "GFLOPs total" in printed and "energy" in printed and "pe_sc.0.act" in printed
     data = json.loads(out.read_text())
-    torch.manual_seed(0)
+    torch.manual_seed(0)  # --seed 0 seeds the weight init as well as the input
     ref = profile_model(create_model("medspikeformer", base_channels=8, timesteps=2), size=32)
     assert data["params"] == ref.params and data["flops"] == ref.flops
     assert data["timesteps"] == 2 and data["input_shape"] == [1, 3, 32, 32]
+    assert data["mean_firing_rate"] == pytest.approx(ref.mean_firing_rate)
+    assert data["sops"] == pytest.approx(ref.sops)
+
+
+def test_cli_profile_checkpoint(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from medspikeformer.engine.checkpoint import build_payload, save_checkpoint
+
+    torch.manual_seed(3)
+    model = create_model("medspikeformer", base_channels=8, timesteps=2)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(3.0)  # livelier weights than any fresh init, so firing rates differ
+    ckpt = save_checkpoint(tmp_path / "m.pt", build_payload(model))
+    out = tmp_path / "p.json"
+    argv = ["profile", "medspikeformer", "--size", "32", "--checkpoint", str(ckpt)]
+    assert main([*argv, "--json", str(out), "--no-layers"]) == 0
+    data = json.loads(out.read_text())
+    ref = profile_model(model, size=32)
+    assert data["mean_firing_rate"] == pytest.approx(ref.mean_firing_rate)
+    torch.manual_seed(0)
+    fresh = profile_model(create_model("medspikeformer", base_channels=8, timesteps=2), size=32)
+    assert abs(ref.mean_firing_rate - fresh.mean_firing_rate) > 1e-3  # the weights were used
+    assert data["timesteps"] == 2  # taken from the checkpoint's config
+    capsys.readouterr()
+    assert main(["profile", "ssa", "--size", "32", "--checkpoint", str(ckpt)]) == 2
+    assert "holds model 'medspikeformer'" in capsys.readouterr().err
 
 
 def test_cli_errors(capsys: pytest.CaptureFixture[str]) -> None:

@@ -198,18 +198,16 @@ class ProfileReport:
         from rich.table import Table
 
         t = Table(title="synaptic layers (conv / linear / matmul)")
-        for col in ("layer", "type", "input", "input fr", "MMACs", "MSOPs", "energy µJ"):
-            t.add_column(
-                col,
-                justify="left" if col in ("layer", "type", "input") else "right",
-                overflow="fold",
-            )
+        width = max([len(layer.name) for layer in self.layers] + [5])
+        t.add_column("layer", min_width=width, overflow="fold")
+        t.add_column("type", overflow="fold")
+        for col in ("input fr", "MMACs", "MSOPs", "energy µJ"):
+            t.add_column(col, justify="right")
         for layer in self.layers:
             t.add_row(
                 layer.name,
                 layer.kind,
-                "spikes" if layer.spike_input else "real",
-                "—" if layer.input_firing_rate is None else f"{layer.input_firing_rate:.4f}",
+                "— (real)" if layer.input_firing_rate is None else f"{layer.input_firing_rate:.4f}",
                 f"{layer.macs / 1e6:.3f}",
                 f"{layer.sops / 1e6:.3f}" if layer.spike_input else "—",
                 f"{layer.energy_pj * 1e-6:.3f}",
@@ -221,7 +219,8 @@ class ProfileReport:
         from rich.table import Table
 
         t = Table(title="spiking layers (LIF)")
-        t.add_column("layer", overflow="fold")
+        width = max([len(n.name) for n in self.neurons] + [5])
+        t.add_column("layer", min_width=width, overflow="fold")
         t.add_column("firing rate", justify="right")
         t.add_column("elements", justify="right")
         for n in self.neurons:
@@ -299,11 +298,14 @@ def _matmul_macs(a: Tensor, b: Tensor) -> int:
 class _MatmulTracer(TorchDispatchMode):
     """Records matrix products issued outside synaptic modules, with their operands' spikiness."""
 
-    def __init__(self, module_stack: list[str], synaptic_depth: list[int]) -> None:
+    def __init__(
+        self, module_stack: list[str], synaptic_depth: list[int], order: dict[Any, int]
+    ) -> None:
         super().__init__()
         self.module_stack = module_stack
         self.synaptic_depth = synaptic_depth
-        # (module name, op) -> [calls, macs, sops, all-spike flag, fr·macs sum]
+        self.order = order
+        # (module name, op) -> [calls, macs, sops, macs without a spike operand]
         self.records: dict[tuple[str, str], list[float]] = {}
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[override]
@@ -315,13 +317,14 @@ class _MatmulTracer(TorchDispatchMode):
             macs = _matmul_macs(a, b)
             rates = [float(t.double().mean()) for t in (a, b) if _is_spike_tensor(t)]
             owner = self.module_stack[-1] if self.module_stack else ""
-            rec = self.records.setdefault((owner, op), [0, 0, 0.0, 1.0, 0.0])
+            self.order.setdefault(("matmul", owner, op), len(self.order))
+            rec = self.records.setdefault((owner, op), [0, 0, 0.0, 0])
             rec[0] += 1
             rec[1] += macs
             if rates:
                 rec[2] += synaptic_operations(min(rates), macs)
             else:
-                rec[3] = 0.0
+                rec[3] += macs
         return out
 
 
@@ -383,6 +386,7 @@ def profile_model(
 
     module_stack: list[str] = []
     synaptic_depth = [0]
+    order: dict[Any, int] = {}  # first-call order of layers and traced products
 
     def enter(mod: nn.Module, args: Any) -> None:
         name = names[id(mod)]
@@ -398,6 +402,7 @@ def profile_model(
     def synaptic_pre(mod: nn.Module, args: Any) -> None:
         synaptic_depth[0] += 1
         inp = _first_tensor(args)
+        order.setdefault(("layer", names[id(mod)]), len(order))
         st = layer_stats.setdefault(names[id(mod)], _LayerStats())
         st.calls += 1
         if inp is None:
@@ -426,7 +431,7 @@ def profile_model(
             if isinstance(mod, neuron_types):
                 handles.append(mod.register_forward_hook(neuron_post))
         counter = FlopCounterMode(display=False)
-        tracer = _MatmulTracer(module_stack, synaptic_depth)
+        tracer = _MatmulTracer(module_stack, synaptic_depth, order)
         with torch.no_grad(), counter, tracer:
             model(x)
     finally:
@@ -440,6 +445,7 @@ def profile_model(
     total_flops = int(counter.get_total_flops())
 
     layers: list[LayerProfile] = []
+    position: dict[int, int] = {}  # id(LayerProfile) -> first-call order
     synaptic_macs = real_macs = 0
     total_sops = 0.0
     for name, st in layer_stats.items():
@@ -454,42 +460,41 @@ def profile_model(
             total_sops += sops
         else:
             real_macs += macs
-        layers.append(
-            LayerProfile(
-                name=name,
-                kind=type(model.get_submodule(name)).__name__,
-                spike_input=spike_in,
-                input_firing_rate=fr,
-                calls=st.calls,
-                flops=flops,
-                macs=macs,
-                sops=sops,
-                energy_pj=energy_pj(0 if spike_in else macs, sops, e_mac, e_ac),
-            )
+        layer = LayerProfile(
+            name=name,
+            kind=type(model.get_submodule(name)).__name__,
+            spike_input=spike_in,
+            input_firing_rate=fr,
+            calls=st.calls,
+            flops=flops,
+            macs=macs,
+            sops=sops,
+            energy_pj=energy_pj(0 if spike_in else macs, sops, e_mac, e_ac),
         )
-    for (owner, op), (calls, macs, sops, all_spike, _) in tracer.records.items():
-        spike_in = spiking and all_spike == 1.0
-        macs = int(macs)
+        position[id(layer)] = order[("layer", name)]
+        layers.append(layer)
+    for (owner, op), (calls, macs, sops, plain_macs) in tracer.records.items():
+        macs, plain_macs = int(macs), int(plain_macs)
+        if not spiking:
+            sops, plain_macs = 0.0, macs
+        spike_in = plain_macs == 0
         synaptic_macs += macs
-        if spike_in:
-            total_sops += sops
-        else:
-            real_macs += macs
-        layers.append(
-            LayerProfile(
-                name=owner,
-                kind=f"matmul ({op})",
-                spike_input=spike_in,
-                input_firing_rate=sops / macs if spike_in and macs else None,
-                calls=int(calls),
-                flops=2 * macs,
-                macs=macs,
-                sops=sops if spike_in else 0.0,
-                energy_pj=energy_pj(
-                    0 if spike_in else macs, sops if spike_in else 0.0, e_mac, e_ac
-                ),
-            )
+        total_sops += sops
+        real_macs += plain_macs
+        layer = LayerProfile(
+            name=owner,
+            kind=f"matmul ({op})",
+            spike_input=spike_in,
+            input_firing_rate=sops / macs if spike_in and macs else None,
+            calls=int(calls),
+            flops=2 * macs,
+            macs=macs,
+            sops=sops,
+            energy_pj=energy_pj(plain_macs, sops, e_mac, e_ac),
         )
+        position[id(layer)] = order[("matmul", owner, op)]
+        layers.append(layer)
+    layers.sort(key=lambda layer: position[id(layer)])
     total_macs = total_flops // 2
     other_macs = max(total_macs - synaptic_macs, 0)
     if spiking:

@@ -7,9 +7,10 @@ Examples::
     medspikeformer profile ssa --size 32 --base-channels 8 --timesteps 2
     medspikeformer profile unet --size 256 --no-layers
 
-The input is random (standard normal, fixed ``--seed``), so firing rates are those of the given
-weights on noise; load a checkpoint with ``--checkpoint`` to profile trained weights. Conventions
-(FLOP counter, MACs vs FLOPs, SOPs, energy constants) are in ``docs/metrics.md``.
+The input is random (standard normal) and the weights are freshly initialised, both from
+``--seed``, so firing rates are those of an untrained network on noise; ``--checkpoint`` profiles
+trained weights. Conventions (FLOP counter, MACs vs FLOPs, SOPs, energy constants) are in
+``docs/metrics.md``.
 """
 
 from __future__ import annotations
@@ -39,7 +40,9 @@ def register(subparsers: Any) -> None:
         "--checkpoint",
         help="profile the trained weights of a checkpoint of MODEL (its config, then the overrides)",
     )
-    p.add_argument("--seed", type=int, default=0, help="seed of the random input (default 0)")
+    p.add_argument(
+        "--seed", type=int, default=0, help="seed of the weight init and the random input (0)"
+    )
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
     p.add_argument("--json", metavar="PATH", help="also write the full report as JSON")
     p.add_argument("--no-layers", action="store_true", help="print the summary table only")
@@ -66,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
         overrides["base_channels"] = args.base_channels
     if args.in_channels is not None:
         overrides["in_channels"] = args.in_channels
+    torch.manual_seed(args.seed)  # reproducible initial weights when no checkpoint is given
     if args.checkpoint:
         from medspikeformer.engine.checkpoint import load_checkpoint, load_state_dict_checked
         from medspikeformer.errors import CheckpointError
