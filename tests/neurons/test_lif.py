@@ -122,6 +122,7 @@ def test_eval_and_train_paths_agree() -> None:
     assert torch.equal(a, b.detach())
 
 
+@pytest.mark.slow
 def test_compile_path_identical() -> None:
     x = (torch.randn(4, 2, 8) + 0.6).requires_grad_(True)
     eager = LIFNeuron()

@@ -12,8 +12,8 @@ from medspikeformer.models.output import SegmentationOutput
 
 
 def default_unet_config() -> dict[str, Any]:
-    """Default U-Net configuration: 5 levels, widths C·2^i, 2 residual units per level."""
-    return {"in_channels": 3, "base_channels": 16, "num_levels": 5, "num_res_units": 2}
+    """Default U-Net: 5 levels, widths 20·2^i (20…320), 2 residual units per level (2.54 M)."""
+    return {"in_channels": 3, "base_channels": 20, "num_levels": 5, "num_res_units": 2}
 
 
 class UNetBaseline(nn.Module):
