@@ -145,20 +145,20 @@ def to_model_input(img: np.ndarray, in_channels: int = 3) -> torch.Tensor:
     if in_channels not in (1, 3):
         raise ValueError(f"in_channels must be 1 or 3, got {in_channels}")
     img = np.asarray(img)
-    if not img.flags.writeable:
-        img = img.copy()
     if img.dtype != np.uint8:
         raise ValueError(f"expected a uint8 image, got {img.dtype}")
     if img.ndim == 3 and img.shape[-1] == 1:
         img = img[..., 0]
     if img.ndim == 3 and img.shape[-1] == 4:
         img = img[..., :3]
+    # numpy, single-threaded: torch's intra-op pool costs more than it saves at this size and
+    # competes with the training step for cores (DataLoader workers, shared machines)
     if img.ndim == 2:
-        t = torch.from_numpy(np.ascontiguousarray(img)).to(torch.float32).div_(255.0)
-        return t.unsqueeze(0).expand(in_channels, -1, -1).contiguous()
+        x = np.divide(img, np.float32(255.0), dtype=np.float32)
+        return torch.from_numpy(np.repeat(x[None], in_channels, axis=0))
     if img.ndim != 3 or img.shape[-1] != 3:
         raise ValueError(f"expected [H,W] or [H,W,3], got {img.shape}")
     if in_channels == 1:
         return to_model_input(to_grey(img), 1)
-    t = torch.from_numpy(np.ascontiguousarray(img)).to(torch.float32).div_(255.0)
-    return t.permute(2, 0, 1).contiguous()
+    x = np.divide(img.transpose(2, 0, 1), np.float32(255.0), dtype=np.float32)
+    return torch.from_numpy(np.ascontiguousarray(x))

@@ -1,0 +1,107 @@
+"""Images/s of the training data pipeline (decode → resize → cache → augment → tensor).
+
+Usage: ``python benchmarks/bench_data.py [--root ../shared/data/kvasir-seg] [--size 256]``.
+Runs on the Kvasir-SEG sample by default (202 JPEG pairs, 300–1900 px wide) with the "paper"
+augmentation, a fresh cache folder, and prints one table row per phase:
+
+* first epoch (cache empty: every JPEG decoded and resized, the cache written),
+* cached epochs (arrays read from the .npz cache, only augmentation + tensor conversion),
+* the same through ``torch.utils.data.DataLoader`` with 0 and 2 workers (batch 8, shuffled,
+  persistent workers: the first epoch includes their start-up),
+* no cache at all (decode every epoch), for reference.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader
+
+from medspikeformer.data import build_dataset
+
+DEFAULT_ROOT = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "kvasir-seg"
+
+
+def run_direct(ds) -> float:
+    """Images/s of one pass indexing the dataset directly (no DataLoader)."""
+    t0 = time.perf_counter()
+    for i in range(len(ds)):
+        ds[i]
+    return len(ds) / (time.perf_counter() - t0)
+
+
+def run_loader(loader: DataLoader) -> float:
+    """Images/s of one pass over a DataLoader (workers, if any, persist across passes)."""
+    t0 = time.perf_counter()
+    n = sum(batch["image"].shape[0] for batch in loader)
+    return n / (time.perf_counter() - t0)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--root", type=Path, default=DEFAULT_ROOT)
+    ap.add_argument("--dataset", default="kvasir")
+    ap.add_argument("--size", type=int, default=256)
+    ap.add_argument("--augment", default="paper")
+    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--epochs", type=int, default=2, help="cached epochs to average")
+    ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads (collation)")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    if not args.root.exists():
+        raise SystemExit(f"benchmark data not found: {args.root}")
+    torch.manual_seed(0)
+    rows: list[tuple[str, str, float]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+
+        def make(cache):
+            return build_dataset(
+                args.dataset,
+                args.root,
+                split="all",
+                size=args.size,
+                augment=args.augment,
+                cache_dir=cache,
+            )
+
+        ds = make(Path(tmp) / "a")
+        rows.append(("first epoch (uncached)", "direct", run_direct(ds)))
+        rates = [run_direct(ds) for _ in range(args.epochs)]
+        rows.append(("cached epoch", "direct", sum(rates) / len(rates)))
+        for workers in (0, 2):
+            loader = DataLoader(
+                make(Path(tmp) / f"w{workers}"),
+                batch_size=args.batch_size,
+                shuffle=True,
+                num_workers=workers,
+                persistent_workers=workers > 0,
+            )
+            access = f"DataLoader w={workers}"
+            rows.append(("first epoch (uncached)", access, run_loader(loader)))
+            rates = [run_loader(loader) for _ in range(args.epochs)]
+            rows.append(("cached epoch", access, sum(rates) / len(rates)))
+            del loader
+        rows.append(("no cache (decode every epoch)", "direct", run_direct(make(False))))
+
+    print(
+        f"# {args.dataset} at {args.root}: {len(ds)} pairs, {args.size}×{args.size}, augment={args.augment}, "
+        f"batch {args.batch_size}"
+    )
+    print(
+        f"# {platform.processor() or platform.machine()}, {os.cpu_count()} logical CPUs, "
+        f"torch {torch.__version__}, torch threads {torch.get_num_threads()}"
+    )
+    print(f"| {'phase':<30} | {'access':<16} | {'images/s':>9} |")
+    print(f"|{'-' * 32}|{'-' * 18}|{'-' * 11}|")
+    for phase, access, rate in rows:
+        print(f"| {phase:<30} | {access:<16} | {rate:>9.1f} |")
+
+
+if __name__ == "__main__":
+    main()
