@@ -43,6 +43,63 @@ def run_loader(loader: DataLoader) -> float:
     return n / (time.perf_counter() - t0)
 
 
+def measure(
+    root: Path = DEFAULT_ROOT,
+    dataset: str = "kvasir",
+    size: int = 256,
+    augment: str = "paper",
+    batch_size: int = 8,
+    epochs: int = 2,
+) -> tuple[int, list[tuple[str, str, float]]]:
+    """(pairs, rows of (phase, access, images/s)) for one dataset folder."""
+    torch.manual_seed(0)
+    rows: list[tuple[str, str, float]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+
+        def make(cache):
+            return build_dataset(
+                dataset, root, split="all", size=size, augment=augment, cache_dir=cache
+            )
+
+        ds = make(Path(tmp) / "a")
+        rows.append(("first epoch (uncached)", "direct", run_direct(ds)))
+        rates = [run_direct(ds) for _ in range(epochs)]
+        rows.append(("cached epoch", "direct", sum(rates) / len(rates)))
+        for workers in (0, 2):
+            loader = DataLoader(
+                make(Path(tmp) / f"w{workers}"),
+                batch_size=batch_size,
+                shuffle=True,
+                num_workers=workers,
+                persistent_workers=workers > 0,
+            )
+            access = f"DataLoader w={workers}"
+            rows.append(("first epoch (uncached)", access, run_loader(loader)))
+            rates = [run_loader(loader) for _ in range(epochs)]
+            rows.append(("cached epoch", access, sum(rates) / len(rates)))
+            del loader
+        rows.append(("no cache (decode every epoch)", "direct", run_direct(make(False))))
+    return len(ds), rows
+
+
+def run(quick: bool = False, root: Path = DEFAULT_ROOT, size: int = 256) -> list[dict]:
+    """Rows for ``benchmarks/run_all.py``: ``time_s`` is seconds per image, notes give images/s."""
+    if not root.exists():
+        return [{"suite": "data", "name": "data pipeline", "params": {}, "time_s": None, "status": "skipped", "notes": f"Kvasir sample not found at {root}"}]  # fmt: skip
+    n, rows = measure(root, size=size, epochs=1 if quick else 2)
+    return [
+        {
+            "suite": "data",
+            "name": f"{phase}, {access}",
+            "params": {"dataset": "kvasir", "pairs": n, "size": size, "augment": "paper"},
+            "time_s": 1.0 / rate,
+            "status": "ok",
+            "notes": f"{rate:.1f} images/s",
+        }
+        for phase, access, rate in rows
+    ]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--root", type=Path, default=DEFAULT_ROOT)
@@ -56,46 +113,17 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     if not args.root.exists():
         raise SystemExit(f"benchmark data not found: {args.root}")
-    torch.manual_seed(0)
-    rows: list[tuple[str, str, float]] = []
-    with tempfile.TemporaryDirectory() as tmp:
-
-        def make(cache):
-            return build_dataset(
-                args.dataset,
-                args.root,
-                split="all",
-                size=args.size,
-                augment=args.augment,
-                cache_dir=cache,
-            )
-
-        ds = make(Path(tmp) / "a")
-        rows.append(("first epoch (uncached)", "direct", run_direct(ds)))
-        rates = [run_direct(ds) for _ in range(args.epochs)]
-        rows.append(("cached epoch", "direct", sum(rates) / len(rates)))
-        for workers in (0, 2):
-            loader = DataLoader(
-                make(Path(tmp) / f"w{workers}"),
-                batch_size=args.batch_size,
-                shuffle=True,
-                num_workers=workers,
-                persistent_workers=workers > 0,
-            )
-            access = f"DataLoader w={workers}"
-            rows.append(("first epoch (uncached)", access, run_loader(loader)))
-            rates = [run_loader(loader) for _ in range(args.epochs)]
-            rows.append(("cached epoch", access, sum(rates) / len(rates)))
-            del loader
-        rows.append(("no cache (decode every epoch)", "direct", run_direct(make(False))))
-
+    n, rows = measure(
+        args.root, args.dataset, args.size, args.augment, args.batch_size, args.epochs
+    )
     print(
-        f"# {args.dataset} at {args.root}: {len(ds)} pairs, {args.size}×{args.size}, augment={args.augment}, "
-        f"batch {args.batch_size}"
+        f"# {args.dataset} at {args.root}: {n} pairs, {args.size}×{args.size}, "
+        f"augment={args.augment}, batch {args.batch_size}"
     )
     print(
         f"# {platform.processor() or platform.machine()}, {os.cpu_count()} logical CPUs, "
-        f"torch {torch.__version__}, torch threads {torch.get_num_threads()}"
+        f"load average {os.getloadavg()[0]:.1f}, torch {torch.__version__}, "
+        f"torch threads {torch.get_num_threads()}"
     )
     print(f"| {'phase':<30} | {'access':<16} | {'images/s':>9} |")
     print(f"|{'-' * 32}|{'-' * 18}|{'-' * 11}|")
