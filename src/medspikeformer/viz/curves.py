@@ -1,15 +1,18 @@
-"""Training curves from a run's per-epoch metrics CSV.
+"""Training curves from a run's per-epoch metrics CSV (``RUN_DIR/metrics.csv``).
 
-The CSV has one row per epoch and a header; every numeric column is sorted into one of three
-panels by its name:
+The CSV has one row per epoch and a header; every numeric column is sorted into a panel by its
+name:
 
-- **losses**: every loss term the trainer logs (``bce``, ``dice``, ``align_kl``, ``align_l2``,
-  ``teacher_seg``, ``total``, ``val_loss`` …): any column not matched below;
-- **validation metrics**: columns whose name contains ``miou``, ``dsc``, ``dice_mean``/``mean_dice``
-  or ``iou_mean``/``mean_iou`` (values in [0, 1]);
-- **learning rate**: columns whose name contains ``lr`` (log scale).
+- **losses**: the loss terms (``train_bce``, ``train_dice``, ``train_align_kl``, ``train_align_l2``,
+  ``train_teacher_seg``, ``train_total``, ``val_loss`` …): every column not matched below; columns
+  starting with ``val_`` are drawn dashed;
+- **validation metrics**: ``*miou``, ``*dsc`` (solid) and ``*mean_dice``, ``*mean_iou`` (dotted);
+- **learning rate**: ``lr`` (log scale).
 
-Columns named like ``epoch``, ``step``, ``time``/``seconds`` and non-numeric ones are not drawn.
+Not drawn: ``epoch``, ``time_s`` and other timings, counters (``nan_skipped``, ``*num_images``),
+the confusion counts (``*_tp``, ``*_fp``, ``*_fn``, ``*_tn``), ``acc``/``spe``/``sen`` (near 1
+for small foregrounds, they would flatten the panel), and columns that are empty or all NaN
+(e.g. teacher terms of a run without a teacher).
 """
 
 from __future__ import annotations
@@ -25,7 +28,10 @@ __all__ = ["plot_training_curves", "read_metrics_csv", "sort_columns"]
 
 _METRIC = re.compile(r"miou|dsc|mean_dice|dice_mean|mean_iou|iou_mean")
 _LR = re.compile(r"(^|_)lr($|_)")
-_SKIP = re.compile(r"epoch|step|time|second|duration|skipped|count|nan_|^n_|samples|images")
+_SKIP = re.compile(
+    r"epoch|step|time|second|duration|skipped|count|nan_|^n_|samples|images"
+    r"|(^|_)(tp|fp|fn|tn|acc|spe|sen)$"
+)
 
 
 def read_metrics_csv(path: str | Path) -> dict[str, list[float]]:
@@ -68,12 +74,12 @@ def sort_columns(columns: list[str]) -> dict[str, list[str]]:
     panels: dict[str, list[str]] = {"losses": [], "metrics": [], "lr": []}
     for name in columns:
         key = name.lower()
+        if _SKIP.search(key) and not _METRIC.search(key):
+            continue
         if _METRIC.search(key):
             panels["metrics"].append(name)
         elif _LR.search(key):
             panels["lr"].append(name)
-        elif _SKIP.search(key):
-            continue
         else:
             panels["losses"].append(name)
     return panels
@@ -89,11 +95,13 @@ def plot_training_curves(metrics_csv: str | Path, out_png: str | Path) -> Path:
         The path written.
     """
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     data = read_metrics_csv(metrics_csv)
     n = len(next(iter(data.values()))) if data else 0
     x = data.get("epoch") or [float(i + 1) for i in range(n)]
-    panels = sort_columns(list(data))
+    drawable = [k for k, v in data.items() if any(val == val for val in v)]  # not all NaN
+    panels = sort_columns(drawable)
     if not panels["losses"] and not panels["metrics"]:
         raise DataError(f"{metrics_csv}: no loss or metric columns to plot (columns: {list(data)})")
     shown = [p for p in ("losses", "metrics", "lr") if panels[p] or p != "lr"]
@@ -102,12 +110,18 @@ def plot_training_curves(metrics_csv: str | Path, out_png: str | Path) -> Path:
     titles = {"losses": "training losses", "metrics": "validation metrics", "lr": "learning rate"}
     for ax, panel in zip(axes, shown):
         for name in panels[panel]:
-            ax.plot(x, data[name], marker="." if n < 30 else None, label=name, linewidth=1.2)
+            key = name.lower()
+            style = ":" if re.search(r"mean_dice|mean_iou", key) else "-"
+            if panel == "losses" and key.startswith("val"):
+                style = "--"
+            ax.plot(x, data[name], style, marker="." if n < 30 else None, label=name, linewidth=1.2)
         ax.set_title(titles[panel], fontsize=10)
         ax.set_xlabel("epoch")
         ax.grid(True, alpha=0.3)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         if panels[panel]:
-            ax.legend(fontsize=7)
+            many = len(panels[panel]) > 6
+            ax.legend(fontsize=6 if many else 7, ncol=2 if many else 1, loc="best", framealpha=0.7)
         if panel == "metrics":
             ax.set_ylim(0.0, 1.0)
         if panel == "lr" and all(v > 0 for name in panels["lr"] for v in data[name] if v == v):

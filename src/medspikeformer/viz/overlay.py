@@ -27,12 +27,20 @@ def to_rgb_uint8(image: Any) -> np.ndarray:
     """Any displayable image → ``H×W×3`` ``uint8``.
 
     Accepts ``H×W``, ``H×W×{1,3,4}`` (channels last) or ``{1,3}×H×W`` (channels first, as model
-    inputs are). ``uint8`` input is used as is; float input already in ``[0, 1]`` is scaled by 255;
+    inputs are). Where the layout is ambiguous (e.g. ``3×4×4``), tensors are read channels first
+    (the datasets' layout) and numpy arrays channels last (``read_image``'s). ``uint8`` input is used as is; float input already in ``[0, 1]`` is scaled by 255;
     any other float input (e.g. mean/std-normalised model input) is min–max stretched to ``[0, 255]``
     for display.
     """
+    channels_first = hasattr(image, "detach")
     arr = _as_numpy(image)
-    if arr.ndim == 3 and arr.shape[0] in (1, 3) and arr.shape[-1] not in (1, 3, 4):
+    if arr.ndim == 4 and arr.shape[0] == 1:
+        arr = arr[0]
+    if (
+        arr.ndim == 3
+        and arr.shape[0] in (1, 3)
+        and (channels_first or arr.shape[-1] not in (1, 3, 4))
+    ):
         arr = np.moveaxis(arr, 0, -1)
     if arr.ndim == 3 and arr.shape[-1] == 4:
         arr = arr[..., :3]
@@ -52,13 +60,16 @@ def to_rgb_uint8(image: Any) -> np.ndarray:
 
 
 def to_mask(mask: Any, threshold: float = 0.5) -> np.ndarray:
-    """A mask or probability map (``H×W``, ``1×H×W``, ``H×W×1``; values in {0,1}, [0,1] or {0,255})
-    → boolean ``H×W`` (``value >= threshold``, as the metrics threshold). ``uint8`` masks count
+    """A mask or probability map (``H×W``, ``1×H×W``, ``1×1×H×W``, ``H×W×1``; values in {0,1},
+    [0,1] or {0,255}) → boolean ``H×W`` (``value >= threshold``, as the metrics threshold). ``uint8`` masks count
     as foreground where > 127."""
     arr = _as_numpy(mask)
-    arr = np.squeeze(arr)
+    while arr.ndim > 2 and arr.shape[0] == 1:  # [1,H,W], [1,1,H,W]
+        arr = arr[0]
+    if arr.ndim == 3 and arr.shape[-1] == 1:  # [H,W,1]
+        arr = arr[..., 0]
     if arr.ndim != 2:
-        raise ValueError(f"a mask must be 2-D after squeezing, got shape {arr.shape}")
+        raise ValueError(f"a mask must be H×W (or 1×H×W, H×W×1), got shape {arr.shape}")
     if arr.dtype == np.bool_:
         return arr
     if arr.dtype == np.uint8:

@@ -1,0 +1,179 @@
+"""End to end through the command line on a tiny checkpoint in a run directory."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from medspikeformer.cli import main
+from medspikeformer.data import build_dataset
+
+from .helpers import SIZE, make_checkpoint
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory) -> Path:
+    """best.pt + last.pt (with teacher) + split.json, like a training run leaves them."""
+    folder = tmp_path_factory.mktemp("run")
+    make_checkpoint(folder, with_teacher=True)
+    ds = build_dataset(
+        "synthetic",
+        split="train",
+        size=SIZE,
+        split_spec="60/20/20",
+        num_samples=10,
+        cache_dir=False,
+    )
+    ds.save_split(folder / "split.json")
+    return folder
+
+
+def test_evaluate_uses_the_run_split(run_dir, tmp_path, capsys):
+    from medspikeformer.engine.checkpoint import load_model
+    from medspikeformer.inference import evaluate
+
+    out = tmp_path / "ev"
+    rc = main(["evaluate", str(run_dir / "best.pt"), "--out", str(out), "--no-progress"])
+    assert rc == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["info"]["split_from"].endswith("split.json")
+    ids = json.loads((run_dir / "split.json").read_text())["ids"]["test"]
+    rows = (out / "per_image.csv").read_text().splitlines()
+    assert sorted(r.split(",")[0] for r in rows[1:]) == sorted(ids) and len(ids) == 2
+    # the same numbers as the Python API on the same split
+    model, _ = load_model(run_dir / "best.pt")
+    ds = build_dataset(
+        "synthetic", split="test", size=SIZE, split_spec=str(run_dir / "split.json"),
+        num_samples=10, cache_dir=False,
+    )  # fmt: skip
+    expected = evaluate(model, ds, device="cpu").metrics
+    for key in ("miou", "dsc", "acc", "spe", "sen", "mean_dice", "mean_iou"):
+        assert summary["metrics"][key] == pytest.approx(expected[key], abs=1e-12)
+    assert (out / "summary.md").read_text().count("|") > 10
+    assert Image.open(out / "qualitative.png").size == (800, 2 * 200 + 60)
+    assert "mIoU" in capsys.readouterr().out
+
+
+def test_evaluate_tta_and_threshold(run_dir, tmp_path):
+    out = tmp_path / "ev"
+    rc = main(
+        ["evaluate", str(run_dir / "best.pt"), "--out", str(out), "--tta", "--threshold", "0.3",
+         "--split", "all", "--grid", "0", "--no-progress"]
+    )  # fmt: skip
+    assert rc == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["tta_flip"] is True and summary["threshold"] == 0.3
+    assert summary["metrics"]["num_images"] == 10
+    assert not (out / "qualitative.png").exists()
+
+
+def test_predict_cli(run_dir, tmp_path):
+    import tifffile
+
+    src = tmp_path / "in"
+    src.mkdir()
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (70, 90, 3), dtype=np.uint8)).save(src / "a.png")
+    tifffile.imwrite(src / "b.tif", rng.integers(0, 256, (41, 33, 3), dtype=np.uint8))
+    out = tmp_path / "out"
+    for mode in ("sliding", "resize"):
+        rc = main(
+            ["predict", str(run_dir / "best.pt"), str(src), "--out", str(out / mode),
+             "--mode", mode, "--overlay", "--no-progress"]
+        )  # fmt: skip
+        assert rc == 0
+        assert np.asarray(Image.open(out / mode / "a_mask.png")).shape == (70, 90)
+        assert np.asarray(Image.open(out / mode / "b_mask.png")).shape == (41, 33)
+        assert Image.open(out / mode / "a_overlay.png").size == (90, 70)
+
+
+def test_explain_draws_student_and_teacher(run_dir, tmp_path, capsys):
+    img = tmp_path / "x.jpg"
+    Image.fromarray(np.random.default_rng(1).integers(0, 256, (50, 60, 3), dtype=np.uint8)).save(
+        img
+    )
+    out = tmp_path / "heat.png"
+    assert main(["explain", str(run_dir / "best.pt"), str(img), "--out", str(out)]) == 0
+    assert "last.pt" in capsys.readouterr().err
+    # 4 stages + image column, two rows (student, teacher) and a title line
+    assert Image.open(out).size == (5 * 220, 2 * 220 + 30)
+    solo = tmp_path / "solo.png"
+    main(["explain", str(run_dir / "best.pt"), str(img), "--out", str(solo), "--no-teacher"])
+    assert Image.open(solo).size == (5 * 220, 220 + 30)
+
+
+def test_explain_with_a_teacher_checkpoint(run_dir, tmp_path):
+    from medspikeformer.engine.checkpoint import build_payload, load_model, save_checkpoint
+    from medspikeformer.models import build_teacher
+
+    student, _ = load_model(run_dir / "best.pt")
+    teacher = build_teacher(student)
+    teacher_ckpt = save_checkpoint(tmp_path / "teacher.pt", build_payload(teacher))
+    lone = tmp_path / "lone"
+    lone.mkdir()
+    (lone / "best.pt").write_bytes((run_dir / "best.pt").read_bytes())  # no last.pt beside it
+    img = tmp_path / "x.png"
+    Image.fromarray(np.zeros((32, 32, 3), dtype=np.uint8)).save(img)
+    out = tmp_path / "h.png"
+    args = ["explain", str(lone / "best.pt"), str(img), "--out", str(out)]
+    assert main(args) == 0
+    assert Image.open(out).size[1] == 220 + 30  # no teacher found: one row
+    assert main([*args, "--teacher", str(teacher_ckpt)]) == 0
+    assert Image.open(out).size[1] == 2 * 220 + 30
+
+
+def test_export_cli(run_dir, tmp_path, capsys):
+    pytest.importorskip("onnxruntime", reason="onnxruntime is an optional dependency")
+    import onnxruntime as ort
+    from safetensors.torch import load_file
+
+    onnx_path, st_path = tmp_path / "m.onnx", tmp_path / "m.safetensors"
+    rc = main(
+        ["export", str(run_dir / "best.pt"), "--onnx", str(onnx_path),
+         "--safetensors", str(st_path)]
+    )  # fmt: skip
+    assert rc == 0
+    assert "max |Δlogit|" in capsys.readouterr().err
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    assert session.get_inputs()[0].shape[1:] == [3, SIZE, SIZE]
+    weights = load_file(str(st_path))
+    ckpt = torch.load(run_dir / "best.pt", weights_only=True)
+    assert weights.keys() == ckpt["state_dict"].keys()
+
+
+@pytest.mark.parametrize(
+    "argv_tail",
+    [
+        ["evaluate", "{missing}"],
+        ["predict", "{ckpt}", "{missing_img}", "--out", "{tmp}"],
+        ["explain", "{ckpt}", "{missing_img}", "--out", "{tmp}/h.png"],
+        ["export", "{ckpt}"],
+        ["predict", "{ckpt}", "{tmp}", "--out", "{tmp}/o", "--overlap", "1.5"],
+        ["evaluate", "{ckpt}", "--in-channels", "1", "--out", "{tmp}/e"],
+    ],
+)
+def test_user_errors_are_one_line(run_dir, tmp_path, capsys, argv_tail):
+    fill = {
+        "missing": str(tmp_path / "nope.pt"),
+        "ckpt": str(run_dir / "best.pt"),
+        "missing_img": str(tmp_path / "nope.png"),
+        "tmp": str(tmp_path),
+    }
+    Image.fromarray(np.zeros((8, 8), dtype=np.uint8)).save(tmp_path / "z.png")
+    argv = [a.format(**fill) for a in argv_tail]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ")
+
+
+def test_cli_defaults_match_the_library():
+    from medspikeformer.cli import predict as cli_predict
+    from medspikeformer.inference import predict as lib
+
+    assert cli_predict.DEFAULT_MAX_PIXELS == lib.DEFAULT_MAX_PIXELS
+    assert cli_predict.DEFAULT_BLOCK == lib.DEFAULT_BLOCK
