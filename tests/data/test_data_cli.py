@@ -15,6 +15,7 @@ def test_check_ok(kvasir_root: Path, capsys) -> None:
     assert main(["data", "check", "kvasir", "--root", str(kvasir_root)]) == 0
     out = capsys.readouterr().out
     assert "pairs found: 6" in out and "foreground fraction" in out and "no problems found" in out
+    assert "6 near-binary mask(s)" in out  # JPEG masks: noisy, reported, not an error
 
 
 def test_check_reports_problems(kvasir_root: Path, capsys) -> None:

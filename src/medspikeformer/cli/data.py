@@ -83,7 +83,8 @@ def _check(args: argparse.Namespace, options: dict[str, Any]) -> int:
         return 0 if report.ok else 1
     con = Console(highlight=False, soft_wrap=True)
     con.print(f"[bold]{args.name}[/bold] at {summary['root']}")
-    parts = ", ".join(f"{k}: {v}" for k, v in sorted(summary["parts"].items()))
+    parts = ", ".join(f"{k}: {v}" for k, v in sorted(summary["parts"].items()) if k != "unassigned")
+    parts = f"official parts {parts}" if parts else "no official split"
     con.print(f"  pairs found: {summary['pairs']}   decoded OK: {summary['checked']}   ({parts})")
     if "image_size" in summary:
         s = summary["image_size"]

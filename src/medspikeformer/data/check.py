@@ -45,6 +45,7 @@ class CheckReport:
     far_fractions: list[float] = field(default_factory=list)
     sizes: list[tuple[int, int]] = field(default_factory=list)
     parts: dict[str, int] = field(default_factory=dict)
+    noisy_masks: int = 0
 
     @property
     def ok(self) -> bool:
@@ -74,6 +75,7 @@ class CheckReport:
             }
         if far.size:
             out["mask_pixels_far_from_0_255"] = {"mean": float(far.mean()), "max": float(far.max())}
+            out["masks_not_strictly_binary"] = self.noisy_masks
         if hs:
             out["image_size"] = {"min_hw": [min(hs), min(ws)], "max_hw": [max(hs), max(ws)]}
         return out
@@ -108,17 +110,21 @@ def check_source(source: DatasetSource, progress: bool = True) -> CheckReport:
         report.sizes.append(tuple(img.shape[:2]))
         report.fg_fractions.append(float(mask.mean()))
         if s.masks and all(m.suffix.lower() in IMAGE_EXTENSIONS for m in s.masks):
-            far = max(mask_far_fraction(to_grey(read_image(m))) for m in s.masks)
+            greys = [to_grey(read_image(m)) for m in s.masks]
+            far = max(mask_far_fraction(g) for g in greys)
+            values = set().union(*(np.unique(g).tolist() for g in greys))
+            report.noisy_masks += not (values <= {0, 255} or values <= {0, 1})
             report.far_fractions.append(far)
             if far > NON_BINARY_LIMIT:
                 report.errors.append(
                     f"{s.masks[0]}: mask is not binary ({100 * far:.1f}% of pixels between "
                     f"{FAR_LOW} and {FAR_HIGH})"
                 )
-    if report.far_fractions and 0 < max(report.far_fractions) <= NON_BINARY_LIMIT:
+    if report.noisy_masks and max(report.far_fractions) <= NON_BINARY_LIMIT:
         report.notes.append(
-            f"near-binary masks (compression noise): at most {100 * max(report.far_fractions):.2f}% "
-            "of a mask's pixels far from 0/255; binarised at > 127"
+            f"{report.noisy_masks} near-binary mask(s) (compression noise near 0/255; at most "
+            f"{100 * max(report.far_fractions):.3f}% of a mask's pixels far from 0/255); "
+            "binarised at > 127"
         )
     return report
 
