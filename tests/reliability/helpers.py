@@ -14,7 +14,6 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -76,3 +75,37 @@ def assert_user_error(result: CliResult, *needles: str, code: int | None = 2) ->
     for needle in needles:
         assert needle.lower() in line.lower(), f"{needle!r} not in {line!r}"
     return line
+
+
+#: Tiny model options per registry name (fast on one CPU thread, 32×32 inputs).
+TINY_MODEL: dict[str, dict[str, int]] = {
+    "medspikeformer": {"base_channels": 4, "num_units": 2, "timesteps": 2, "head_dim": 4},
+    "unet": {"base_channels": 4, "num_levels": 2, "num_res_units": 0},
+}
+
+
+def tiny_model(name: str = "medspikeformer", *, wider: bool = False):
+    """A tiny registered model; ``wider`` doubles its width (same name, other config)."""
+    from medspikeformer import create_model
+
+    options = dict(TINY_MODEL.get(name, {}))
+    if wider:
+        options["base_channels"] = 2 * options.get("base_channels", 4)
+    return create_model(name, **options)
+
+
+def run_main(args: list[object], capsys: object) -> CliResult:
+    """Run ``medspikeformer.cli.main(ARGS)`` in this process and capture what it printed.
+
+    Same contract as the subprocess form (exit code, stderr), cheaper: an exception that escaped
+    ``main`` would propagate and fail the calling test, exactly as a traceback would.
+    """
+    from medspikeformer.cli import main
+
+    capsys.readouterr()  # type: ignore[attr-defined]
+    try:
+        code = main([str(a) for a in args])
+    except SystemExit as exc:  # argparse usage errors
+        code = exc.code if isinstance(exc.code, int) else 2
+    captured = capsys.readouterr()  # type: ignore[attr-defined]
+    return CliResult(int(code), captured.out, captured.err)

@@ -1,0 +1,192 @@
+"""Building blocks of the fuzz tests (issue 6, part 6): seed files, byte mutations, case counts.
+
+Seeds are small valid files written here with Pillow and tifffile (PNG RGB/grey/RGBA/16-bit/
+palette, JPEG RGB/grey, BMP, TIFF uint8/uint16/deflate, binary masks 0/255 and 0/1, and a MoNuSeg
+Aperio XML). A hypothesis strategy mutates them — flip, insert, delete, overwrite bytes, truncate —
+with positions biased towards the header, where the parsers make their decisions.
+
+Case counts: every fuzz test counts the cases it ran and how each ended; the counts are printed
+(``pytest -s``), attached to the test report (``record_property``, visible in JUnit XML) and, when
+``MSF_FUZZ_REPORT`` names a file, appended to it as JSON lines. ``MSF_FUZZ_EXAMPLES`` overrides the
+number of cases of the quick (non-slow) variants.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+import numpy as np
+from hypothesis import strategies as st
+
+QUICK_EXAMPLES = int(os.environ.get("MSF_FUZZ_EXAMPLES", "80"))
+SLOW_EXAMPLES = int(os.environ.get("MSF_FUZZ_SLOW_EXAMPLES", "5000"))
+
+
+def _pil_bytes(arr: np.ndarray, fmt: str, mode: str | None = None, **save: object) -> bytes:
+    from PIL import Image
+
+    im = Image.fromarray(arr, mode=mode) if mode else Image.fromarray(arr)
+    buf = io.BytesIO()
+    im.save(buf, format=fmt, **save)
+    return buf.getvalue()
+
+
+def _tiff_bytes(arr: np.ndarray, **kw: object) -> bytes:
+    import tifffile
+
+    buf = io.BytesIO()
+    tifffile.imwrite(buf, arr, **kw)
+    return buf.getvalue()
+
+
+@lru_cache(maxsize=1)
+def image_seeds() -> dict[str, tuple[str, bytes]]:
+    """name → (file suffix, bytes of a small valid image)."""
+    rng = np.random.default_rng(6)
+    rgb = rng.integers(0, 256, (20, 24, 3), dtype=np.uint8)
+    grey = rng.integers(0, 256, (20, 24), dtype=np.uint8)
+    rgba = rng.integers(0, 256, (20, 24, 4), dtype=np.uint8)
+    g16 = rng.integers(0, 65536, (20, 24), dtype=np.uint16)
+    mask = np.zeros((20, 24), np.uint8)
+    mask[5:15, 6:18] = 255
+    palette = _pil_bytes(rgb, "PNG")  # re-encoded below as P mode
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.open(io.BytesIO(palette)).convert("P", palette=Image.Palette.ADAPTIVE).save(buf, "PNG")
+    return {
+        "png_rgb": (".png", _pil_bytes(rgb, "PNG")),
+        "png_grey": (".png", _pil_bytes(grey, "PNG")),
+        "png_rgba": (".png", _pil_bytes(rgba, "PNG")),
+        "png_16bit": (".png", _pil_bytes(g16, "PNG")),
+        "png_palette": (".png", buf.getvalue()),
+        "png_mask_0_255": (".png", _pil_bytes(mask, "PNG")),
+        "png_mask_0_1": (".png", _pil_bytes(mask // 255, "PNG")),
+        "jpg_rgb": (".jpg", _pil_bytes(rgb, "JPEG", quality=90)),
+        "jpg_grey": (".jpg", _pil_bytes(grey, "JPEG", quality=90)),
+        "bmp_rgb": (".bmp", _pil_bytes(rgb, "BMP")),
+        "tif_rgb": (".tif", _tiff_bytes(rgb, photometric="rgb")),
+        "tif_uint16": (".tif", _tiff_bytes(g16)),
+        "tif_deflate": (".tif", _tiff_bytes(rgb, photometric="rgb", compression="zlib")),
+        "tif_tiled": (".tif", _tiff_bytes(rgb, photometric="rgb", tile=(16, 16))),
+    }
+
+
+MONUSEG_XML = b"""<?xml version="1.0" encoding="UTF-8"?>
+<Annotations MicronsPerPixel="0.252000">
+<Annotation Id="1" Name="" ReadOnly="0" Type="4" LineColor="65280" Visible="1">
+<Attributes><Attribute Name="Description" Id="0" Value=""/></Attributes>
+<Regions>
+<RegionAttributeHeaders/>
+<Region Id="1" Type="0" Zoom="1" Selected="0" ImageLocation="" ImageFocus="-1" Length="40.5"
+ Area="100.25" LengthMicrons="10.2" AreaMicrons="6.3" Text="" NegativeROA="0" InputRegionId="0"
+ Analyze="1" DisplayId="1">
+<Attributes/>
+<Vertices>
+<Vertex X="3.5" Y="4.25" Z="0"/>
+<Vertex X="15.75" Y="4.5" Z="0"/>
+<Vertex X="16.0" Y="14.125" Z="0"/>
+<Vertex X="4.0" Y="15.5" Z="0"/>
+</Vertices>
+</Region>
+<Region Id="2" Type="0" Zoom="1" Selected="0" ImageLocation="" ImageFocus="-1" Length="20"
+ Area="30" LengthMicrons="5" AreaMicrons="2" Text="" NegativeROA="0" InputRegionId="0"
+ Analyze="1" DisplayId="2">
+<Attributes/>
+<Vertices>
+<Vertex X="10" Y="10" Z="0"/>
+<Vertex X="19.5" Y="11" Z="0"/>
+<Vertex X="12" Y="19.9" Z="0"/>
+</Vertices>
+</Region>
+</Regions>
+<Plots/>
+</Annotation>
+</Annotations>
+"""
+
+MAGIC_PREFIXES = (
+    b"",
+    b"\x89PNG\r\n\x1a\n",
+    b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR",
+    b"\xff\xd8\xff",
+    b"\xff\xd8\xff\xe0\x00\x10JFIF\x00",
+    b"BM",
+    b"II*\x00",
+    b"MM\x00*",
+    b"II+\x00\x08\x00\x00\x00",
+    b"GIF89a",
+    b"RIFF\x00\x00\x00\x00WEBPVP8 ",
+)
+
+XML_PREFIXES = (
+    b"",
+    b"<?xml version='1.0'?>",
+    b"<Annotations>",
+    b"<Annotations><Annotation><Regions><Region><Vertices>",
+    b'<!DOCTYPE a [<!ENTITY e "x">]>',
+)
+
+# A mutation: (kind, position, payload). Positions are taken modulo the current length; half of
+# them fall in the first 64 bytes (headers).
+_position = st.one_of(st.integers(0, 63), st.integers(0, 1 << 20))
+mutation = st.one_of(
+    st.tuples(st.just("flip"), _position, st.integers(1, 255)),
+    st.tuples(st.just("insert"), _position, st.binary(min_size=1, max_size=24)),
+    st.tuples(st.just("delete"), _position, st.integers(1, 64)),
+    st.tuples(st.just("overwrite"), _position, st.binary(min_size=1, max_size=8)),
+    st.tuples(st.just("truncate"), _position, st.none()),
+)
+mutations = st.lists(mutation, min_size=1, max_size=6)
+
+
+def mutate(data: bytes, ops: list[tuple[str, int, object]]) -> bytes:
+    """Apply byte mutations in order; always returns bytes (possibly empty)."""
+    buf = bytearray(data)
+    for kind, pos, arg in ops:
+        n = len(buf)
+        p = pos % (n + 1) if n else 0
+        if kind == "flip" and n:
+            buf[min(p, n - 1)] ^= int(arg)  # type: ignore[arg-type]
+        elif kind == "insert":
+            buf[p:p] = arg  # type: ignore[assignment]
+        elif kind == "delete":
+            del buf[p : p + int(arg)]  # type: ignore[arg-type]
+        elif kind == "overwrite":
+            buf[p : p + len(arg)] = arg  # type: ignore[arg-type]
+        elif kind == "truncate":
+            del buf[p:]
+    return bytes(buf)
+
+
+@dataclass
+class FuzzLog:
+    """How many cases a fuzz test ran and how each ended."""
+
+    name: str
+    cases: int = 0
+    outcomes: Counter[str] = field(default_factory=Counter)
+
+    def case(self) -> None:
+        """Count one input (one file / one document)."""
+        self.cases += 1
+
+    def add(self, outcome: str) -> None:
+        """Count how one reader ended on the current input."""
+        self.outcomes[outcome] += 1
+
+    def report(self, record_property: object) -> None:
+        """Print the counts, attach them to the test report, append them to MSF_FUZZ_REPORT."""
+        row = {"test": self.name, "cases": self.cases, **dict(sorted(self.outcomes.items()))}
+        print(f"\nfuzz {self.name}: {json.dumps(row)}")
+        record_property("fuzz_cases", self.cases)  # type: ignore[operator]
+        record_property("fuzz_outcomes", json.dumps(dict(self.outcomes)))  # type: ignore[operator]
+        target = os.environ.get("MSF_FUZZ_REPORT")
+        if target:
+            with open(target, "a", encoding="utf-8") as fh:
+                fh.write(json.dumps(row) + "\n")
