@@ -15,7 +15,6 @@ from medspikeformer.errors import ConfigError, DataError
 from medspikeformer.inference import predict as predict_mod
 from medspikeformer.inference.predict import (
     Predictor,
-    ct_window_to_uint8,
     expand_inputs,
     predict_paths,
     probe_shape,
@@ -51,12 +50,18 @@ def _write_images(folder: Path) -> dict[str, tuple[int, int]]:
     return sizes
 
 
-def _nifti(path: Path, shape=(40, 52, 3)) -> np.ndarray:
+def _nifti(path: Path, shape=(40, 52, 3), affine=None, grey=False) -> np.ndarray:
     import nibabel as nib
 
-    data = np.random.default_rng(3).normal(-300, 500, shape).astype(np.int16)
-    affine = np.diag([0.7, 0.7, 5.0, 1.0])
-    affine[:3, 3] = [-10.0, 20.0, 30.0]
+    rng = np.random.default_rng(3)
+    if grey:
+        data = rng.integers(0, 256, shape).astype(np.int16)
+    else:
+        data = rng.normal(-300, 500, shape).astype(np.int16)
+    if affine is None:
+        affine = np.diag([0.7, 0.7, 5.0, 1.0])
+        affine[:3, 3] = [-10.0, 20.0, 30.0]
+    path.parent.mkdir(parents=True, exist_ok=True)
     nib.save(nib.Nifti1Image(data, affine), str(path))
     return affine
 
@@ -118,23 +123,45 @@ def test_resize_mode_uint8_path_matches_float_path(tiny_model):
     assert (full == small_block).mean() > 0.99
 
 
-def test_nifti_volume_slice_by_slice(predictor, tmp_path):
+# A left-posterior-superior volume stored with its axes permuted: reorientation must be undone.
+_LPS_PERMUTED = np.array(
+    [[0.0, -0.8, 0.0, 5.0], [-0.8, 0.0, 0.0, -3.0], [0.0, 0.0, 2.5, 7.0], [0.0, 0.0, 0.0, 1.0]]
+)
+
+
+@pytest.mark.parametrize("affine", [None, _LPS_PERMUTED], ids=["ras", "lps-permuted"])
+@pytest.mark.parametrize("grey", [False, True], ids=["hu", "grey"])
+def test_nifti_slices_are_what_the_training_loader_sees(predictor, tmp_path, affine, grey):
+    """Each slice is predicted on exactly the uint8 image the COVID-19 NIfTI loader gives (RAS
+    reorientation, CT window or grey, radiological view); the mask volume lands on the input grid."""
     import nibabel as nib
 
-    affine = _nifti(tmp_path / "vol.nii.gz")
-    written = predictor.predict_file(tmp_path / "vol.nii.gz", tmp_path / "out", png_slices=True)
-    out = nib.load(str(tmp_path / "out" / "vol_mask.nii.gz"))
+    from medspikeformer.data import build_dataset
+    from medspikeformer.data.datasets.covid19 import axial_slice
+
+    root = tmp_path / "covid"
+    vol_path = root / "COVID-19-CT-Seg_20cases" / "case1.nii.gz"
+    affine = _nifti(vol_path, shape=(40, 52, 3), affine=affine, grey=grey)
+    _nifti(root / "Infection_Mask" / "case1.nii.gz", shape=(40, 52, 3), affine=affine, grey=True)
+    view_hw = axial_slice(np.asarray(nib.as_closest_canonical(nib.load(str(vol_path))).dataobj), 0)
+    ds = build_dataset("covid19", root, split="all", size=view_hw.shape, cache_dir=False)
+    assert len(ds) == 3
+
+    written = predictor.predict_file(vol_path, tmp_path / "out", png_slices=True)
+    out = nib.load(str(tmp_path / "out" / "case1_mask.nii.gz"))
     labels = np.asarray(out.dataobj)
     assert labels.shape == (40, 52, 3) and labels.dtype == np.uint8
     assert set(np.unique(labels)) <= {0, 1}
     np.testing.assert_allclose(out.affine, affine)
-    pngs = sorted((tmp_path / "out" / "vol_slices").glob("*.png"))
+    pngs = sorted((tmp_path / "out" / "case1_slices").glob("*.png"))
     assert len(pngs) == 3 and len(written) == 4
-    src = np.asarray(nib.load(str(tmp_path / "vol.nii.gz")).dataobj)
-    for k, png in enumerate(pngs):
-        expected = predictor.predict_array(ct_window_to_uint8(src[..., k], (-1000.0, 400.0)))
+    labels_ras = np.asarray(nib.as_closest_canonical(out).dataobj)
+    for z, png in enumerate(pngs):
+        loader_image, _ = ds.load_arrays(z)
+        expected = predictor.predict_array(loader_image)
         np.testing.assert_array_equal(np.asarray(Image.open(png)), expected)
-        np.testing.assert_array_equal(labels[..., k] * 255, expected)
+        np.testing.assert_array_equal(axial_slice(labels_ras, z) * 255, expected)
+    assert 0 < labels.mean() < 1 or grey  # the tiny model predicts something non-trivial
 
 
 def test_nifti_plain_suffix_and_2d(predictor, tmp_path):
@@ -147,13 +174,6 @@ def test_nifti_plain_suffix_and_2d(predictor, tmp_path):
         33,
         41,
     )
-
-
-def test_ct_window():
-    values = np.array([[-2000, -1000, -300, 400, 3000]], dtype=np.int16)
-    np.testing.assert_array_equal(ct_window_to_uint8(values, (-1000, 400)), [[0, 0, 128, 255, 255]])
-    with pytest.raises(ConfigError):
-        ct_window_to_uint8(values, (5, 5))
 
 
 def _png_header_only(path: Path, width: int, height: int) -> None:
@@ -249,7 +269,14 @@ def test_duplicate_stems_get_distinct_outputs(predictor, tmp_path):
 
 
 def test_bad_settings_are_config_errors(tiny_model):
-    for kwargs in ({"mode": "crop"}, {"threshold": 1.5}, {"overlap": 1.0}, {"block": 0}):
+    bad = (
+        {"mode": "crop"},
+        {"threshold": 1.5},
+        {"overlap": 1.0},
+        {"block": 0},
+        {"ct_window": (5, 5)},
+    )
+    for kwargs in bad:
         with pytest.raises(ConfigError):
             Predictor(tiny_model, (SIZE, SIZE), **kwargs)
 

@@ -1,8 +1,10 @@
 """Prediction on new images: binary masks at the original resolution, overlays, NIfTI volumes.
 
 Inputs: ``.jpg/.jpeg/.png/.bmp/.tif/.tiff`` (decoded by ``medspikeformer.data.read_image``) and
-NIfTI ``.nii/.nii.gz`` volumes (nibabel; predicted slice by slice along the last axis). Every image
-gets the training normalisation (``medspikeformer.data.to_model_input``).
+NIfTI ``.nii/.nii.gz`` volumes (nibabel; predicted slice by slice along the last axis after
+reorientation to RAS, each slice windowed and oriented exactly as the COVID-19 NIfTI loader
+prepares training slices). Every image gets the training normalisation
+(``medspikeformer.data.to_model_input``).
 
 Two modes:
 
@@ -55,7 +57,7 @@ DEFAULT_MAX_PIXELS = 625_000_000
 DEFAULT_BLOCK = 2048
 #: Overlays of images whose long side exceeds this are written downscaled to it.
 OVERLAY_MAX_SIDE = 4096
-#: Default CT window (Hounsfield units) for NIfTI volumes that are not 8-bit: the lung window.
+#: Default CT window (Hounsfield units) for NIfTI volumes: the lung window, as the COVID-19 loader.
 DEFAULT_CT_WINDOW = (-1000.0, 400.0)
 
 
@@ -205,15 +207,6 @@ def _pil_pixel_limit(max_pixels: int | None) -> Iterator[None]:
         Image.MAX_IMAGE_PIXELS = old
 
 
-def ct_window_to_uint8(slice_values: np.ndarray, window: tuple[float, float]) -> np.ndarray:
-    """CT values → ``uint8``: clip to ``window = (lo, hi)`` and map linearly to ``0..255``."""
-    lo, hi = float(window[0]), float(window[1])
-    if not hi > lo:
-        raise ConfigError(f"CT window must have lo < hi, got {window}")
-    arr = (np.clip(slice_values.astype(np.float32), lo, hi) - lo) * (255.0 / (hi - lo))
-    return np.rint(arr).astype(np.uint8)
-
-
 @dataclass
 class Predictor:
     """Predicts binary masks with a loaded model.
@@ -229,7 +222,7 @@ class Predictor:
         sw_batch_size: windows per forward pass.
         block: tile side for bounded-memory sliding windows.
         max_pixels: refuse images with more pixels than this.
-        ct_window: ``(lo, hi)`` intensity window for non-8-bit NIfTI volumes.
+        ct_window: ``(lo, hi)`` Hounsfield window for NIfTI volumes not already in 0…255.
     """
 
     model: nn.Module
@@ -255,6 +248,10 @@ class Predictor:
             raise ConfigError(f"overlap must be in [0, 1), got {self.overlap}")
         if self.max_pixels <= 0 or self.block <= 0 or self.sw_batch_size <= 0:
             raise ConfigError("max_pixels, block and sw_batch_size must be positive")
+        if not float(self.ct_window[1]) > float(self.ct_window[0]):
+            raise ConfigError(
+                f"CT window must be (low, high) with high > low, got {self.ct_window}"
+            )
         self.model.eval()
 
     # ------------------------------------------------------------------ memory guard
@@ -378,47 +375,68 @@ class Predictor:
         return written
 
     def _predict_nifti(self, path: Path, out_dir: Path, stem: str, png_slices: bool) -> list[Path]:
+        """Slice by slice exactly as the COVID-19 NIfTI loader prepares training slices.
+
+        The volume is reoriented to RAS, every axial slice (last axis) is windowed (or taken as
+        grey when the whole volume lies in 0…255) and turned into the loader's radiological view
+        (``axial_slice``); the predicted slice masks are turned back, stacked and reoriented to the
+        input's voxel order, so the mask volume shares the input's grid, affine and header.
+        """
         import nibabel as nib
+        from nibabel.orientations import (
+            apply_orientation,
+            axcodes2ornt,
+            io_orientation,
+            ornt_transform,
+        )
         from PIL import Image
+
+        from medspikeformer.data.datasets.covid19 import axial_slice, window_ct
 
         shape = probe_shape(path)
         if len(shape) == 4 and shape[3] == 1:
             shape = shape[:3]
         if len(shape) not in (2, 3):
             raise DataError(f"{path}: expected a 2-D or 3-D NIfTI volume, got shape {shape}")
-        self.check_size(path, shape[0], shape[1])
+        voxels = int(np.prod(shape))
+        plane = sorted(shape)[-2:]  # the slice plane is known only after reorientation
+        self.check_size(path, plane[0], plane[1])
+        free = available_memory()
+        if free is not None and voxels * 10 > 0.9 * free:  # float32 volume + RAS copy + labels
+            raise DataError(
+                f"{path}: volume {'×'.join(map(str, shape))} needs about "
+                f"{voxels * 10 / 2**30:.1f} GiB but only {free / 2**30:.1f} GiB is available"
+            )
         try:
             vol = nib.load(str(path))
+            data = np.asarray(vol.get_fdata(dtype=np.float32)).reshape(shape)
         except Exception as exc:
-            raise DataError(f"{path}: unreadable NIfTI file ({exc})") from None
-        n_slices = shape[2] if len(shape) == 3 else 1
-        labels = np.zeros(shape[:2] + ((n_slices,) if len(shape) == 3 else ()), dtype=np.uint8)
+            msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise DataError(f"{path}: unreadable NIfTI volume ({msg})") from None
+        flat = data.ndim == 2
+        if flat:
+            data = data[..., None]
+        to_ras = io_orientation(vol.affine)
+        ras = apply_orientation(data, to_ras)
+        del data
+        grey = bool(ras.min() >= 0 and ras.max() <= 255)
+        labels_ras = np.zeros(ras.shape, dtype=np.uint8)
         slice_dir = out_dir / f"{stem}_slices"
         written: list[Path] = []
-        for k in range(n_slices):
-            try:
-                data = np.asarray(vol.dataobj[..., k] if len(shape) == 3 else vol.dataobj)
-            except Exception as exc:
-                raise DataError(f"{path}: cannot read slice {k} ({exc})") from None
-            data = data.reshape(shape[:2])
-            if data.dtype == np.uint8:
-                img = data
-            else:
-                img = ct_window_to_uint8(data, self.ct_window)
+        for z in range(ras.shape[2]):
+            view = axial_slice(ras, z)
+            img = np.round(view).astype(np.uint8) if grey else window_ct(view, self.ct_window)
             mask = self.predict_array(img)
-            if len(shape) == 3:
-                labels[..., k] = mask // 255
-            else:
-                labels[...] = mask // 255
+            labels_ras[:, :, z] = np.rot90((mask // 255)[:, ::-1], k=-1)  # inverse of axial_slice
             if png_slices:
                 slice_dir.mkdir(parents=True, exist_ok=True)
-                written.append(slice_dir / f"{stem}_z{k:04d}_mask.png")
+                written.append(slice_dir / f"{stem}_z{z:04d}_mask.png")
                 Image.fromarray(mask, mode="L").save(written[-1])
+        labels = apply_orientation(labels_ras, ornt_transform(axcodes2ornt("RAS"), to_ras))
+        labels = np.ascontiguousarray(labels[..., 0] if flat else labels, dtype=np.uint8)
         header = vol.header.copy()
         header.set_data_dtype(np.uint8)
         out_img = nib.Nifti1Image(labels, vol.affine, header)
-        out_img.set_qform(vol.affine, code=int(vol.header["qform_code"]) or 1)
-        out_img.set_sform(vol.affine, code=int(vol.header["sform_code"]) or 1)
         out_img.header.set_slope_inter(1.0, 0.0)
         target = out_dir / f"{stem}_mask.nii.gz"
         nib.save(out_img, str(target))
