@@ -204,7 +204,8 @@ def test_cli_profile(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
     assert "GFLOPs total" in printed and "energy" in printed and "pe_sc.0.act" in printed
     data = json.loads(out.read_text())
     torch.manual_seed(0)  # --seed 0 seeds the weight init as well as the input
-    ref = profile_model(create_model("medspikeformer", base_channels=8, timesteps=2), size=32)
+    model = create_model("medspikeformer", base_channels=8, timesteps=2)
+    ref = profile_model(model, size=32, calibrate_bn=True)
     assert data["params"] == ref.params and data["flops"] == ref.flops
     assert data["timesteps"] == 2 and data["input_shape"] == [1, 3, 32, 32]
     assert data["mean_firing_rate"] == pytest.approx(ref.mean_firing_rate)
@@ -250,3 +251,15 @@ def test_teacher_attached_to_student_is_excluded() -> None:
     assert r.params == sum(p.numel() for p in student.conv.parameters())
     assert r.excluded_modules == ["teacher"]
     assert r.macs == 8 * 8 * 8 * 27
+
+
+def test_calibrated_profile_fires_like_a_trained_network() -> None:
+    """Untrained eval-mode BN (mean 0, var 1) silences the network; calibration restores firing."""
+    torch.manual_seed(0)
+    model = create_model("medspikeformer", base_channels=8, timesteps=2)
+    raw = profile_model(model, size=32)
+    calibrated = profile_model(model, size=32, calibrate_bn=True)
+    assert raw.mean_firing_rate < 0.05
+    assert 0.05 < calibrated.mean_firing_rate < 0.5
+    assert calibrated.params == raw.params and calibrated.flops == raw.flops
+    assert all(n.firing_rate > 0.0 for n in calibrated.neurons)

@@ -328,6 +328,32 @@ class _MatmulTracer(TorchDispatchMode):
         return out
 
 
+def calibrate_batchnorm(model: nn.Module, x: Tensor, passes: int = 2) -> None:
+    """Set every BatchNorm's running statistics from ``passes`` train-mode forwards on ``x``.
+
+    An untrained model in eval mode normalises with the initial running statistics (mean 0,
+    variance 1), so its pre-activations are far too small and its neurons barely fire; its firing
+    rates, SOPs and energy would then describe no network anyone trains. Calibrating uses the
+    cumulative average (``momentum=None``) and leaves the weights untouched. Used by
+    ``medspikeformer profile`` when no checkpoint is given.
+    """
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    saved = [(m.momentum, m.training) for m in norms]
+    was_training = model.training
+    try:
+        for m in norms:
+            m.reset_running_stats()
+            m.momentum = None
+        model.train()
+        with torch.no_grad():
+            for _ in range(passes):
+                model(x)
+    finally:
+        for m, (momentum, _) in zip(norms, saved):
+            m.momentum = momentum
+        model.train(was_training)
+
+
 def profile_model(
     model: nn.Module,
     size: int | Sequence[int] = (256, 256),
@@ -339,6 +365,7 @@ def profile_model(
     neuron_types: tuple[type[nn.Module], ...] | None = None,
     e_mac: float = E_MAC_PJ,
     e_ac: float = E_AC_PJ,
+    calibrate_bn: bool = False,
 ) -> ProfileReport:
     """Profile one eval forward pass of ``model`` on a seeded random ``[batch, C_in, H, W]`` input.
 
@@ -353,6 +380,8 @@ def profile_model(
         in_channels: input channels when the model has no ``in_channels`` attribute (default 3).
         neuron_types: module classes whose outputs are spikes (default: ``LIFNeuron``).
         e_mac, e_ac: energy per MAC / per accumulate in pJ.
+        calibrate_bn: first set BatchNorm running statistics from two train-mode passes on
+            noise drawn from ``seed + 1`` (for untrained models; see ``calibrate_batchnorm``).
     """
     hw = (size, size) if isinstance(size, int) else tuple(int(s) for s in size)
     if len(hw) != 2 or min(hw) <= 0:
@@ -377,6 +406,11 @@ def profile_model(
     dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
     gen = torch.Generator().manual_seed(seed)
     x = torch.randn(batch, c_in, *hw, generator=gen).to(device=device, dtype=dtype)
+
+    if calibrate_bn:
+        calib_gen = torch.Generator().manual_seed(seed + 1)
+        calib = torch.randn(max(2, batch), c_in, *hw, generator=calib_gen)
+        calibrate_batchnorm(model, calib.to(device=device, dtype=dtype))
 
     names = {id(m): n for n, m in model.named_modules()}
     ran: set[str] = set()

@@ -8,8 +8,9 @@ Examples::
     medspikeformer profile unet --size 256 --no-layers
 
 The input is random (standard normal) and the weights are freshly initialised, both from
-``--seed``, so firing rates are those of an untrained network on noise; ``--checkpoint`` profiles
-trained weights. Conventions (FLOP counter, MACs vs FLOPs, SOPs, energy constants) are in
+``--seed``; without ``--checkpoint`` the BatchNorm statistics are first calibrated on noise (see
+``calibrate_batchnorm``), so firing rates are those of an untrained but normalised network;
+``--checkpoint`` profiles trained weights as they are. Conventions (FLOP counter, MACs vs FLOPs, SOPs, energy constants) are in
 ``docs/metrics.md``.
 """
 
@@ -95,7 +96,9 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--device {args.device!r}: {exc}") from None
     model.to(device)
     # an ANN is built with T = 1 whatever --timesteps says; profile what was built
-    report = profile_model(model, size=size, batch=args.batch, seed=args.seed)
+    report = profile_model(
+        model, size=size, batch=args.batch, seed=args.seed, calibrate_bn=not args.checkpoint
+    )
     Console().print(report.to_table(layers=not args.no_layers))
     if args.json:
         report.save_json(args.json)
