@@ -34,13 +34,33 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def one_line_message(exc: BaseException) -> str:
+    """The message of a user error as one line.
+
+    A ``UserError`` raised in a ``DataLoader`` worker process reaches the main process re-raised
+    with the worker's traceback folded into its message ("Caught DataError in DataLoader worker
+    process 0. Original Traceback ... DataError: <message>"); only the original message is kept.
+    """
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    if not lines:
+        return type(exc).__name__
+    if len(lines) == 1:
+        return lines[0]
+    last = lines[-1]
+    for cls in type(exc).__mro__:
+        for prefix in (f"{cls.__module__}.{cls.__qualname__}: ", f"{cls.__qualname__}: "):
+            if last.startswith(prefix):
+                return last[len(prefix) :]
+    return " ".join(lines)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         result = args.func(args)
     except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {one_line_message(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
