@@ -222,3 +222,29 @@ def test_synthetic_items() -> None:
     assert torch.equal(ds[3]["image"], again[3]["image"])
     other = build_dataset("synthetic", split="all", size=32, num_samples=6, seed=7)
     assert not torch.equal(ds[3]["image"], other[3]["image"])
+
+
+def test_synthetic_seed_option_zero() -> None:
+    a = build_dataset("synthetic", split="all", size=16, num_samples=2, seed=0)
+    b = build_dataset("synthetic", split="all", size=16, num_samples=2, seed=41)
+    assert a.source.gen_seed == 0 and b.source.gen_seed == 41
+    assert not torch.equal(a[0]["image"], b[0]["image"])
+
+
+def test_synthetic_mask_is_the_large_ringed_object() -> None:
+    """The mask is one connected object, larger than every distractor, darker at its border."""
+    import cv2
+
+    from medspikeformer.data import make_synthetic_pair
+
+    for i in range(5):
+        img, mask = make_synthetic_pair(i, 41, (128, 128))
+        n, _ = cv2.connectedComponents(mask.astype(np.uint8))
+        assert n == 2  # background + one object
+        frac = mask.mean()
+        assert 0.05 < frac < 0.25
+        grey = img.mean(axis=2)
+        m = mask.astype(np.uint8)
+        border = mask & ~cv2.erode(m, np.ones((3, 3), np.uint8)).astype(bool)
+        inner = cv2.erode(m, np.ones((9, 9), np.uint8)).astype(bool)
+        assert grey[border].mean() < grey[inner].mean() - 5  # the dark rim

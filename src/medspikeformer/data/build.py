@@ -67,7 +67,8 @@ def build_dataset(
     hw = as_hw(size)
     source = build_source(name, root, **options)
     if name == "synthetic":
-        source.gen_seed = int(options.get("seed") or seed)  # type: ignore[attr-defined]
+        gen_seed = options.get("seed")
+        source.gen_seed = int(seed if gen_seed is None else gen_seed)  # type: ignore[attr-defined]
         gen = options.get("size")
         source.gen_size = as_hw(gen) if gen is not None else hw  # type: ignore[attr-defined]
     aug = build_augment(augment)

@@ -51,6 +51,8 @@ def _to_uint8(arr: np.ndarray, path: Path) -> np.ndarray:
 
 def _normalise_layout(arr: np.ndarray, path: Path) -> np.ndarray:
     """[H,W] | [H,W,1] | [H,W,3] | [H,W,4] → [H,W] or [H,W,3]."""
+    if arr.ndim >= 2 and min(arr.shape[:2]) == 0:
+        raise DataError(f"{path}: image has no pixels (shape {tuple(arr.shape)})")
     if arr.ndim == 2:
         return arr
     if arr.ndim == 3 and arr.shape[-1] == 1:

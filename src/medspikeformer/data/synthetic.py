@@ -5,7 +5,8 @@ colour and texture on a textured background, with fuzzy borders and pixel noise.
 salient object only. What tells them apart (learnable by a small model in minutes):
 
 * size: the salient object's radius is 14–22 % of the image side, distractors' 4–8 %;
-* a dark boundary ring around the salient object only (a "rim", like a lesion's border).
+* a dark boundary ring just inside the salient object's edge (a "rim", like a lesion's border);
+  distractors have none.
 
 Object shape: a star-shaped blob ``r(θ) = R (1 + Σ_{k=2..4} a_k cos(kθ + φ_k))``, ``a_k ~ U(0, 0.12)``;
 opacity ``α = σ((1 − ρ) R / s)`` with ``ρ = |x − c| / r(θ)`` and border softness ``s`` (fuzzy
@@ -86,8 +87,8 @@ def make_synthetic_pair(
     paint(rho, r_sal)
     # the salient cue: a dark ring on the salient object's border
     ring_w = max(1.0, 0.06 * r_sal)
-    ring = np.exp(-(((rho - 1.0) * r_sal / ring_w) ** 2))
-    img *= 1.0 - 0.45 * ring[..., None]
+    ring = np.exp(-(((rho - 1.0) * r_sal / ring_w + 0.5) ** 2))  # centred just inside the edge
+    img *= 1.0 - 0.55 * ring[..., None]
 
     img += rng.normal(0.0, 0.03, img.shape).astype(np.float32)
     out = np.clip(np.round(img * 255.0), 0, 255).astype(np.uint8)
