@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from medspikeformer.errors import ConfigError
+from medspikeformer.models.spike_conv import SpikeSavingConv2d
 from medspikeformer.neurons import LIFNeuron
 
 
@@ -44,7 +45,7 @@ class SpikeQKV(nn.Module):
     def __init__(self, dim: int, parts: int, neuron: dict) -> None:
         super().__init__()
         self.in_lif = LIFNeuron(**neuron)
-        self.proj = nn.Conv2d(dim, parts * dim, 1, bias=False)
+        self.proj = SpikeSavingConv2d(dim, parts * dim, 1, bias=False)
         self.bn = nn.BatchNorm2d(parts * dim)
         self.lif = LIFNeuron(**neuron)
 
@@ -68,7 +69,8 @@ class OutProjection(nn.Module):
         super().__init__()
         self.norm = nn.BatchNorm2d(in_dim) if neuron is not None else None
         self.lif = LIFNeuron(**neuron) if neuron is not None else None
-        self.proj = nn.Conv2d(in_dim, dim, 1, bias=False)
+        conv = SpikeSavingConv2d if neuron is not None else nn.Conv2d
+        self.proj = conv(in_dim, dim, 1, bias=False)
         self.bn = nn.BatchNorm2d(dim)
 
     def forward(self, x: torch.Tensor, t: int) -> torch.Tensor:

@@ -19,6 +19,7 @@ from medspikeformer.attention.common import (
     relative_to_mean,
     to_heads,
 )
+from medspikeformer.models.spike_conv import SpikeSavingConv2d
 from medspikeformer.neurons import LIFNeuron
 
 
@@ -37,7 +38,7 @@ class QKTokenAttention(nn.Module):
         self.head_dim = check_heads(dim, num_heads)
         self.qk = SpikeQKV(dim, 2, neuron)
         self.token_lif = LIFNeuron(**{**neuron, "v_threshold": 0.5})
-        self.proj = nn.Conv2d(dim, dim, 1, bias=False)
+        self.proj = SpikeSavingConv2d(dim, dim, 1, bias=False)
         self.bn = nn.BatchNorm2d(dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -21,6 +21,7 @@ from medspikeformer.attention.common import (
     relative_to_mean,
     to_heads,
 )
+from medspikeformer.models.spike_conv import SpikeSavingConv2d
 from medspikeformer.neurons import LIFNeuron
 
 
@@ -42,7 +43,7 @@ class SpikeDrivenAttention(nn.Module):
         self.head_dim = check_heads(dim, num_heads)
         self.qkv = SpikeQKV(dim, 3, neuron)
         self.kv_lif = LIFNeuron(**{**neuron, "v_threshold": 0.5})
-        self.proj = nn.Conv2d(dim, dim, 1, bias=False)
+        self.proj = SpikeSavingConv2d(dim, dim, 1, bias=False)
         self.bn = nn.BatchNorm2d(dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

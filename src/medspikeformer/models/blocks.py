@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from medspikeformer.models.spike_conv import SpikeSavingConv2d
 from medspikeformer.neurons import ANNActivation, LIFNeuron
 
 
@@ -46,7 +47,8 @@ class SpikeConv(nn.Module):
     """Spike Convolution (SC): LIF → conv → BN, ``[T, B, C_in, H, W]`` → ``[T, B, C_out, H', W']``.
 
     Membrane-shortcut style (Spike-driven Transformer v2): the conv only ever sees spikes.
-    In the ANN twin the LIF is a ReLU.
+    In the ANN twin the LIF is a ReLU. In the spiking model the conv is a
+    :class:`SpikeSavingConv2d` (an ``nn.Conv2d`` that keeps its 0/1 input as ``bool`` for backward).
     """
 
     def __init__(
@@ -60,7 +62,8 @@ class SpikeConv(nn.Module):
     ) -> None:
         super().__init__()
         self.act = make_activation(spiking, dict(neuron or {}))
-        self.conv = nn.Conv2d(c_in, c_out, kernel, stride, kernel // 2, bias=False)
+        conv = SpikeSavingConv2d if spiking else nn.Conv2d
+        self.conv = conv(c_in, c_out, kernel, stride, kernel // 2, bias=False)
         self.bn = nn.BatchNorm2d(c_out)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -74,7 +77,7 @@ class Head(nn.Module):
     def __init__(self, c_in: int, spiking: bool = True, neuron: dict | None = None) -> None:
         super().__init__()
         self.act = make_activation(spiking, dict(neuron or {}))
-        self.conv = nn.Conv2d(c_in, 1, 1)
+        self.conv = SpikeSavingConv2d(c_in, 1, 1) if spiking else nn.Conv2d(c_in, 1, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return seq_apply(self.conv, self.act(x)).mean(0)

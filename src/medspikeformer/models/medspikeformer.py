@@ -15,10 +15,13 @@ before that LIF; upsampling is nearest-neighbour on real values.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from medspikeformer.attention import (
     INTERACTIONS,
@@ -62,6 +65,7 @@ def default_config() -> dict[str, Any]:
         "alpha": None,
         "detach_reset": False,
         "compile_neurons": False,
+        "checkpoint_attention": True,
     }
 
 
@@ -82,6 +86,36 @@ def _validate(cfg: dict[str, Any]) -> None:
         )
     if not cfg["spiking"] and cfg["attention"] not in ("softmax", "none"):
         raise ConfigError("the ANN twin (spiking=False) takes attention 'softmax' or 'none'")
+
+
+@contextlib.contextmanager
+def _frozen_bn_stats(module: nn.Module) -> Iterator[None]:
+    """Recompute pass of activation checkpointing: BN uses batch statistics as in the first
+    pass but does not update its running statistics a second time (momentum 0)."""
+    bns = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    saved = [(m.momentum, m.num_batches_tracked.clone()) for m in bns]
+    for m in bns:
+        m.momentum = 0.0
+    try:
+        yield
+    finally:
+        for m, (momentum, tracked) in zip(bns, saved):
+            m.momentum = momentum
+            m.num_batches_tracked.copy_(tracked)
+
+
+def checkpointed(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Run ``module(x)`` keeping only ``x`` for backward; the block is recomputed in backward.
+
+    Same values and gradients as ``module(x)`` (LIF state is reset on every call and all ops
+    are deterministic); BatchNorm running statistics are updated once.
+    """
+    return checkpoint(
+        module,
+        x,
+        use_reentrant=False,
+        context_fn=lambda: (contextlib.nullcontext(), _frozen_bn_stats(module)),
+    )
 
 
 class MedSpikeFormer(nn.Module):
@@ -158,6 +192,12 @@ class MedSpikeFormer(nn.Module):
             return QKTokenAttention(dim, heads, neuron)
         return SoftmaxAttention(dim, heads, cfg["n_kv"])
 
+    @property
+    def _checkpoint(self) -> bool:
+        return bool(
+            self.config["checkpoint_attention"] and self.training and torch.is_grad_enabled()
+        )
+
     def check_input(self, x: torch.Tensor) -> None:
         """Raise ``ConfigError`` unless ``x`` is ``[B, in_channels, H, W]`` with H, W divisible."""
         if x.dim() != 4 or x.shape[1] != self.in_channels:
@@ -185,7 +225,10 @@ class MedSpikeFormer(nn.Module):
             if i > 0:
                 f = self.pe_conv[i - 1](self.down[i - 1](feats[-1]))
             f = self.pe_sc[i](f)
-            a = self.attn[i](f)
+            if self._checkpoint and not isinstance(self.attn[i], nn.Identity):
+                a = checkpointed(self.attn[i], f)
+            else:
+                a = self.attn[i](f)
             f_e = f if isinstance(self.attn[i], nn.Identity) else a + f  # Eq. 10
             feats.append(f_e)
             attns.append(a)

@@ -1,0 +1,48 @@
+"""Memory levers change nothing numerically: attention checkpointing and bool-saving spike convs."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from medspikeformer.models import create_model
+from medspikeformer.models.spike_conv import SpikeSavingConv2d
+
+
+def _grads_and_stats(model: nn.Module, x: torch.Tensor):
+    out = model(x)
+    loss = out.logits.square().mean() + sum(s.square().mean() for s in out.stage_logits)
+    loss.backward()
+    grads = {n: p.grad.clone() for n, p in model.named_parameters()}
+    return out.logits.detach(), grads, {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def test_attention_checkpointing_is_exact() -> None:
+    torch.manual_seed(3)
+    a = create_model("medspikeformer", base_channels=8, timesteps=2, checkpoint_attention=True)
+    b = create_model("medspikeformer", base_channels=8, timesteps=2, checkpoint_attention=False)
+    b.load_state_dict(a.state_dict())
+    x = torch.randn(2, 3, 32, 32) * 2
+    la, ga, sa = _grads_and_stats(a.train(), x)
+    lb, gb, sb = _grads_and_stats(b.train(), x)
+    assert torch.equal(la, lb)
+    for name in ga:
+        torch.testing.assert_close(ga[name], gb[name], rtol=1e-5, atol=1e-7, msg=name)
+    for key in sa:  # BN running statistics updated exactly once
+        assert torch.equal(sa[key], sb[key]), key
+
+
+def test_spike_saving_conv_matches_conv2d() -> None:
+    torch.manual_seed(0)
+    ref = nn.Conv2d(4, 6, 3, 2, 1)
+    ours = SpikeSavingConv2d(4, 6, 3, 2, 1)
+    ours.load_state_dict(ref.state_dict())
+    s = (torch.rand(2, 4, 9, 8) < 0.3).float().requires_grad_(True)
+    s2 = s.detach().clone().requires_grad_(True)
+    g = torch.randn(2, 6, 5, 4)
+    (ref(s) * g).sum().backward()
+    (ours(s2) * g).sum().backward()
+    assert torch.equal(ref(s), ours(s2))
+    torch.testing.assert_close(s.grad, s2.grad, rtol=0, atol=1e-6)
+    torch.testing.assert_close(ref.weight.grad, ours.weight.grad, rtol=0, atol=1e-6)
+    torch.testing.assert_close(ref.bias.grad, ours.bias.grad, rtol=0, atol=1e-6)
