@@ -48,7 +48,7 @@ def plot_metric_bars(
     n_rows = max(len(summaries), 1)
     width = 0.8 / n_rows
     x = np.arange(len(metrics))
-    fig, ax = plt.subplots(figsize=(max(6.0, 1.6 * len(metrics) + 0.35 * n_rows), 4.2), dpi=120)
+    fig, ax = plt.subplots(figsize=(max(7.5, 1.6 * len(metrics) + 0.35 * n_rows + 2), 4.2), dpi=120)
     cmap = plt.get_cmap("tab20" if n_rows > 10 else "tab10")
     for j, s in enumerate(summaries):
         means = [s.values.get(k, (np.nan, None))[0] for k, _ in metrics]
@@ -70,7 +70,7 @@ def plot_metric_bars(
     ax.set_ylim(max(0.0, low - 0.1), 1.0)
     ax.set_ylabel("score (test set)")
     ax.grid(axis="y", alpha=0.3)
-    ax.legend(fontsize=7, ncol=2 if n_rows > 6 else 1, loc="lower right", framealpha=0.9)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), framealpha=0.9)
     if title:
         ax.set_title(title, fontsize=10)
     fig.tight_layout()
@@ -111,6 +111,7 @@ def plot_accuracy_vs_energy(
             capsize=2,
         )
         ax.annotate(s.label, (e, m), textcoords="offset points", xytext=(5, 4), fontsize=7)
+    ax.margins(x=0.2, y=0.15)
     energies = [s.values["energy_mj"][0] for s in points]
     if energies and min(energies) > 0 and max(energies) / min(energies) > 20:
         ax.set_xscale("log")
