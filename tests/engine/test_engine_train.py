@@ -397,3 +397,43 @@ def test_cli_train_and_resume(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert len(_rows(run)) == 2
     assert main(["train", "--resume", str(run), "--model", "unet"]) == 2
     assert "only --epochs" in capsys.readouterr().err
+
+
+def test_early_stopping_after_patience(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    real = trainer_mod._Run.validate
+
+    def flat(self, epoch):
+        out = real(self, epoch)
+        out["val_miou"] = 0.5  # never improves after epoch 1
+        return out
+
+    monkeypatch.setattr(trainer_mod._Run, "validate", flat)
+    cfg = tiny_config(
+        tmp_path / "r",
+        teacher={"mode": "none"},
+        train={"epochs": 10, "batch_size": 3, "progress": False, "early_stopping": 2},
+    )
+    result = train(cfg, log=quiet)
+    assert result["stopped_early"] is True
+    assert result["epochs_run"] == 3 and result["best_epoch"] == 1
+    assert load_checkpoint(tmp_path / "r" / "best.pt")["epoch"] == 1
+    assert load_checkpoint(tmp_path / "r" / "last.pt")["epoch"] == 3
+
+
+def test_compile_failure_falls_back_to_eager(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken_compile(module, *args, **kwargs):
+        raise RuntimeError("no C++ compiler found")
+
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    cfg = tiny_config(
+        tmp_path / "r",
+        teacher={"mode": "none"},
+        train={"epochs": 1, "batch_size": 3, "progress": False, "compile": True},
+    )
+    with pytest.warns(
+        UserWarning, match="torch.compile failed, training eagerly: no C\\+\\+ compiler"
+    ):
+        result = train(cfg, log=quiet)
+    assert result["epochs_run"] == 1
