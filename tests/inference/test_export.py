@@ -115,3 +115,20 @@ def test_export_size_must_fit_the_divisor(tmp_path):
     model = create_model("medspikeformer", base_channels=8, timesteps=2)
     with pytest.raises(ConfigError, match="size_divisor"):
         export_onnx(model, tmp_path / "x.onnx", size=(30, 32), verify=False)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["ann", "unet", "ssa", "sdt", "qk", "medspikeformer_wo_sc"])
+def test_every_model_family_exports(tmp_path, name):
+    """Baselines and ablations export too (ANN softmax attention, MONAI U-Net, other spiking
+    attentions) and match PyTorch in onnxruntime."""
+    from medspikeformer import create_model
+
+    torch.manual_seed(0)
+    overrides = {} if name == "unet" else {"base_channels": 8}
+    if name not in ("unet", "ann"):
+        overrides["timesteps"] = 2
+    model = calibrate(create_model(name, **overrides))
+    report = export_onnx(model, tmp_path / f"{name}.onnx", size=(SIZE, SIZE))
+    print(f"{name}: max abs logit error {report.max_abs_error:.3g}")
+    assert report.mismatch_fraction <= 0.01
