@@ -19,7 +19,10 @@ sample. Hooks (all optional):
 ``MSF_HOOK_NAN_AFTER_STEP=N``
     Once N student optimiser steps have run, the next training item fetched (or the one whose id
     is ``MSF_HOOK_NAN_ID``), and that same item ever after, returns an image full of NaN — a
-    corrupt sample.
+    corrupt sample. ``MSF_HOOK_NAN_VALUE`` (default ``nan``) may be ``inf``.
+``MSF_HOOK_NAN_GRAD_AFTER_STEP=N``
+    Once N student optimiser steps have run, the gradient of the student's first parameter is
+    replaced by NaN in every backward pass (the loss itself stays finite).
 """
 
 from __future__ import annotations
@@ -36,6 +39,8 @@ PAUSE = os.environ.get("MSF_HOOK_PAUSE")
 SNAPSHOT_DIR = os.environ.get("MSF_HOOK_SNAPSHOT_DIR")
 NAN_AFTER = os.environ.get("MSF_HOOK_NAN_AFTER_STEP")
 NAN_ID = os.environ.get("MSF_HOOK_NAN_ID")
+NAN_VALUE = float(os.environ.get("MSF_HOOK_NAN_VALUE", "nan"))
+NAN_GRAD_AFTER = os.environ.get("MSF_HOOK_NAN_GRAD_AFTER_STEP")
 
 _state: dict[str, Any] = {"steps": 0, "student_opt": None, "writes": {}, "current": None}
 
@@ -148,6 +153,31 @@ def install() -> None:
 
     if NAN_AFTER is not None:
         _install_nan_sample(int(NAN_AFTER))
+    if NAN_GRAD_AFTER is not None:
+        _install_nan_gradient(int(NAN_GRAD_AFTER))
+
+
+def _install_nan_gradient(after_steps: int) -> None:
+    import torch
+
+    from medspikeformer.engine import trainer
+
+    real_build = trainer.build_model_from_config
+
+    def build_model_from_config(*args: Any, **kwargs: Any) -> Any:
+        model = real_build(*args, **kwargs)  # the trainer builds only the student with it
+        first = next(p for p in model.parameters() if p.requires_grad)
+
+        def poison(grad: torch.Tensor) -> torch.Tensor:
+            if _state["steps"] >= after_steps:
+                event("nan-grad")
+                return torch.full_like(grad, float("nan"))
+            return grad
+
+        first.register_hook(poison)
+        return model
+
+    trainer.build_model_from_config = build_model_from_config
 
 
 def _install_nan_sample(after_steps: int) -> None:
@@ -168,7 +198,7 @@ def _install_nan_sample(after_steps: int) -> None:
             poisoned_id = _state.setdefault("poisoned_id", NAN_ID or item["id"])
             if item["id"] == poisoned_id:
                 item = dict(item)
-                item["image"] = item["image"].clone().fill_(float("nan"))
+                item["image"] = item["image"].clone().fill_(NAN_VALUE)
                 event(f"nan {poisoned_id}")
             return item
 
