@@ -6,6 +6,8 @@ import json
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import medspikeformer as msf
 from medspikeformer.errors import ConfigError
@@ -169,3 +171,28 @@ def test_ablation_parameter_counts_differ() -> None:
     wo_sc = n_params(create_model("medspikeformer_wo_sc"))
     print(f"full {full:,}  w/o SDSA {wo_sdsa:,}  w/o SC {wo_sc:,}")
     assert wo_sdsa < full and wo_sc < full
+
+
+@settings(max_examples=8, deadline=None)
+@given(
+    units=st.integers(1, 4),
+    hm=st.integers(1, 3),
+    wm=st.integers(1, 3),
+    in_ch=st.sampled_from([1, 3]),
+)
+def test_any_divisible_size(units: int, hm: int, wm: int, in_ch: int) -> None:
+    m = create_model(
+        "medspikeformer", base_channels=4, timesteps=1, num_units=units, in_channels=in_ch
+    ).eval()
+    h, w = m.size_divisor * hm * 2, m.size_divisor * wm * 2
+    with torch.no_grad():
+        assert m(torch.randn(1, in_ch, h, w)).shape == (1, 1, h, w)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [{"timesteps": 0}, {"base_channels": -1}, {"attention": "linear"}, {"num_units": "4"}],
+)
+def test_bad_config_values(bad: dict) -> None:
+    with pytest.raises(ConfigError):
+        create_model("medspikeformer", **bad)
