@@ -79,6 +79,7 @@ def run(args: argparse.Namespace) -> int:
         max_pixels=args.max_pixels,
         ct_window=tuple(args.ct_window) if args.ct_window else DEFAULT_CT_WINDOW,
         device=device,
+        progress=not args.no_progress,
     )
     results = predict_paths(
         predictor,

@@ -26,9 +26,9 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -222,6 +222,7 @@ class Predictor:
         sw_batch_size: windows per forward pass.
         block: tile side for bounded-memory sliding windows.
         max_pixels: refuse images with more pixels than this.
+        progress: show a per-pixel progress bar for images of more than one block.
         ct_window: ``(lo, hi)`` Hounsfield window for NIfTI volumes not already in 0…255.
     """
 
@@ -237,7 +238,7 @@ class Predictor:
     max_pixels: int = DEFAULT_MAX_PIXELS
     ct_window: tuple[float, float] = DEFAULT_CT_WINDOW
     device: torch.device | str = "cpu"
-    log: Callable[[str], None] | None = field(default=None, repr=False)
+    progress: bool = False
 
     def __post_init__(self) -> None:
         if self.mode not in ("sliding", "resize"):
@@ -303,8 +304,13 @@ class Predictor:
         """``uint8`` image ``H×W`` or ``H×W×3`` → ``uint8`` mask ``H×W`` with values 0/255."""
         height, width = image.shape[:2]
         if self.mode == "sliding":
+            bar = None
+            if self.progress and max(height, width) > max(self.block, max(self.train_size)):
+                from tqdm.auto import tqdm
+
+                bar = tqdm(total=height * width, unit="px", unit_scale=True, leave=False)
             with torch.inference_mode():
-                return predict_mask_tiled(
+                mask = predict_mask_tiled(
                     self.model,
                     image,
                     self._to_input,
@@ -315,7 +321,11 @@ class Predictor:
                     tta_flip=self.tta_flip,
                     block=self.block,
                     device=self.device,
+                    progress=bar.update if bar is not None else None,
                 )
+            if bar is not None:
+                bar.close()
+            return mask
         return self._predict_resize(image, height, width)
 
     def _predict_resize(self, image: np.ndarray, height: int, width: int) -> np.ndarray:
