@@ -182,6 +182,8 @@ class MedSpikeFormer(nn.Module):
         if kind == "none":
             return nn.Identity()
         heads = cfg["num_heads"] or max(1, dim // cfg["head_dim"])
+        if not cfg["num_heads"]:  # largest head count ≤ dim / head_dim that divides dim
+            heads = max(h for h in range(1, heads + 1) if dim % h == 0)
         if kind == "sdsa":
             return DecomposedSpikeAttention(dim, heads, cfg["interactions"], neuron)
         if kind == "ssa":
