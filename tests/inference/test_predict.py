@@ -214,8 +214,10 @@ def test_memory_guard(tiny_model, tmp_path, monkeypatch):
 def test_memory_estimate_is_bounded_by_blocks(tiny_model):
     pred = Predictor(tiny_model, (256, 256), block=2048)
     est = pred.estimate_bytes(20000, 20000)
-    # uint8 image + mask (+ temporaries) ≈ 6 B/pixel, plus one block's floats (< 200 MB)
-    assert est < 20000 * 20000 * 6 + 200 * 2**20
+    # uint8 image + mask (+ temporaries) ≈ 6 B/pixel, plus one block's floats (< 200 MB) and the
+    # activations of one batch of windows (T=2, C=8: 16·2·8·4·256²·4 B = 256 MiB)
+    assert pred.activation_bytes() == 16 * 2 * 8 * 4 * 256 * 256 * 4
+    assert est < 20000 * 20000 * 6 + 200 * 2**20 + pred.activation_bytes()
     assert pred.estimate_bytes(20000, 20000) - pred.estimate_bytes(10000, 10000) == 6 * (
         20000**2 - 10000**2
     )
