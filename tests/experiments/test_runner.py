@@ -120,6 +120,8 @@ def test_compare_cli_end_to_end_and_resume(tmp_path: Path, monkeypatch, capsys) 
     args = [*_cli_args("compare", out, cache, ["qk"]), "--set", "train.epochs=2"]
     assert main(args) == 2
     assert "another shared configuration" in capsys.readouterr().err
+    assert main([*_cli_args("compare", out, cache, ["qk"]), "--checkpoint", "best"]) == 2
+    assert "checkpoint='last'" in capsys.readouterr().err
 
 
 def test_ablation_end_to_end_with_alias(tmp_path: Path) -> None:
@@ -156,6 +158,9 @@ def _fake_runner(scores: dict[str, list[float]]):
     """A row runner without training: per-image Dice from ``scores`` shifted a little per seed."""
 
     def run(spec, row, k, run_dir, config):
+        # Every seed of every row is pinned to the experiment's split (and synthetic images).
+        assert config.data.split_spec == str(Path(spec.out) / "split.json")
+        assert config.data.options["seed"] == 41 and config.train.seed == 41 + k
         dice = {f"im{i}": min(1.0, v + 0.01 * k) for i, v in enumerate(scores[row.key])}
         result = {
             "row": row.key,
@@ -241,3 +246,30 @@ def test_bad_requests_are_user_errors(tmp_path: Path) -> None:
         )
     with pytest.raises(ConfigError, match="at least one seed"):
         run_experiment(ExperimentSpec("compare", "synthetic", out=tmp_path, seeds=0), log=None)
+
+
+def test_row_locked_by_another_live_process_is_skipped(tmp_path: Path) -> None:
+    import socket
+    import subprocess
+    import sys
+
+    scores = {"medspikeformer": [0.9, 0.8, 0.7], "qk": [0.5, 0.6, 0.4]}
+    out = tmp_path / "busy"
+    lock = out / "rows" / "qk" / "seed0" / ".lock"
+    lock.parent.mkdir(parents=True)
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        lock.write_text(json.dumps({"pid": other.pid, "host": socket.gethostname()}))
+        spec = ExperimentSpec(
+            "compare", "synthetic", out=out, rows=["qk"], sets=tiny_sets(tmp_path / "c")
+        )
+        result = run_experiment(spec, log=None, row_runner=_fake_runner(scores))
+        assert result.busy == ["qk/seed0"] and result.trained == ["medspikeformer/seed0"]
+        assert [s.key for s in result.summaries] == ["medspikeformer"]
+    finally:
+        other.kill()
+        other.wait()
+    # Once that process is gone, the next invocation trains the row (the stale lock is ignored).
+    result = run_experiment(spec, log=None, row_runner=_fake_runner(scores))
+    assert result.trained == ["qk/seed0"] and result.reused == ["medspikeformer/seed0"]
+    assert [s.key for s in result.summaries] == ["medspikeformer", "qk"]

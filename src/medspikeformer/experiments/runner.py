@@ -114,6 +114,7 @@ class ExperimentResult:
     trained: list[str] = field(default_factory=list)  # "row/seed" trained (or resumed) now
     reused: list[str] = field(default_factory=list)  # "row/seed" whose result already existed
     aliased: dict[str, str] = field(default_factory=dict)  # row → row whose run it shares
+    busy: list[str] = field(default_factory=list)  # "row/seed" being trained by another process
 
 
 # ----------------------------------------------------------------------------- configuration
@@ -395,10 +396,12 @@ def _check_experiment_file(spec: ExperimentSpec, shared: str) -> None:
                 "configuration (recipe, dataset or --set); its rows would not share one budget — "
                 "use another --out"
             )
-        if old.get("eval_split") != spec.eval_split:
-            raise ConfigError(
-                f"{path}: evaluated on split {old.get('eval_split')!r}; use another --out"
-            )
+        for key in ("eval_split", "checkpoint"):
+            if old.get(key, record[key]) != record[key]:
+                raise ConfigError(
+                    f"{path}: this experiment scored {key}={old.get(key)!r}, not "
+                    f"{record[key]!r}; use another --out"
+                )
     _write_json(path, record)
 
 
@@ -443,6 +446,30 @@ def run_row(
     return result
 
 
+def busy_elsewhere(run_dir: Path) -> int | None:
+    """PID of another live process on this host holding ``run_dir``'s lock, else ``None``.
+
+    Lets several ``experiment`` processes share one ``OUT`` (e.g. one per core): a row that
+    another process is training is skipped, not fought over; a later invocation tabulates it.
+    """
+    import os
+    import socket
+
+    from medspikeformer.engine.run_dir import LOCK_NAME, _pid_alive
+
+    path = run_dir / LOCK_NAME
+    try:
+        owner = json.loads(path.read_text() or "{}")
+    except (OSError, ValueError):
+        return None
+    if not isinstance(owner, dict):
+        return None
+    pid, host = int(owner.get("pid", -1)), owner.get("host")
+    if pid == os.getpid() or host not in (None, socket.gethostname()):
+        return None
+    return pid if _pid_alive(pid) else None
+
+
 def _progress(console: Any, text: str) -> None:
     if console is not None:
         console(text)
@@ -475,7 +502,7 @@ def run_experiment(
     shared = pin_split(shared, out)
 
     results: dict[str, list[dict[str, Any]]] = {r.key: [] for r in rows}
-    trained, reused = [], []
+    trained, reused, busy = [], [], []
     aliased: dict[str, str] = {}
     seen: dict[str, str] = {}  # fingerprint (seed 0) → first row key
     for row in rows:
@@ -493,7 +520,7 @@ def run_experiment(
             step += 1
             run_dir = out / "rows" / source / f"seed{k}"
             config = resolve_row_config(
-                spec, row if source == row.key else _row(rows, source), k, run_dir
+                spec, row if source == row.key else _row(rows, source), k, run_dir, shared
             )
             result_path = run_dir / RESULT_NAME
             tag = f"{row.key}/seed{k}"
@@ -505,6 +532,13 @@ def run_experiment(
                 if source != row.key:
                     # An alias shares its source's run; the source runs first in row order.
                     raise RuntimeError(f"row {row.key} aliases {source}, which has no result yet")
+                pid = busy_elsewhere(run_dir)
+                if pid is not None:
+                    busy.append(tag)
+                    _progress(
+                        log, f"[{step}/{total}] {tag}: being trained by process {pid}; skipped"
+                    )
+                    continue
                 validate_config(config)
                 resumed = (run_dir / "last.pt").is_file()
                 _progress(
@@ -512,7 +546,14 @@ def run_experiment(
                     f"[{step}/{total}] {tag}: {'resuming' if resumed else 'training'} "
                     f"{row.model} ({config.train.epochs} epochs, size {config.data.size}) in {run_dir}",
                 )
-                result = row_runner(spec, row, k, run_dir, config)
+                try:
+                    result = row_runner(spec, row, k, run_dir, config)
+                except ConfigError as exc:
+                    if "in use by process" not in str(exc):
+                        raise
+                    busy.append(tag)
+                    _progress(log, f"[{step}/{total}] {tag}: {exc}; skipped")
+                    continue
                 trained.append(tag)
                 m = result["metrics"]
                 _progress(log, f"    {tag}: mIoU {m['miou']:.4f}  DSC {m['dsc']:.4f}")
@@ -542,8 +583,10 @@ def run_experiment(
         plot_accuracy_vs_energy(summaries, out / "accuracy_vs_energy.png", title=title),
     ]
     _progress(log, f"wrote {md_path}, {csv_path}, {json_path}, " + ", ".join(map(str, plots)))
+    if busy:
+        _progress(log, f"not in these tables yet (running elsewhere): {', '.join(busy)}")
     return ExperimentResult(
-        summaries, md_path, csv_path, json_path, plots, trained, reused, aliased
+        summaries, md_path, csv_path, json_path, plots, trained, reused, aliased, busy
     )
 
 
