@@ -190,23 +190,36 @@ def matmul_peak_gflops(
     b = torch.randn(n, n, device=device, dtype=dtype)
     timing = time_fn(lambda: a @ b, warmup=2, repeat=repeat, device=device)
     gflops = 2 * n**3 / timing["time_s"] / 1e9
+    per_cpu = 2 * n**3 / timing["cpu_s"] / 1e9 if timing["cpu_s"] > 0 else None
     return {
         "suite": "peak",
         "name": f"matmul {n}x{n} {str(dtype).replace('torch.', '')}",
         "params": {"n": n, "threads": torch.get_num_threads(), "device": device},
         "time_s": timing["time_s"],
         "times_s": timing["times_s"],
+        "cpu_s": timing["cpu_s"],
         "gflops": round(gflops, 2),
+        "gflop_per_cpu_s": None if per_cpu is None else round(per_cpu, 2),
         "status": "ok",
     }
 
 
-def add_mfu(row: Row, peak_gflops: float | None) -> Row:
-    """Fill ``gflops`` (achieved) and ``mfu`` from ``gflop`` and ``time_s`` (in place)."""
+def add_mfu(row: Row, peak: Row | float | None) -> Row:
+    """Fill ``gflops``/``mfu`` (wall clock) and ``mfu_cpu`` (CPU time) in place.
+
+    ``mfu = (gflop / time_s) / peak GFLOP/s``. ``mfu_cpu`` uses CPU seconds on both sides —
+    the row's ``gflop / cpu_s`` over the matmul's GFLOP per CPU second — so it does not depend
+    on how many other processes share the cores (a shared machine inflates wall time, not the
+    arithmetic a CPU second does).
+    """
+    peak_gflops = peak.get("gflops") if isinstance(peak, dict) else peak
+    per_cpu = peak.get("gflop_per_cpu_s") if isinstance(peak, dict) else None
     if row.get("gflop") and row.get("time_s") and peak_gflops:
         achieved = row["gflop"] / row["time_s"]
         row["gflops"] = round(achieved, 2)
         row["mfu"] = round(achieved / peak_gflops, 4)
+    if row.get("gflop") and row.get("cpu_s") and per_cpu:
+        row["mfu_cpu"] = round(row["gflop"] / row["cpu_s"] / per_cpu, 4)
     return row
 
 

@@ -279,6 +279,7 @@ ROW_COLUMNS = (
     "GFLOP",
     "GFLOP/s",
     "MFU",
+    "MFU (CPU)",
     "status / notes",
 )
 
@@ -293,7 +294,7 @@ def row_cells(row: Row) -> list[str]:
             extra.append(f"{key}={_fmt(row[key])}")
     if extra:
         notes = f"{notes} ({', '.join(extra)})"
-    mfu = row.get("mfu")
+    mfu, mfu_cpu = row.get("mfu"), row.get("mfu_cpu")
     return [
         row.get("suite", ""),
         row.get("name", ""),
@@ -303,6 +304,7 @@ def row_cells(row: Row) -> list[str]:
         _fmt(row.get("gflop")),
         _fmt(row.get("gflops")),
         "–" if mfu is None else f"{100 * mfu:.1f}%",
+        "–" if mfu_cpu is None else f"{100 * mfu_cpu:.1f}%",
         notes,
     ]
 
@@ -485,7 +487,7 @@ def main(argv: list[str] | None = None) -> int:
                 import importlib
 
                 row = getattr(importlib.import_module(module), func)(**kwargs)
-            rows.append(add_mfu(row, peak["gflops"]))
+            rows.append(add_mfu(row, peak))
             progress.advance(task)
             _write(out, rows, info, command, partial=True)
         if "data" in args.suites:

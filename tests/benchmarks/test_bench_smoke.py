@@ -53,9 +53,12 @@ def test_count_flops_matches_matmul_formula() -> None:
 
 
 def test_add_mfu() -> None:
-    row = bench_common.add_mfu({"gflop": 10.0, "time_s": 2.0}, peak_gflops=50.0)
+    peak = {"gflops": 50.0, "gflop_per_cpu_s": 25.0}
+    row = bench_common.add_mfu({"gflop": 10.0, "time_s": 2.0, "cpu_s": 4.0}, peak)
     assert row["gflops"] == 5.0 and row["mfu"] == pytest.approx(0.1)
-    assert "mfu" not in bench_common.add_mfu({"gflop": None, "time_s": 1.0}, 50.0)
+    assert row["mfu_cpu"] == pytest.approx(0.1)  # 10 GFLOP / 4 CPU-s over 25 GFLOP per CPU-s
+    assert "mfu" not in bench_common.add_mfu({"gflop": None, "time_s": 1.0}, peak)
+    assert bench_common.add_mfu({"gflop": 10.0, "time_s": 2.0}, 50.0)["mfu"] == pytest.approx(0.1)
 
 
 def test_machine_info_fields() -> None:
