@@ -13,10 +13,13 @@ number of cases of the quick (non-slow) variants.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
+import signal
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -164,6 +167,30 @@ def mutate(data: bytes, ops: list[tuple[str, int, object]]) -> bytes:
     return bytes(buf)
 
 
+#: Seconds one reader call may take on a tiny fuzz file before the case counts as a hang.
+CASE_TIME_LIMIT = 20.0
+
+
+class ReaderHang(BaseException):
+    """A reader took longer than CASE_TIME_LIMIT on one input."""
+
+
+@contextlib.contextmanager
+def time_limit(seconds: float, what: str) -> Iterator[None]:
+    """Raise :class:`ReaderHang` in this thread if the block runs longer than ``seconds``."""
+
+    def on_alarm(_sig: int, _frame: object) -> None:
+        raise ReaderHang(f"{what}: still running after {seconds:.0f} s")
+
+    old = signal.signal(signal.SIGALRM, on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+
+
 @dataclass
 class FuzzLog:
     """How many cases a fuzz test ran and how each ended."""
@@ -190,3 +217,40 @@ class FuzzLog:
         if target:
             with open(target, "a", encoding="utf-8") as fh:
                 fh.write(json.dumps(row) + "\n")
+
+
+#: A mutated TIFF found by the slow fuzz run (its IFD chain is garbage): ``tifffile.imread``
+#: enumerated pages for minutes (a denial of service); ``read_image`` must refuse it at once.
+#: zlib-compressed, base64 (1586 bytes decoded).
+HANGING_TIFF_B64 = (
+    "eNpdkns4E2ocxzfqNHdqTGsx5Ja5bkMuuSYsbR1Jl7ktnKG5tFz2jGEcSatQiCNMpZtcWnMd5doc1x5zJJc1cqhUIiOGszr+"
+    "6On3Pp/393me9/u+v39eN7f9ABAAAFAAAIDbAECxqYoBbjlYjARQklXsWgrCwe/69IVFsuXYEQJ+V6sQICk+bBUjCZT8Ef7O"
+    "b1suIUYeKAGAiDtXjNLWg4riTXkr8/2+yk+DIFtesh0AgAK3//BPYvZsuVAM7KdZej+5qXiWrLhvAP4v0I9F1SQTAyKDNK3g"
+    "Z8xMEHAzFAKO9EkA/FLAX7gQEhwcHHIuyCiSspXYoH+KytLquMRXZKRezH/j/RlpvtBjQvUNQgbch2/n+5GYhuQp0y7R4FKL"
+    "8QOciPkef5RkQysp76JFt+jHxx2nvIGWxygrVNAmq8mqalR1ZRflokT4QTlwYc/kuFbZyIzE3VcjGy4S+CXWSi89c5VoIMoJ"
+    "iqsZDLSntU/kSHbFv8PpyiKxsmzulJN/ExTNqPNjOHVnjgBOJj7jr9aG++vDLss3MUvCzTfbLf71UH9EtnvxkMMy1hjWuW60"
+    "eCTRNjRwtDf4XKvOttMGH8GojAovF9n9NPyex4a9cZ99m8e/2WAsqiufa11fq1jQD7kSecsmRM2/3TpXpbDTU4vLOqZblU6S"
+    "zt8e1m/pPvAKqjgVnq3n2GrjeAG0CS133S2bESF0z9JYjVqZVedZVfPKXCKYCa0OK4rT0BF+yMHMUjzW8RaX8UGAVZlbpCAM"
+    "CgWZmHcESFC7Ys+Jx6mGsPFxOXQJT+PG7KDqgYEObZDsNFzaBptjf0ThKSqtRtpH01Z1/B2rNDayM2LiCNWVOBQxOoa5LP6T"
+    "wPli9pQoFVvN4eC3ZT9t6sEHJvLnqHbf3JvCEu7MZemYaXgESKkn2bd9LpwnEM8Od1BMYhJ7kyDPQrhGWTfNXcw5g/X0ujJy"
+    "EJCGlEpVDdOiV2r5FM5nmJvdsKNDCBOsV9NppZQC5nSBmSiPce5evU06FjH0V949jwVw3fgK2ksY47E5CiO/uFZ76y2uX5QG"
+    "VzN08GybvTBxULvCJrb9WT1xLgtfnH7IB05ji0gTfofuQYgpycxhN/Rb8u4XQTvoQNfySU5acr2eQqHvP2YII6MIW+872S0k"
+    "NDPqiRsONx1p6tAlxVU0nZF54/9qkICS0zgREbLxctQ7zKfn+ZB2SLM5etJAgfI1NdubSKoPZwoDVF6/7ZP0cMRqO2P46I5k"
+    "VQWriYSkWlGXwHuIcpihW1MWPHURN9zpq8R+oHvqtARv8be1rxbseRIfWy56ONm348zY705oVF2OxdqupRQGJgPM9UBfJali"
+    "uG3Vytn0m71PiOTGPCnMiv3G5sAsdQzUTdRAJtz+Uikdpf8VFgir8hccD94ZBmlAyeUY2zHAAy3nF47I7Pz7ib2JAHa/NbMB"
+    "LZ/bodfGmgI5Sbutqy13er6mVotSBovo/evRS3/EJmVab6ivJV/2a6z1yh1PKLMj9N9ctu4togSUexrf0XJdNnULE87baUcX"
+    "jB1Q87mssY/QknmdHfvI8s21CMRs/sEZBdDKRu9q6EzyejODMLm2x8RAn18xzwpvXlRj74vFRFcJeeefPozp3rEU7Xh4uSjM"
+    "xdaRP4NCOCNOMiendfN5SaE1XL0MiDOu/2qfRW2P7JnDldJEWuJeD4GSZfX8vUKGpfBKgz0lVIsJAw9e4nmpp0Dz1hp3zuUf"
+    "TVwAhROstu3NPu0gxcHFUThVSkUG9jnxlUg1PfDQtxvT3Vb76JxVy4TpktNezwUWrAFrOtRzsZgXKQ82OwQo1DlF2NPvpkmN"
+    "VH7JM9R2xSqPyKSHzsy0+c9MVOGT7O+uXBW+JxwTcm+1JcefJAhkvK1EA+sGivJpLTTl4T+hxfN2UIymX5XodsOwJhKBylWU"
+    "LH0LN4lOoRJgxlHO18GrNsyWj6F2oFPSNVlGZ9WZJEfJRsQu21M6H8aG9eeWLMges2VDkFFU397llwSEHIf1sABZwNF5yeoQ"
+    "NeC5VlbOJ/ORX9yv/QcusZ//"
+)
+
+
+def hanging_tiff() -> bytes:
+    """The bytes of :data:`HANGING_TIFF_B64`."""
+    import base64
+    import zlib
+
+    return zlib.decompress(base64.b64decode(HANGING_TIFF_B64))

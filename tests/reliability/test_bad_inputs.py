@@ -222,6 +222,10 @@ def test_wrong_layout_for_the_named_dataset(
     if dataset == "folder":  # a Kvasir-SEG layout given as a generic folder
         save_png(root / "Kvasir-SEG" / "images" / "a.jpg", rgb(1))
         save_png(root / "Kvasir-SEG" / "masks" / "a.jpg", binary_mask())
+    elif dataset == "kvasir":  # a BUSI layout given as Kvasir-SEG (whose own layout IS
+        # images/ + masks/, so a generic folder would be a valid Kvasir-SEG root)
+        save_png(root / "benign" / "benign (1).png", rgb(1))
+        save_png(root / "benign" / "benign (1)_mask.png", binary_mask())
     else:  # a generic images/ + masks/ folder given as a named dataset
         make_good_folder(root)
     res = run_main(["data", "check", dataset, "--root", root], capsys)
@@ -407,3 +411,26 @@ def test_output_path_is_an_existing_file(
     res = run_main(["train", "--config", cfg, "--out", blocker], capsys)
     assert_user_error(res, str(blocker))
     assert blocker.read_text() == "keep me"
+
+
+def test_predict_on_bad_images_gives_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], tiny_checkpoint: Path
+) -> None:
+    """``predict`` on a truncated, an empty, a 5-channel or a missing image: one line each."""
+    root = make_good_folder(tmp_path / "ds", n=1)
+    for name in ("truncated image", "zero-byte image", "five channels", "float pixels"):
+        PROBLEMS[name].make(root)
+    cases = {
+        root / "images/truncated.png": ("truncated",),
+        root / "images/zero.png": ("empty",),
+        root / "images/five.tif": ("unsupported",),
+        root / "images/float.tif": ("unsupported",),
+        tmp_path / "missing.png": ("not found",),
+    }
+    for path, words in cases.items():
+        res = run_main(["predict", tiny_checkpoint, path, "--out", tmp_path / "p"], capsys)
+        assert_user_error(res, str(path), *words)
+    empty = tmp_path / "no_images"
+    empty.mkdir()
+    res = run_main(["predict", tiny_checkpoint, empty, "--out", tmp_path / "p"], capsys)
+    assert_user_error(res)

@@ -243,3 +243,40 @@ def test_safetensors_export_round_trips(tmp_path: Path) -> None:
     x = torch.rand(2, model.in_channels, 32, 32)
     with torch.no_grad():
         torch.testing.assert_close(rebuilt(x), model(x), rtol=0, atol=0)
+
+
+def test_hostile_teacher_or_resume_checkpoint_is_refused_by_train(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``train --teacher EVIL`` and ``train --resume DIR`` whose last.pt is hostile: exit 2, one
+    line naming the file, the marker never created, no training happens."""
+    marker = tmp_path / "pwned"
+    evil = _hostile_files(tmp_path, marker)["nested in a valid payload"]
+    import yaml
+
+    cfg = {
+        "model": {"name": "medspikeformer", **TINY_MODEL["medspikeformer"]},
+        "data": {
+            "dataset": "synthetic",
+            "size": 32,
+            "augment": "none",
+            "cache_dir": False,
+            "split_spec": "60/20/20",
+            "options": {"num_samples": 10},
+        },
+        "train": {"epochs": 1, "batch_size": 2, "progress": False},
+    }
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump(cfg))
+    res = run_main(
+        ["train", "--config", config, "--teacher", evil, "--out", tmp_path / "run1"], capsys
+    )
+    assert_user_error(res, str(evil))
+    assert not (tmp_path / "run1" / "last.pt").exists()
+    run_dir = tmp_path / "run2"
+    run_dir.mkdir()
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg))
+    (run_dir / "last.pt").write_bytes(evil.read_bytes())
+    res = run_main(["train", "--resume", run_dir], capsys)
+    assert_user_error(res, str(run_dir / "last.pt"))
+    assert not marker.exists()

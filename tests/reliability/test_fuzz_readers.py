@@ -24,7 +24,17 @@ from hypothesis import strategies as st
 from medspikeformer.data.io import read_image, read_mask
 from medspikeformer.errors import DataError
 
-from .fuzzing import MAGIC_PREFIXES, QUICK_EXAMPLES, SLOW_EXAMPLES, FuzzLog, image_seeds, mutate
+from .fuzzing import (
+    CASE_TIME_LIMIT,
+    MAGIC_PREFIXES,
+    QUICK_EXAMPLES,
+    SLOW_EXAMPLES,
+    FuzzLog,
+    hanging_tiff,
+    image_seeds,
+    mutate,
+    time_limit,
+)
 from .fuzzing import mutations as mutation_lists
 
 SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif", ".webp", "")
@@ -34,7 +44,8 @@ def check_readers(path: Path, log: FuzzLog) -> None:
     """Run both readers on ``path`` and assert the property; log the outcome."""
     log.case()
     try:
-        img = read_image(path)
+        with time_limit(CASE_TIME_LIMIT, f"read_image({path.name}, {path.stat().st_size} bytes)"):
+            img = read_image(path)
     except DataError as exc:
         message = str(exc)
         assert "\n" not in message.strip(), message
@@ -46,7 +57,8 @@ def check_readers(path: Path, log: FuzzLog) -> None:
         assert img.shape[0] > 0 and img.shape[1] > 0, img.shape
         log.add("image:decoded")
     try:
-        mask = read_mask(path)
+        with time_limit(CASE_TIME_LIMIT, f"read_mask({path.name})"):
+            mask = read_mask(path)
     except DataError as exc:
         assert str(path) in str(exc), str(exc)
         log.add("mask:DataError")
@@ -106,6 +118,17 @@ def test_seed_files_are_valid(tmp_path: Path) -> None:
         img = read_image(path)
         assert img.shape[:2] == (20, 24), (name, img.shape)
         assert read_mask(path).shape == (20, 24)
+
+
+def test_tiff_with_a_garbage_ifd_chain_is_refused_quickly(tmp_path: Path) -> None:
+    """Regression (found by the slow fuzz run): a mutated TIFF on which reading every page of
+    the series took minutes. Only the first page is read, so it is refused at once."""
+    path = tmp_path / "garbage_ifds.tif"
+    path.write_bytes(hanging_tiff())
+    for reader in (read_image, read_mask):
+        with time_limit(CASE_TIME_LIMIT, reader.__name__), pytest.raises(DataError) as info:
+            reader(path)
+        assert str(path) in str(info.value)
 
 
 def test_fuzz_mutated_images_quick(tmp_path: Path, record_property: object) -> None:

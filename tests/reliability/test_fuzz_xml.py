@@ -21,7 +21,16 @@ from hypothesis import strategies as st
 from medspikeformer.data.datasets.monuseg import rasterise_aperio_xml, read_aperio_polygons
 from medspikeformer.errors import DataError
 
-from .fuzzing import MONUSEG_XML, QUICK_EXAMPLES, SLOW_EXAMPLES, XML_PREFIXES, FuzzLog, mutate
+from .fuzzing import (
+    CASE_TIME_LIMIT,
+    MONUSEG_XML,
+    QUICK_EXAMPLES,
+    SLOW_EXAMPLES,
+    XML_PREFIXES,
+    FuzzLog,
+    mutate,
+    time_limit,
+)
 from .fuzzing import mutations as mutation_lists
 
 SHAPE = (24, 20)
@@ -31,7 +40,8 @@ def check_xml(path: Path, log: FuzzLog) -> None:
     """Run parser and rasteriser on ``path``; assert the property; log outcomes."""
     log.case()
     try:
-        polys = read_aperio_polygons(path)
+        with time_limit(CASE_TIME_LIMIT, f"read_aperio_polygons({path.name})"):
+            polys = read_aperio_polygons(path)
     except DataError as exc:
         assert str(path) in str(exc) and "\n" not in str(exc), str(exc)
         log.add("parse:DataError")
@@ -41,7 +51,8 @@ def check_xml(path: Path, log: FuzzLog) -> None:
             assert p.dtype == np.float64 and p.ndim == 2 and p.shape[1] == 2 and p.shape[0] >= 3
         log.add("parse:ok")
     try:
-        mask = rasterise_aperio_xml(path, SHAPE)
+        with time_limit(CASE_TIME_LIMIT, f"rasterise_aperio_xml({path.name})"):
+            mask = rasterise_aperio_xml(path, SHAPE)
     except DataError as exc:
         assert str(path) in str(exc), str(exc)
         log.add("raster:DataError")
