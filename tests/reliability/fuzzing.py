@@ -175,6 +175,10 @@ class ReaderHang(BaseException):
     """A reader took longer than CASE_TIME_LIMIT on one input."""
 
 
+class ReaderTimeout(AssertionError):
+    """The test-facing form of :class:`ReaderHang`: a plain assertion failure."""
+
+
 @contextlib.contextmanager
 def time_limit(seconds: float, what: str) -> Iterator[None]:
     """Raise :class:`ReaderHang` in this thread if the block runs longer than ``seconds``."""
@@ -186,6 +190,10 @@ def time_limit(seconds: float, what: str) -> Iterator[None]:
     signal.setitimer(signal.ITIMER_REAL, seconds)
     try:
         yield
+    except ReaderHang as exc:
+        # Re-raised from Python code: raised inside a C extension, its traceback has frames
+        # without line numbers, which pytest cannot format.
+        raise ReaderTimeout(str(exc)) from None
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, old)
