@@ -138,7 +138,8 @@ def test_export_cli(run_dir, tmp_path, capsys):
          "--safetensors", str(st_path)]
     )  # fmt: skip
     assert rc == 0
-    assert "max |Δlogit|" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "max |Δlogit|" in err and "% of mask pixels differ" in err
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     assert session.get_inputs()[0].shape[1:] == [3, SIZE, SIZE]
     weights = load_file(str(st_path))

@@ -51,9 +51,11 @@ def test_onnx_runs_other_batches_and_has_one_output(exported):
     with torch.no_grad():
         ref = model(x).numpy()
     assert np.mean(np.abs(out - ref) < 1e-4) > 0.99
-    worst, frac = compare_onnx(model, path, [x])
-    assert worst >= 0.0
+    worst, frac, masks = compare_onnx(model, path, [x])
+    assert worst >= 0.0 and 0.0 <= masks <= 0.01
     assert frac <= 0.01
+    _, _, masks_full = compare_onnx(model, path, [x], full_optimization=True)
+    assert masks_full <= 0.05
 
 
 def test_graph_unrolls_the_timesteps(exported):

@@ -71,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     from medspikeformer.inference.evaluate import _LABELS, GLOBAL_METRICS, MEAN_METRICS
     from medspikeformer.viz import qualitative_grid
 
-    console = Console(stderr=True, markup=False, highlight=False)
+    console = Console(stderr=True, markup=False, highlight=False, soft_wrap=True)
     device = resolve_device(args.device)
     ctx = load_context(args.checkpoint, device=device, size=args.size)
     cfg = ctx.train_config

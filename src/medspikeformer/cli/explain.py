@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     from medspikeformer.inference.predict import probe_shape
     from medspikeformer.viz import attention_figure
 
-    console = Console(stderr=True, markup=False, highlight=False)
+    console = Console(stderr=True, markup=False, highlight=False, soft_wrap=True)
     device = resolve_device(args.device)
     ctx = load_context(args.checkpoint, device=device, size=args.size)
     probe_shape(args.image)  # DataError naming the file for a missing/unreadable image

@@ -90,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
     )
     n_files = sum(len(v) for v in results.values())
-    Console(stderr=True, markup=False, highlight=False).print(
+    Console(stderr=True, markup=False, highlight=False, soft_wrap=True).print(
         f"predicted {len(results)} input(s) ({args.mode}, training size "
         f"{ctx.train_size[0]}×{ctx.train_size[1]}): {n_files} file(s) in {args.out}"
     )

@@ -107,7 +107,7 @@ def overlay(
     out = np.clip(np.rint(out), 0, 255).astype(np.uint8)
     if contour and fg.any():
         if thickness is None:
-            thickness = max(1, round(max(fg.shape) / 400))
+            thickness = max(1, max(fg.shape) // 800)
         contours, _ = cv2.findContours(
             fg.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE
         )
