@@ -110,7 +110,12 @@ def _five_channels(root: Path) -> None:
     import tifffile
 
     (root / "images").mkdir(parents=True, exist_ok=True)
-    tifffile.imwrite(root / "images" / "five.tif", np.zeros((H, W, 5), np.uint8))
+    tifffile.imwrite(  # one page, 5 samples per pixel (not a stack of 32 pages)
+        root / "images" / "five.tif",
+        np.zeros((H, W, 5), np.uint8),
+        photometric="minisblack",
+        planarconfig="contig",
+    )
     save_png(root / "masks" / "five.png", binary_mask())
 
 
@@ -118,7 +123,12 @@ def _two_channels(root: Path) -> None:
     import tifffile
 
     (root / "images").mkdir(parents=True, exist_ok=True)
-    tifffile.imwrite(root / "images" / "two.tif", np.zeros((H, W, 2), np.uint8))
+    tifffile.imwrite(
+        root / "images" / "two.tif",
+        np.zeros((H, W, 2), np.uint8),
+        photometric="minisblack",
+        planarconfig="contig",
+    )
     save_png(root / "masks" / "two.png", binary_mask())
 
 

@@ -27,7 +27,7 @@ import numpy as np
 from hypothesis import strategies as st
 
 QUICK_EXAMPLES = int(os.environ.get("MSF_FUZZ_EXAMPLES", "80"))
-SLOW_EXAMPLES = int(os.environ.get("MSF_FUZZ_SLOW_EXAMPLES", "5000"))
+SLOW_EXAMPLES = int(os.environ.get("MSF_FUZZ_SLOW_EXAMPLES", "10000"))
 
 
 def _pil_bytes(arr: np.ndarray, fmt: str, mode: str | None = None, **save: object) -> bytes:

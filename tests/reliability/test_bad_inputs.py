@@ -401,15 +401,36 @@ def test_output_directory_not_writable(
 
 
 def test_output_path_is_an_existing_file(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], tiny_checkpoint: Path
 ) -> None:
-    """``--out`` naming an existing regular file (not a folder) is refused, the file untouched."""
+    """An output *folder* argument naming an existing regular file is refused, file untouched."""
     blocker = tmp_path / "file.txt"
     blocker.write_text("keep me")
     root = make_good_folder(tmp_path / "ds")
+    image = save_png(tmp_path / "img.png", rgb(0, 32, 32))
     cfg = train_config(tmp_path, "folder", root)
-    res = run_main(["train", "--config", cfg, "--out", blocker], capsys)
-    assert_user_error(res, str(blocker))
+    cases = {
+        "train": ["train", "--config", cfg, "--out", blocker],
+        "predict": ["predict", tiny_checkpoint, image, "--out", blocker],
+        "evaluate": [
+            "evaluate",
+            tiny_checkpoint,
+            "--dataset",
+            "folder",
+            "--data-root",
+            root,
+            "--split",
+            "all",
+            "--out",
+            blocker,
+        ],
+    }
+    for what, args in cases.items():
+        res = run_main(args, capsys)
+        try:
+            assert_user_error(res, str(blocker))
+        except AssertionError as exc:
+            raise AssertionError(f"{what}: {exc}") from None
     assert blocker.read_text() == "keep me"
 
 
