@@ -366,6 +366,7 @@ def profile_model(
     e_mac: float = E_MAC_PJ,
     e_ac: float = E_AC_PJ,
     calibrate_bn: bool = False,
+    inputs: Tensor | None = None,
 ) -> ProfileReport:
     """Profile one eval forward pass of ``model`` on a seeded random ``[batch, C_in, H, W]`` input.
 
@@ -382,7 +383,11 @@ def profile_model(
         e_mac, e_ac: energy per MAC / per accumulate in pJ.
         calibrate_bn: first set BatchNorm running statistics from two train-mode passes on
             noise drawn from ``seed + 1`` (for untrained models; see ``calibrate_batchnorm``).
+        inputs: a real image batch ``[B, C_in, H, W]`` to profile instead of the random input
+            (firing rates, SOPs and energy depend on the input); ``batch`` is then ``B``.
     """
+    if inputs is not None:
+        batch = int(inputs.shape[0]) if inputs.dim() == 4 else 1
     hw = (size, size) if isinstance(size, int) else tuple(int(s) for s in size)
     if len(hw) != 2 or min(hw) <= 0:
         raise ConfigError(f"profile: size must be H or (H, W) with positive values, got {size!r}")
@@ -404,8 +409,15 @@ def profile_model(
     param = next(model.parameters(), None)
     device = param.device if param is not None else torch.device("cpu")
     dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
-    gen = torch.Generator().manual_seed(seed)
-    x = torch.randn(batch, c_in, *hw, generator=gen).to(device=device, dtype=dtype)
+    if inputs is not None:
+        if inputs.dim() != 4 or inputs.shape[1] != c_in or tuple(inputs.shape[-2:]) != hw:
+            raise ConfigError(
+                f"profile: inputs must be [B, {c_in}, {hw[0]}, {hw[1]}], got {list(inputs.shape)}"
+            )
+        x = inputs.to(device=device, dtype=dtype)
+    else:
+        gen = torch.Generator().manual_seed(seed)
+        x = torch.randn(batch, c_in, *hw, generator=gen).to(device=device, dtype=dtype)
 
     if calibrate_bn:
         calib_gen = torch.Generator().manual_seed(seed + 1)

@@ -76,6 +76,7 @@ def test_compare_cli_end_to_end_and_resume(tmp_path: Path, monkeypatch, capsys) 
     }
     assert set(res["medspikeformer"]["per_image_dice"]) == set(res["qk"]["per_image_dice"])
     assert res["medspikeformer"]["n_test"] == 3
+    assert res["medspikeformer"]["profile"]["firing_rate_input"] == "3 test images"
     assert res["medspikeformer"]["run"]["teacher"] == "joint"
     assert res["qk"]["run"]["teacher"] == "none"  # baselines train without the ANN teacher
     assert float(rows[1]["miou_mean"]) == pytest.approx(res["qk"]["metrics"]["miou"], rel=1e-5)
