@@ -455,3 +455,24 @@ def test_predict_on_bad_images_gives_one_line(
     empty.mkdir()
     res = run_main(["predict", tiny_checkpoint, empty, "--out", tmp_path / "p"], capsys)
     assert_user_error(res)
+
+
+def test_one_line_message_unwraps_a_worker_traceback() -> None:
+    """The CLI's formatter keeps only the original message of an error re-raised from a worker."""
+    from medspikeformer.cli import one_line_message
+    from medspikeformer.errors import DataError
+
+    wrapped = (
+        "Caught DataError in DataLoader worker process 0.\n"
+        "Original Traceback (most recent call last):\n"
+        '  File "x.py", line 1, in f\n'
+        "medspikeformer.errors.DataError: /d/a.png: unreadable image (image file is truncated)\n"
+    )
+    assert (
+        one_line_message(DataError(wrapped))
+        == "/d/a.png: unreadable image (image file is truncated)"
+    )
+    assert one_line_message(DataError("/d/a.png: empty file (0 bytes)")) == (
+        "/d/a.png: empty file (0 bytes)"
+    )
+    assert "\n" not in one_line_message(DataError("first line\nsecond line"))

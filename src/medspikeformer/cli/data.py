@@ -134,11 +134,16 @@ def _show(args: argparse.Namespace, options: dict[str, Any]) -> int:
     )
     grid = preview_grid(ds, n=args.n, columns=args.columns)
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     picture = Image.fromarray(grid)
     if args.colors:
         picture = picture.quantize(colors=args.colors, dither=Image.Dither.NONE)
-    picture.save(out, optimize=True)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        picture.save(out, optimize=True)
+    except (OSError, ValueError) as exc:  # not writable / a file in the way / unknown extension
+        from medspikeformer.errors import ConfigError
+
+        raise ConfigError(f"{out}: cannot write the picture ({exc.strerror or exc})") from None
     print(
         f"wrote {out} ({min(args.n, len(ds))} pairs of {args.name}/{args.split}, {grid.shape[1]}×{grid.shape[0]} px)"
     )

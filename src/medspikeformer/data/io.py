@@ -79,7 +79,11 @@ def read_image(path: str | Path) -> np.ndarray:
             import tifffile
 
             try:
-                arr = tifffile.imread(str(path))
+                # The first page only: for a stack that is its first image, and a corrupt chain
+                # of later pages is never walked (enumerating the series of a mutated file can
+                # run for minutes). An H×W×5 page stays 3-D and is refused below.
+                with tifffile.TiffFile(str(path)) as tif:
+                    arr = tif.pages[0].asarray()
             except ValueError as exc:
                 # compressed TIFF (e.g. LZW) needs the optional imagecodecs package: Pillow reads it
                 if "imagecodecs" not in str(exc):
@@ -89,8 +93,6 @@ def read_image(path: str | Path) -> np.ndarray:
                 with Image.open(path) as im:
                     im.load()
                     arr = np.asarray(im if im.mode in ("L", "RGB", "I;16") else im.convert("RGB"))
-            if arr.ndim == 3 and arr.shape[-1] > 4 and arr.shape[0] > 4:
-                arr = arr[0]  # multi-page stack: first page
         else:
             from PIL import Image
 

@@ -31,7 +31,7 @@ def read_aperio_polygons(path: Path) -> list[np.ndarray]:
     """Every ``Region`` of an Aperio ImageScope XML as a float ``[n, 2]`` array of (x, y)."""
     try:
         root = ET.parse(path).getroot()
-    except ET.ParseError as exc:
+    except (ET.ParseError, LookupError, ValueError) as exc:  # LookupError: unknown encoding
         raise DataError(f"{path}: malformed XML ({exc})") from None
     except OSError as exc:
         raise DataError(f"{path}: unreadable ({exc.strerror})") from None
@@ -43,8 +43,11 @@ def read_aperio_polygons(path: Path) -> list[np.ndarray]:
             raise DataError(
                 f"{path}: region {region.get('Id', '?')} has a vertex without numeric X/Y"
             ) from None
-        if len(pts) >= 3:
-            polys.append(np.asarray(pts, dtype=np.float64))
+        arr = np.asarray(pts, dtype=np.float64).reshape(-1, 2)
+        if not np.isfinite(arr).all():
+            raise DataError(f"{path}: region {region.get('Id', '?')} has a non-finite vertex")
+        if len(arr) >= 3:
+            polys.append(arr)
     return polys
 
 
