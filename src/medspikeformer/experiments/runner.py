@@ -540,11 +540,16 @@ def run_experiment(
                     )
                     continue
                 validate_config(config)
-                resumed = (run_dir / "last.pt").is_file()
+                if (run_dir / TRAINED_NAME).is_file():
+                    what = "training finished earlier; evaluating"
+                elif (run_dir / "last.pt").is_file():
+                    what = "resuming"
+                else:
+                    what = "training"
                 _progress(
                     log,
-                    f"[{step}/{total}] {tag}: {'resuming' if resumed else 'training'} "
-                    f"{row.model} ({config.train.epochs} epochs, size {config.data.size}) in {run_dir}",
+                    f"[{step}/{total}] {tag}: {what} {row.model} ({config.train.epochs} epochs, "
+                    f"size {config.data.size}) in {run_dir}",
                 )
                 try:
                     result = row_runner(spec, row, k, run_dir, config)
