@@ -109,6 +109,7 @@ def time_fn(
         cpu.append(time.process_time() - c0)
     return {
         "time_s": statistics.median(times),
+        "min_s": min(times),
         "times_s": [float(f"{t:.6g}") for t in times],
         "cpu_s": float(f"{statistics.median(cpu):.6g}"),
     }

@@ -158,7 +158,9 @@ def build_plan(args: argparse.Namespace) -> list[tuple[str, str, dict[str, Any],
     dev = args.device
     plan: list[tuple[str, str, dict[str, Any], bool]] = []
     suites = args.suites
-    rep = {"repeat": args.repeat} if args.repeat else {}
+    rep: dict[str, Any] = {"repeat": args.repeat} if args.repeat else {}
+    if args.warmup is not None:
+        rep["warmup"] = args.warmup
     if "lif" in suites:
         shape = [4, 2, 16, 32, 32] if quick else [4, 2, 32, 128, 128]
         for variant in ("eager", "compiled", "spikingjelly"):
@@ -274,6 +276,7 @@ ROW_COLUMNS = (
     "suite",
     "name",
     "time (s)",
+    "best (s)",
     "CPU (s)",
     "peak RSS (GB)",
     "GFLOP",
@@ -299,6 +302,7 @@ def row_cells(row: Row) -> list[str]:
         row.get("suite", ""),
         row.get("name", ""),
         _fmt(row.get("time_s")),
+        _fmt(row.get("min_s")),
         _fmt(row.get("cpu_s")),
         _fmt(row.get("peak_rss_gb")),
         _fmt(row.get("gflop")),
@@ -408,8 +412,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--device", default="cpu", help="cpu or cuda (CUDA: bf16 autocast)")
     p.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
     p.add_argument(
-        "--repeat", type=int, default=None, help="timed repetitions per case (after 2 warm-ups)"
+        "--repeat", type=int, default=None, help="timed repetitions per case (default 3-7)"
     )
+    p.add_argument("--warmup", type=int, default=None, help="untimed warm-up calls (default 2)")
     p.add_argument(
         "--mem-limit-gb",
         type=float,

@@ -46,12 +46,14 @@ class SoftmaxAttention(nn.Module):
         t, b, c, h, w = x.shape
         xf = fold(x)
         nh, d = self.num_heads, self.head_dim
-        q = self.q_bn(self.q(xf)).view(t * b, nh, d, h * w).transpose(-1, -2)
+        # Contiguous [.., N, d] operands let SDPA take its fused CPU kernel (flash attention),
+        # which keeps O(N) for backward instead of the N×n_kv probability matrix.
+        q = self.q_bn(self.q(xf)).view(t * b, nh, d, h * w).transpose(-1, -2).contiguous()
         if h * w > self.n_kv:
             xf = F.adaptive_avg_pool2d(xf, kv_pool_size(h, w, self.n_kv))
         kv = self.kv_bn(self.kv(xf))
         m = kv.shape[-2] * kv.shape[-1]
         k, v = kv.view(t * b, 2, nh, d, m).transpose(-1, -2).unbind(1)
-        o = F.scaled_dot_product_attention(q, k, v)  # [T·B, heads, N, d]
+        o = F.scaled_dot_product_attention(q, k.contiguous(), v.contiguous())  # [T·B, heads, N, d]
         y = self.bn(self.proj(o.transpose(-1, -2).reshape(t * b, c, h, w)))
         return y.view(t, b, c, h, w)
