@@ -563,9 +563,18 @@ class _Run:
             desc=f"epoch {epoch}/{cfg.train.epochs} train",
             total=len(self.train_loader),
         )
+        skip_policy = cfg.train.nan_policy == "skip"
+        stateful = [self.student] + ([self.teacher] if self.teacher_mode == "joint" else [])
         for step, batch in enumerate(loader, 1):
             x = batch["image"].to(self.device, non_blocking=True)
             y = batch["mask"].to(self.device, non_blocking=True)
+            # A skipped step must not change anything: the forward pass also updates buffers
+            # (BatchNorm running statistics), which a non-finite batch would poison for good.
+            saved = (
+                [(b, b.detach().clone()) for m in stateful for b in m.buffers()]
+                if skip_policy
+                else []
+            )
             self.opt.zero_grad(set_to_none=True)
             if self.t_opt is not None:
                 self.t_opt.zero_grad(set_to_none=True)
@@ -625,6 +634,9 @@ class _Run:
                         f"{what}; {kept}; set train.nan_policy=skip to skip such steps"
                     )
                 skipped += 1
+                with torch.no_grad():
+                    for buf, value in saved:
+                        buf.copy_(value)
                 self.opt.zero_grad(set_to_none=True)
                 if self.t_opt is not None:
                     self.t_opt.zero_grad(set_to_none=True)
