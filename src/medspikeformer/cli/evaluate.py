@@ -74,6 +74,10 @@ def run(args: argparse.Namespace) -> int:
     console = Console(stderr=True, markup=False, highlight=False, soft_wrap=True)
     device = resolve_device(args.device)
     ctx = load_context(args.checkpoint, device=device, size=args.size)
+    out = args.out or args.checkpoint.parent / f"eval-{args.checkpoint.stem}-{args.split}"
+    from medspikeformer.engine.run_dir import ensure_writable_dir
+
+    ensure_writable_dir(out)  # a bad --out fails before the evaluation, on one line
     cfg = ctx.train_config
     dataset = args.dataset or config_get(cfg, "data.dataset")
     if not dataset:
@@ -126,7 +130,6 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         info=info,
     )
-    out = args.out or args.checkpoint.parent / f"eval-{args.checkpoint.stem}-{args.split}"
     paths = result.save(out)
     if result.samples:
         images, masks, probs, ids = zip(*result.samples)

@@ -173,7 +173,10 @@ def export_onnx(
         batch, in_channels, height, width, generator=torch.Generator().manual_seed(seed)
     )
     out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # a file in the way, no permission, read-only file system
+        raise ConfigError(f"{out_path}: cannot write there ({exc.strerror or exc})") from None
     with torch.no_grad(), warnings.catch_warnings(), export_friendly_neurons(model):
         warnings.simplefilter("ignore")  # tracer warnings about shape-derived constants
         torch.onnx.export(
