@@ -66,6 +66,22 @@ def _normalise_layout(arr: np.ndarray, path: Path) -> np.ndarray:
     raise DataError(f"{path}: unsupported image shape {tuple(arr.shape)} (expected H×W or H×W×3)")
 
 
+def _check_tiff_pixels(path: Path, height: int, width: int) -> None:
+    """Refuse a TIFF page larger than Pillow's decompression-bomb limit (2 × MAX_IMAGE_PIXELS,
+    ≈ 179 Mpixel; ``None`` = no limit) before decoding: a few corrupt header bytes can claim a
+    huge image that tifffile would allocate and zero-fill. ``predict`` raises the limit to its
+    ``--max-pixels`` after checking the size against the available memory."""
+    from PIL import Image
+
+    limit = Image.MAX_IMAGE_PIXELS
+    pixels = height * width
+    if limit is not None and pixels > 2 * limit:
+        raise DataError(
+            f"{path}: TIFF page of {width}×{height} = {pixels / 1e6:.0f} Mpixel exceeds the "
+            f"decoding limit of {2 * limit / 1e6:.0f} Mpixel (corrupt header or a huge image)"
+        )
+
+
 def read_image(path: str | Path) -> np.ndarray:
     """Decode an image file to ``uint8`` ``[H,W,3]`` RGB or ``[H,W]`` grey.
 
@@ -83,7 +99,9 @@ def read_image(path: str | Path) -> np.ndarray:
                 # of later pages is never walked (enumerating the series of a mutated file can
                 # run for minutes). An H×W×5 page stays 3-D and is refused below.
                 with tifffile.TiffFile(str(path)) as tif:
-                    arr = tif.pages[0].asarray()
+                    page = tif.pages[0]
+                    _check_tiff_pixels(path, int(page.imagelength), int(page.imagewidth))
+                    arr = page.asarray()
             except ValueError as exc:
                 # compressed TIFF (e.g. LZW) needs the optional imagecodecs package: Pillow reads it
                 if "imagecodecs" not in str(exc):
