@@ -132,7 +132,11 @@ def assert_same_weights(a: Path, b: Path, context: str) -> None:
     for part in ("student", "teacher"):
         assert wa[part].keys() == wb[part].keys(), context
         for key, value in wa[part].items():
-            assert torch.equal(value, wb[part][key]), f"{context}: {part} {key} differs"
+            other = wb[part][key]
+            assert torch.equal(value, other), (
+                f"{context}: {part} {key} differs "
+                f"(max |diff| {float((value.double() - other.double()).abs().max()):.3g})"
+            )
 
 
 def history(path: Path) -> list[dict[str, float]]:

@@ -239,3 +239,34 @@ def test_lock_file_stops_a_second_writer(
         res = run_main(["train", "--resume", run_dir, "--no-progress"], capsys)
     assert res.returncode == 0, res.stderr
     assert not (run_dir / ".lock").exists()
+
+
+def test_tiff_claiming_a_huge_page_is_refused_before_allocating(tmp_path: Path) -> None:
+    """A 1 kB deflate TIFF whose header claims 20 000 × 20 000 RGB (1.2 GB) in a dataset:
+    ``data check`` reports it on one line without allocating the image (child peak RSS < 1 GB;
+    unchecked, tifffile allocates the whole page before finding the data missing: 1.35 GB here,
+    10.8 GB for a 60 000² claim). The reader checks the header against Pillow's bomb limit."""
+    import io
+
+    import numpy as np
+    import tifffile
+
+    from .badfiles import binary_mask, make_good_folder, save_png
+
+    root = make_good_folder(tmp_path / "ds", n=1)
+    buf = io.BytesIO()
+    tifffile.imwrite(buf, np.zeros((32, 40, 3), np.uint8), photometric="rgb", compression="zlib")
+    data = bytearray(buf.getvalue())
+    with tifffile.TiffFile(io.BytesIO(bytes(data))) as tif:
+        tags = tif.pages[0].tags
+        offsets = [tags[name].valueoffset for name in ("ImageLength", "ImageWidth")]
+    for off in offsets:
+        data[off : off + 4] = struct.pack("<I", 20_000)
+    path = tmp_path / "ds" / "images" / "claims.tif"
+    path.write_bytes(bytes(data))
+    save_png(root / "masks" / "claims.png", binary_mask())
+    res, peak, _ = run_measured(["data", "check", "folder", "--root", root], tmp_path)
+    assert res.returncode == 1 and "Traceback" not in res.stdout + res.stderr
+    lines = [line for line in res.stdout.splitlines() if str(path) in line]
+    assert len(lines) == 1 and "Mpixel" in lines[0], res.stdout
+    assert peak < 1.0 * GB, f"peak RSS {peak / GB:.2f} GB: the page was allocated"
