@@ -54,7 +54,7 @@ TARGETS: list[dict[str, Any]] = [
 ]  # fmt: skip
 
 
-PERF_ONLY_OVERRIDES = {"checkpoint_stages", "compile_neurons"}
+PERF_ONLY_OVERRIDES = {"checkpoint_attention", "compile_neurons"}
 
 
 def _default_arch(params: dict[str, Any]) -> bool:
@@ -398,9 +398,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--compile-train", action="store_true", help="torch.compile the models in the train suite"
     )
     p.add_argument(
-        "--checkpoint-stages",
+        "--no-checkpoint-attention",
         action="store_true",
-        help="train suite: activation checkpointing per stage",
+        help="train suite: keep attention activations instead of recomputing them",
     )
     p.add_argument(
         "--set",
@@ -441,8 +441,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             overrides.append((key, json.loads(value)))
         except json.JSONDecodeError:
             overrides.append((key, value))
-    if args.checkpoint_stages:
-        overrides.append(("checkpoint_stages", True))
+    if args.no_checkpoint_attention:
+        overrides.append(("checkpoint_attention", False))
     args.set = overrides
     if args.mem_limit_gb is None:
         info = machine_info()

@@ -244,7 +244,7 @@ def test_architecture_overrides_do_not_count_for_targets() -> None:
     row = _ok("train", 1.0, model="medspikeformer", teacher="none", batch=2, size=256)
     row["params"]["overrides"] = {"base_channels": 8}
     assert run_all.find_row([row], "train", "medspikeformer", 2, 256) is None
-    row["params"]["overrides"] = {"checkpoint_stages": True}
+    row["params"]["overrides"] = {"checkpoint_attention": False, "compile_neurons": True}
     assert run_all.find_row([row], "train", "medspikeformer", 2, 256) is row
 
 
