@@ -25,5 +25,12 @@ def shared_data() -> Path:
 
 
 @pytest.fixture(autouse=True)
-def _seed() -> None:
+def _seed_and_threads() -> None:
+    """Every test starts from the same seed and one intra-op thread.
+
+    Some tests call code that sets the thread count (the benchmark runner pins 2 threads); a later
+    test in the same xdist worker would otherwise compute with another reduction order than the
+    one-thread subprocesses it compares against (the kill/resume tests compare bit for bit).
+    """
     torch.manual_seed(0)
+    torch.set_num_threads(1)
