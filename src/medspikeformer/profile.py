@@ -45,6 +45,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from medspikeformer.analysis.spike_check import SYNAPTIC_TYPES
 from medspikeformer.errors import ConfigError
 
 __all__ = [
@@ -63,16 +64,6 @@ __all__ = [
 E_MAC_PJ = 4.6
 #: Energy of one accumulate (a synaptic operation on a spike), 45 nm, in pJ.
 E_AC_PJ = 0.9
-
-SYNAPTIC_TYPES: tuple[type[nn.Module], ...] = (
-    nn.Conv1d,
-    nn.Conv2d,
-    nn.Conv3d,
-    nn.ConvTranspose1d,
-    nn.ConvTranspose2d,
-    nn.ConvTranspose3d,
-    nn.Linear,
-)
 
 
 def synaptic_operations(firing_rate: float, macs: float) -> float:
