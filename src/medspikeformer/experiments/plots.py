@@ -95,7 +95,12 @@ def plot_accuracy_vs_energy(
     out_png = Path(out_png)
     out_png.parent.mkdir(parents=True, exist_ok=True)
     fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=120)
-    points = [s for s in summaries if "energy_mj" in s.values and metric in s.values]
+    # A row that shares another row's run (e.g. T = 2 under a T = 2 recipe) would hide it.
+    points = [
+        s
+        for s in summaries
+        if "energy_mj" in s.values and metric in s.values and not s.note.startswith("same run as")
+    ]
     for s in points:
         e, e_std = s.values["energy_mj"]
         m, m_std = s.values[metric]
