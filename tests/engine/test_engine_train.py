@@ -322,6 +322,16 @@ def test_output_dir_not_writable(tmp_path: Path) -> None:
         train(tiny_config(tmp_path / "f" / "run"), log=quiet)
 
 
+def test_fresh_start_on_an_existing_run_is_refused(tmp_path: Path) -> None:
+    """Training afresh into a folder that holds a run would overwrite its checkpoints."""
+    run = tmp_path / "r"
+    train(tiny_config(run, train={"epochs": 1}), log=quiet)
+    before = (run / "last.pt").read_bytes()
+    with pytest.raises(ConfigError, match=r"already holds a training run.*--resume"):
+        train(tiny_config(run, train={"epochs": 1}), log=quiet)
+    assert (run / "last.pt").read_bytes() == before
+
+
 def test_resume_without_last_checkpoint(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match="nothing to resume"):
         train(resume=tmp_path, log=quiet)

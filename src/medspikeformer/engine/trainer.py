@@ -309,6 +309,12 @@ class _Run:
             ensure_writable_dir(self.run_dir)
             self.lock = RunLock(self.run_dir).acquire()
         barrier(self.dist)
+        if self.resume_dir is None and (self.run_dir / "last.pt").is_file():
+            # Starting afresh would overwrite best.pt/last.pt of the run already there.
+            raise ConfigError(
+                f"{self.run_dir}: already holds a training run (last.pt); continue it with "
+                f"`medspikeformer train --resume {self.run_dir}` or choose another --out"
+            )
 
         seed_everything(cfg.train.seed)
         # Model(s).
