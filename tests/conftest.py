@@ -5,6 +5,7 @@ Tests run with two xdist workers on two cores, so each worker uses one intra-op 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,12 +26,16 @@ def shared_data() -> Path:
 
 
 @pytest.fixture(autouse=True)
-def _seed_and_threads() -> None:
-    """Every test starts from the same seed and one intra-op thread.
+def _seed_and_threads() -> Iterator[None]:
+    """Every test starts from the same seed and one intra-op thread, and leaves one thread behind.
 
-    Some tests call code that sets the thread count (the benchmark runner pins 2 threads); a later
+    Some tests call code that sets the thread count (the benchmark runner pins 2 threads). A later
     test in the same xdist worker would otherwise compute with another reduction order than the
-    one-thread subprocesses it compares against (the kill/resume tests compare bit for bit).
+    one-thread subprocesses it compares against (the kill/resume tests compare bit for bit). The
+    reset after the test matters too: a module-scoped fixture of the next test is set up before
+    this function-scoped one.
     """
     torch.manual_seed(0)
+    torch.set_num_threads(1)
+    yield
     torch.set_num_threads(1)
