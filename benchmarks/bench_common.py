@@ -172,9 +172,9 @@ def count_flops(fn: Callable[[], Any]) -> int:
     The counter covers matmuls and convolutions (forward and backward), i.e. the dense "useful"
     arithmetic; element-wise work (LIF, BN, adds) is not counted, as is usual for MFU.
     """
-    from torch.utils.flop_counter import FlopCounterMode
+    from medspikeformer.profile import flop_counter_mode  # counts CPU fused attention too
 
-    counter = FlopCounterMode(display=False)
+    counter = flop_counter_mode()
     with counter:
         fn()
     return int(counter.get_total_flops())

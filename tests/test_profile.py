@@ -263,3 +263,29 @@ def test_calibrated_profile_fires_like_a_trained_network() -> None:
     assert 0.05 < calibrated.mean_firing_rate < 0.5
     assert calibrated.params == raw.params and calibrated.flops == raw.flops
     assert all(n.firing_rate > 0.0 for n in calibrated.neurons)
+
+
+def test_fused_cpu_attention_is_counted() -> None:
+    """PyTorch's counter has no formula for the CPU flash-attention kernel; ours adds it."""
+    import torch.nn.functional as F
+
+    from medspikeformer.profile import flop_counter_mode
+
+    q = torch.randn(1, 2, 64, 16, requires_grad=True)
+    k = torch.randn(1, 2, 32, 16, requires_grad=True)
+    v = torch.randn(1, 2, 32, 8, requires_grad=True)
+    with flop_counter_mode() as counter:
+        out = F.scaled_dot_product_attention(q, k, v)
+    forward = 2 * 1 * 2 * 64 * 32 * (16 + 8)  # Q Kᵀ and P V
+    assert counter.get_total_flops() == forward
+    with flop_counter_mode() as counter:
+        out.sum().backward()
+    assert counter.get_total_flops() == 2 * forward
+
+
+def test_ann_twin_attention_flops_are_counted() -> None:
+    model = create_model("ann", base_channels=8, num_units=2)
+    report = profile_model(model, size=32)
+    # softmax attention per unit: L·S·(E + E_v) MACs over all heads, L = S = tokens, E = E_v = C
+    attention = 32 * 32 * 32 * 32 * (8 + 8) + 16 * 16 * 16 * 16 * (16 + 16)
+    assert report.macs - report.synaptic_macs == attention

@@ -319,6 +319,38 @@ class _MatmulTracer(TorchDispatchMode):
         return out
 
 
+def _cpu_sdpa_flops(q_shape, k_shape, v_shape, *args: Any, out_shape=None, **kwargs: Any) -> int:
+    """FLOPs of fused attention ``softmax(Q Kᵀ) V``: ``2·B·H·L·S·(E + E_v)`` (two matmuls)."""
+    b, h, n_q, e = q_shape
+    s, ev = k_shape[-2], v_shape[-1]
+    return 2 * b * h * n_q * s * (e + ev)
+
+
+def _cpu_sdpa_backward_flops(
+    grad_shape, q_shape, k_shape, v_shape, *args: Any, out_shape=None, **kwargs: Any
+) -> int:
+    """Backward of fused attention: dV, dP, dQ, dK — four matmuls, ``4·B·H·L·S·(E + E_v)``."""
+    return 2 * _cpu_sdpa_flops(q_shape, k_shape, v_shape)
+
+
+def flop_counter_mode(display: bool = False):
+    """``torch.utils.flop_counter.FlopCounterMode`` that also counts the CPU fused attention.
+
+    PyTorch's counter has formulas for the CUDA flash/efficient attention kernels but not for
+    ``aten._scaled_dot_product_flash_attention_for_cpu`` (and its backward), which
+    ``F.scaled_dot_product_attention`` uses on the CPU: without these entries the ANN twin's
+    attention would count as zero FLOPs.
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+
+    aten = torch.ops.aten
+    mapping = {
+        aten._scaled_dot_product_flash_attention_for_cpu: _cpu_sdpa_flops,
+        aten._scaled_dot_product_flash_attention_for_cpu_backward: _cpu_sdpa_backward_flops,
+    }
+    return FlopCounterMode(display=display, custom_mapping=mapping)
+
+
 def calibrate_batchnorm(model: nn.Module, x: Tensor, passes: int = 2) -> None:
     """Set every BatchNorm's running statistics from ``passes`` train-mode forwards on ``x``.
 
@@ -454,8 +486,6 @@ def profile_model(
             acc[0] += float(out.double().sum())
             acc[1] += out.numel()
 
-    from torch.utils.flop_counter import FlopCounterMode
-
     was_training = model.training
     model.eval()
     try:
@@ -467,7 +497,7 @@ def profile_model(
                 handles.append(mod.register_forward_hook(synaptic_post))
             if isinstance(mod, neuron_types):
                 handles.append(mod.register_forward_hook(neuron_post))
-        counter = FlopCounterMode(display=False)
+        counter = flop_counter_mode()
         tracer = _MatmulTracer(module_stack, synaptic_depth, order)
         with torch.no_grad(), counter, tracer:
             model(x)
