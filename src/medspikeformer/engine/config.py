@@ -12,6 +12,7 @@ type. See ``docs/training.md`` for the full reference.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import types
 import typing
@@ -252,10 +253,8 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         if isinstance(value, float) and value.is_integer():
             return int(value)
         if isinstance(value, str):
-            try:
+            with contextlib.suppress(ValueError):  # not an integer: the error below names it
                 return int(value)
-            except ValueError:
-                pass
         raise ConfigError(f"config value {where} must be an integer, got {value!r}")
     if inner is float:
         if isinstance(value, bool):

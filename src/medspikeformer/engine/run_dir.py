@@ -175,12 +175,9 @@ def collect_versions() -> dict[str, Any]:
         "cuda": torch.version.cuda,
         "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
     }
-    try:
-        import monai
+    import monai  # a dependency of the package
 
-        info["monai"] = monai.__version__
-    except ImportError:  # pragma: no cover - monai is a dependency
-        pass
+    info["monai"] = monai.__version__
     info["git"] = git_commit()
     return info
 
