@@ -103,25 +103,23 @@ class _Kernels:
             except Exception as exc:  # pragma: no cover - depends on the platform
                 log.warning("torch.compile unavailable for LIF (%s); using eager kernels", exc)
 
-    def run_forward(self, *args):
+    def _run(self, which: str, *args):
+        """Run the compiled ``which`` kernel ("forward"/"backward"); on failure, eager for good."""
         if self.compiled:
             try:
-                return self.forward(*args)
+                return getattr(self, which)(*args)
             except Exception as exc:  # pragma: no cover - depends on the platform
-                log.warning("compiled LIF forward failed (%s); falling back to eager", exc)
+                log.warning("compiled LIF %s failed (%s); falling back to eager", which, exc)
                 self.compiled = False
                 self.forward, self.backward = lif_forward_kernel, lif_backward_kernel
-        return lif_forward_kernel(*args)
+        eager = lif_forward_kernel if which == "forward" else lif_backward_kernel
+        return eager(*args)
+
+    def run_forward(self, *args):
+        return self._run("forward", *args)
 
     def run_backward(self, *args):
-        if self.compiled:
-            try:
-                return self.backward(*args)
-            except Exception as exc:  # pragma: no cover - depends on the platform
-                log.warning("compiled LIF backward failed (%s); falling back to eager", exc)
-                self.compiled = False
-                self.forward, self.backward = lif_forward_kernel, lif_backward_kernel
-        return lif_backward_kernel(*args)
+        return self._run("backward", *args)
 
 
 _EAGER = _Kernels(compile=False)
