@@ -88,8 +88,55 @@ def lif_backward_kernel(
     return grad_x
 
 
+def lif_forward_fused(
+    x: torch.Tensor, tau: float, v_threshold: float, keep_membrane: bool
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Eq. 1–3 written as pure tensor expressions, for ``torch.compile`` (same maths and bits as
+    :func:`lif_forward_kernel`).
+
+    With ``T`` fixed at trace time the unrolled loop is one element-wise program; Inductor turns it
+    into a single loop that reads each ``X[t]`` once and writes ``S[t]`` (and ``U[t]``) once, with
+    ``H`` kept in registers — instead of the eager kernel's three passes over memory per timestep.
+    """
+    beta = 1.0 - 1.0 / tau
+    spikes, membranes = [], []
+    h = None
+    for t in range(x.shape[0]):
+        u = x[t] if h is None else torch.add(x[t], h, alpha=beta)
+        s = (u >= v_threshold).to(x.dtype)
+        h = torch.sub(u, s, alpha=v_threshold)
+        spikes.append(s)
+        membranes.append(u)
+    return torch.stack(spikes), (torch.stack(membranes) if keep_membrane else None)
+
+
+def lif_backward_fused(
+    grad_spikes: torch.Tensor,
+    membrane: torch.Tensor,
+    tau: float,
+    v_threshold: float,
+    alpha: float,
+    surrogate: SurrogateGrad,
+    detach_reset: bool,
+) -> torch.Tensor:
+    """The recursion of :func:`lif_backward_kernel` as pure tensor expressions (for
+    ``torch.compile``: one fused loop reading ``dL/dS`` and ``U`` once, writing ``dL/dX`` once)."""
+    beta = 1.0 - 1.0 / tau
+    steps = membrane.shape[0]
+    grads: list[torch.Tensor] = []
+    grad_h = None
+    for t in range(steps - 1, -1, -1):
+        sg = surrogate(membrane[t] - v_threshold, alpha)
+        gu = grad_spikes[t] * sg
+        if grad_h is not None:
+            gu = gu + grad_h if detach_reset else gu + grad_h - (grad_h * sg) * v_threshold
+        grads.append(gu)
+        grad_h = gu * beta
+    return torch.stack(grads[::-1])
+
+
 class _Kernels:
-    """Eager kernels, optionally replaced by ``torch.compile``d versions (same maths)."""
+    """Eager kernels, or the fused forms compiled by ``torch.compile`` (same maths, same bits)."""
 
     def __init__(self, compile: bool) -> None:
         self.forward: Callable = lif_forward_kernel
@@ -97,8 +144,8 @@ class _Kernels:
         self.compiled = False
         if compile:
             try:
-                self.forward = torch.compile(lif_forward_kernel, dynamic=True)
-                self.backward = torch.compile(lif_backward_kernel, dynamic=True)
+                self.forward = torch.compile(lif_forward_fused, dynamic=True)
+                self.backward = torch.compile(lif_backward_fused, dynamic=True)
                 self.compiled = True
             except Exception as exc:  # pragma: no cover - depends on the platform
                 log.warning("torch.compile unavailable for LIF (%s); using eager kernels", exc)
