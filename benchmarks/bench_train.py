@@ -66,7 +66,7 @@ def build_step(
     x = torch.randn(batch, model.in_channels, size, size).to(device, memory_format=mem_format)
     y = disc_masks(batch, size, size).to(device)
     seg = BCEDiceLoss()
-    opt = torch.optim.Adam(model.parameters(), lr=1e-4)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-4, fused=True)  # as the engine builds it
     forward = torch.compile(model) if compile else model
 
     if teacher == "none":
@@ -91,7 +91,7 @@ def build_step(
     else:
         twin.train()
     t_forward = torch.compile(twin) if compile else twin
-    t_opt = torch.optim.Adam(twin.parameters(), lr=1e-4) if teacher == "joint" else None
+    t_opt = torch.optim.Adam(twin.parameters(), lr=1e-4, fused=True) if teacher == "joint" else None
     info["teacher_params_m"] = round(sum(p.numel() for p in twin.parameters()) / 1e6, 3)
 
     def step() -> None:

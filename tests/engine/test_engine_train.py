@@ -447,3 +447,27 @@ def test_compile_failure_falls_back_to_eager(
     ):
         result = train(cfg, log=quiet)
     assert result["epochs_run"] == 1
+
+
+@pytest.mark.parametrize("name", ["adam", "adamw"])
+def test_adam_uses_the_fused_kernel_with_plain_adam_results(name: str) -> None:
+    """CPU float parameters get PyTorch's fused Adam(W); its steps equal the reference loop's."""
+    cfg = load_config(overrides=tiny_config("unused", optim={"name": name, "weight_decay": 0.01}))
+    model = create_model(**TINY_MODEL)
+    ref = create_model(**TINY_MODEL)
+    ref.load_state_dict(model.state_dict())
+    opt = trainer_mod._build_optimizer(model.parameters(), cfg, 1e-3)
+    assert opt.defaults["fused"] is True
+    plain_cls = torch.optim.Adam if name == "adam" else torch.optim.AdamW
+    plain = plain_cls(ref.parameters(), lr=1e-3, betas=tuple(cfg.optim.betas), weight_decay=0.01)
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(3):
+        for p, q in zip(model.parameters(), ref.parameters()):
+            p.grad = torch.randn(p.shape, generator=gen)
+            q.grad = p.grad.clone()
+        opt.step()
+        plain.step()
+    for p, q in zip(model.parameters(), ref.parameters()):
+        torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
+    assert not trainer_mod._fused_ok([torch.zeros(2, dtype=torch.float64)])
+    assert not trainer_mod._fused_ok([])
