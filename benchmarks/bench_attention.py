@@ -3,7 +3,9 @@
 Three kinds of rows per token count N:
 
 * ``block``: the whole ``DecomposedSpikeAttention`` module (LIF, Q/K/V linear+BN+LIF, the
-  linear-time Eq. 9, LIF, 2C→C projection+BN) on ``x [T, B, C, H, W]``;
+  linear-time Eq. 9, LIF, 2C→C projection+BN) on ``x [T, B, C, H, W]``; ``block-lif-compiled``
+  is the same module with its LIF layers on the fused compiled kernels (``compile_neurons``, as
+  models train), ``block-compiled`` the whole module through ``torch.compile``;
 * ``conv1x1``: one ``nn.Conv2d(C, C, 1)`` on the same activations ``[T·B, C, H, W]`` — the
   yardstick of the target "attention block ≤ 1.5× a 1×1 conv of the same width";
 * ``core`` / ``quadratic``: only the attention arithmetic on spike matrices ``[…, N, d]``, in the
@@ -21,7 +23,7 @@ from torch import nn
 
 from bench_common import count_flops, make_row, quiet_compile_errors, time_fn
 
-KINDS = ("block", "block-compiled", "conv1x1", "core", "quadratic")
+KINDS = ("block", "block-lif-compiled", "block-compiled", "conv1x1", "core", "quadratic")
 
 
 def quadratic_bytes(n: int, batch: int) -> int:
@@ -55,10 +57,12 @@ def bench_attention(
     }
     name = f"attention {kind} N={side}²"
     gen = torch.Generator().manual_seed(0)
-    if kind in ("block", "block-compiled"):
+    if kind in ("block", "block-lif-compiled", "block-compiled"):
         from medspikeformer.attention import DecomposedSpikeAttention
 
-        module: nn.Module = DecomposedSpikeAttention(dim, num_heads=num_heads).to(device).train()
+        neuron = {"compile": kind == "block-lif-compiled"}
+        module: nn.Module = DecomposedSpikeAttention(dim, num_heads=num_heads, neuron=neuron)
+        module = module.to(device).train()
         if kind == "block-compiled":
             module = torch.compile(module)
         x = torch.randn(timesteps, batch, dim, side, side, generator=gen) * 1.5 + 0.5

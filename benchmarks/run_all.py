@@ -98,7 +98,7 @@ def check_targets(rows: list[Row]) -> list[dict[str, Any]]:
         for r in rows
         if r.get("suite") == "attention" and r.get("status") == "ok"
     }
-    for kind in ("block", "block-compiled", "core"):
+    for kind in ("block", "block-lif-compiled", "block-compiled", "core"):
         if (kind, 256) in by and ("conv1x1", 256) in by:
             ratio = by[(kind, 256)]["time_s"] / by[("conv1x1", 256)]["time_s"]
             out.append(
@@ -176,7 +176,7 @@ def build_plan(args: argparse.Namespace) -> list[tuple[str, str, dict[str, Any],
         sides = args.attention_sides or ([16, 32] if quick else [64, 128, 256])
         dim = 16 if quick else 32
         for side in sides:
-            for kind in ("block", "conv1x1", "core", "quadratic"):
+            for kind in ("block", "block-lif-compiled", "conv1x1", "core", "quadratic"):
                 plan.append(
                     (
                         "bench_attention",
