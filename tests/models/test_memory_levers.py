@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torch import nn
 
@@ -30,6 +31,35 @@ def test_attention_checkpointing_is_exact() -> None:
         torch.testing.assert_close(ga[name], gb[name], rtol=1e-5, atol=1e-7, msg=name)
     for key in sa:  # BN running statistics updated exactly once
         assert torch.equal(sa[key], sb[key]), key
+
+
+def test_auto_checkpointing_only_for_large_inputs(monkeypatch) -> None:
+    import importlib
+
+    from medspikeformer.errors import ConfigError
+
+    # the module (the package attribute of that name is the registered builder function)
+    msf_mod = importlib.import_module("medspikeformer.models.medspikeformer")
+
+    model = create_model("medspikeformer", base_channels=4, timesteps=2).train()
+    assert model.config["checkpoint_attention"] == "auto"
+    monkeypatch.setattr(msf_mod, "AUTO_CHECKPOINT_ELEMENTS", 2 * 2 * 16 * 16)
+    small, large = torch.zeros(2, 3, 16, 16), torch.zeros(2, 3, 32, 16)
+    assert not model.use_checkpoint(small) and model.use_checkpoint(large)
+    with torch.no_grad():
+        assert not model.use_checkpoint(large)
+    assert not model.eval().use_checkpoint(large)
+    forced = create_model("medspikeformer", base_channels=4, checkpoint_attention=True).train()
+    assert forced.use_checkpoint(small)
+    calls = []
+    monkeypatch.setattr(msf_mod, "checkpointed", lambda m, f: calls.append(1) or m(f))
+    model.train()(large)
+    assert len(calls) == len(model.attn)
+    calls.clear()
+    model(small)
+    assert calls == []
+    with pytest.raises(ConfigError, match="checkpoint_attention"):
+        create_model("medspikeformer", checkpoint_attention="sometimes")
 
 
 def test_spike_saving_conv_matches_conv2d() -> None:

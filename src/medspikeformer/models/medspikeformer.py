@@ -44,6 +44,12 @@ from medspikeformer.models.output import SegmentationOutput
 
 ATTENTIONS = ("sdsa", "ssa", "sdt", "qk", "none", "softmax")
 
+AUTO_CHECKPOINT_ELEMENTS = 4 * 2 * 256 * 256
+"""``checkpoint_attention="auto"`` recomputes the attention blocks in backward only when an input
+has more than T·B·H·W = this many frame pixels (batch 2 at 256² with T = 4). Measured on 2 CPU
+cores (docs/performance.md): recomputation costs +35 % per step; without it batch 2 at 256² peaks
+at 5.0 GB and batch 8 at 256² at 14.9 GB, with it at 4.2 GB and 9.7 GB."""
+
 
 def default_config() -> dict[str, Any]:
     """The default MedSpikeFormer configuration (JSON-serialisable)."""
@@ -65,7 +71,7 @@ def default_config() -> dict[str, Any]:
         "alpha": None,
         "detach_reset": False,
         "compile_neurons": False,
-        "checkpoint_attention": True,
+        "checkpoint_attention": "auto",
     }
 
 
@@ -78,6 +84,11 @@ def _validate(cfg: dict[str, Any]) -> None:
     for key in ("in_channels", "base_channels", "num_units", "timesteps", "head_dim", "n_kv"):
         if not isinstance(cfg[key], int) or cfg[key] < 1:
             raise ConfigError(f"MedSpikeFormer option {key} must be a positive integer")
+    if cfg["checkpoint_attention"] not in (True, False, "auto"):
+        raise ConfigError(
+            "MedSpikeFormer option checkpoint_attention must be true, false or 'auto' "
+            f"(got {cfg['checkpoint_attention']!r})"
+        )
     if cfg["attention"] not in ATTENTIONS:
         raise ConfigError(f"unknown attention {cfg['attention']!r}; choose from {list(ATTENTIONS)}")
     if cfg["spiking"] and cfg["attention"] == "softmax":
@@ -194,11 +205,17 @@ class MedSpikeFormer(nn.Module):
             return QKTokenAttention(dim, heads, neuron)
         return SoftmaxAttention(dim, heads, cfg["n_kv"])
 
-    @property
-    def _checkpoint(self) -> bool:
-        return bool(
-            self.config["checkpoint_attention"] and self.training and torch.is_grad_enabled()
-        )
+    def use_checkpoint(self, x: torch.Tensor) -> bool:
+        """Whether this forward recomputes its attention blocks in backward (activation
+        checkpointing): only when training with autograd on, and for ``"auto"`` only when
+        ``T·B·H·W > AUTO_CHECKPOINT_ELEMENTS`` (``x``: the ``[B, C, H, W]`` input)."""
+        mode = self.config["checkpoint_attention"]
+        if not (mode and self.training and torch.is_grad_enabled()):
+            return False
+        if mode == "auto":
+            b, _, h, w = x.shape
+            return self.timesteps * b * h * w > AUTO_CHECKPOINT_ELEMENTS
+        return True
 
     def check_input(self, x: torch.Tensor) -> None:
         """Raise ``ConfigError`` unless ``x`` is ``[B, in_channels, H, W]`` with H, W divisible."""
@@ -221,13 +238,14 @@ class MedSpikeFormer(nn.Module):
         broadcast over T (``expand``, no copy) — identical to feeding the frame T times.
         """
         t = self.timesteps
+        recompute = self.use_checkpoint(x)
         f = self.stem(x).unsqueeze(0).expand(t, *x.shape[:1], -1, -1, -1)
         feats, attns = [], []
         for i in range(len(self.widths)):
             if i > 0:
                 f = self.pe_conv[i - 1](self.down[i - 1](feats[-1]))
             f = self.pe_sc[i](f)
-            if self._checkpoint and not isinstance(self.attn[i], nn.Identity):
+            if recompute and not isinstance(self.attn[i], nn.Identity):
                 a = checkpointed(self.attn[i], f)
             else:
                 a = self.attn[i](f)
