@@ -26,6 +26,10 @@ BENCH_DIR = Path(__file__).resolve().parent
 if str(BENCH_DIR) not in sys.path:
     sys.path.insert(0, str(BENCH_DIR))
 
+# As the package does on import: huge pages for large CPU tensors, set before torch loads so that
+# this process and every isolated child process get it (THP_MEM_ALLOC_ENABLE=0 to compare).
+os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
+
 from bench_common import (  # noqa: E402
     Row,
     add_mfu,
@@ -37,7 +41,7 @@ from bench_common import (  # noqa: E402
 
 SUITES = ("peak", "lif", "attention", "train", "infer", "data")
 TRAIN_MODELS = ("medspikeformer", "medspikeformer+joint", "ssa", "sdt", "qk", "ann", "unet")
-INFER_VARIANTS = ("eager", "compiled", "fused", "fused+compiled")
+INFER_VARIANTS = ("eager", "lif-compiled", "fused+lif-compiled", "compiled", "fused+compiled")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -211,6 +215,7 @@ def build_plan(args: argparse.Namespace) -> list[tuple[str, str, dict[str, Any],
                     "teacher": teacher or "none",
                     "device": dev,
                     "compile": args.compile_train,
+                    "channels_last": args.channels_last,
                     "overrides": overrides
                     if model != "unet"
                     else {k: v for k, v in overrides.items() if k == "in_channels"},
@@ -223,13 +228,16 @@ def build_plan(args: argparse.Namespace) -> list[tuple[str, str, dict[str, Any],
         for model in args.infer_models:
             variants = args.infer_variants if model == "medspikeformer" else ("eager",)
             for variant in variants:
+                tags = set(variant.split("+"))
+                extra = {"compile_neurons": True} if "lif-compiled" in tags else {}
                 kwargs = {
                     "model": model,
                     "size": size,
-                    "compile": "compiled" in variant,
-                    "fuse": "fused" in variant,
+                    "compile": "compiled" in tags,
+                    "fuse": "fused" in tags,
+                    "channels_last": "NHWC" in tags,
                     "device": dev,
-                    "overrides": overrides if model != "unet" else {},
+                    "overrides": {**overrides, **extra} if model != "unet" else {},
                     **rep,
                 }
                 plan.append(("bench_infer", "bench_infer", kwargs, True))
@@ -384,7 +392,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--infer-variants",
         default=",".join(INFER_VARIANTS),
-        help="infer suite: variants for medspikeformer",
+        help="infer suite: variants for medspikeformer, each a +-joined set of lif-compiled, "
+        "fused, compiled, NHWC",
     )
     p.add_argument(
         "--attention-sides", default=None, help="attention suite: image sides (N = side²)"
@@ -396,6 +405,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument(
         "--compile-train", action="store_true", help="torch.compile the models in the train suite"
+    )
+    p.add_argument(
+        "--channels-last",
+        action="store_true",
+        help="train suite: models and inputs in channels_last (NHWC) memory format",
     )
     p.add_argument(
         "--no-checkpoint-attention",

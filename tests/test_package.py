@@ -40,3 +40,18 @@ def test_python_dash_m_entry_point() -> None:
         check=True,
     )
     assert out.stdout.strip() == f"medspikeformer {msf.__version__}"
+
+
+@pytest.mark.parametrize(("preset", "expected"), [(None, "1"), ("0", "0")])
+def test_import_enables_huge_pages_for_torch_unless_set(preset: str | None, expected: str) -> None:
+    """The package turns on c10's THP allocation before torch loads; a user's choice wins."""
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k != "THP_MEM_ALLOC_ENABLE"}
+    if preset is not None:
+        env["THP_MEM_ALLOC_ENABLE"] = preset
+    code = "import os, medspikeformer; print(os.environ['THP_MEM_ALLOC_ENABLE'])"
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == expected
