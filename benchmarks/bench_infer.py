@@ -1,7 +1,8 @@
 """Evaluation latency: one image (batch 1 by default) through a model in eval mode.
 
-Variants combine ``compile`` (``torch.compile`` of the whole model; its first-call compile time is
-reported separately as ``compile_s``), ``fuse`` (BatchNorm folded into the preceding convolution by
+Variants combine ``lif-compiled`` (the model's LIF layers on their fused compiled kernels,
+``compile_neurons=True``), ``compile`` (``torch.compile`` of the whole model; its first-call
+compile time is reported separately as ``compile_s``), ``fuse`` (BatchNorm folded into the preceding convolution by
 :func:`medspikeformer.models.fuse.fuse_for_inference`) and ``channels_last``. Eval mode runs no
 stage heads (they feed the training loss only). Everything runs under ``torch.inference_mode``.
 """
@@ -31,7 +32,17 @@ def bench_infer(
     """Median seconds of one eval forward of ``model`` on ``[batch, C, size, size]``."""
     from medspikeformer import create_model
 
-    tags = [t for t, on in (("fused", fuse), ("compiled", compile), ("NHWC", channels_last)) if on]
+    lif = bool((overrides or {}).get("compile_neurons"))
+    tags = [
+        t
+        for t, on in (
+            ("lif-compiled", lif),
+            ("fused", fuse),
+            ("compiled", compile),
+            ("NHWC", channels_last),
+        )
+        if on
+    ]
     variant = "+".join(tags) or "eager"
     params = {
         "model": model,

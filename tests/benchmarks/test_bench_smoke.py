@@ -188,6 +188,21 @@ def test_infer_rows(fuse: bool) -> None:
     assert row["gflop"] > 0
 
 
+def test_infer_variant_plan() -> None:
+    """Each ``+``-joined infer variant becomes the bench options it names."""
+    variants = "eager,fused+lif-compiled,NHWC+compiled"
+    args = run_all.parse_args(
+        ["--suites", "infer", "--infer-models", "medspikeformer", "--infer-variants", variants]
+    )
+    got = [kw for mod, _, kw, _ in run_all.build_plan(args) if mod == "bench_infer"]
+    assert [(k["fuse"], k["compile"], k["channels_last"]) for k in got] == [
+        (False, False, False),
+        (True, False, False),
+        (False, True, True),
+    ]
+    assert [k["overrides"].get("compile_neurons", False) for k in got] == [False, True, False]
+
+
 def test_run_isolated_peak_rss_sees_the_allocation() -> None:
     row = bench_common.run_isolated("bench_common", "hold_memory", {"gb": 0.5, "seconds": 0.1})
     assert row["status"] == "ok", row.get("notes")
@@ -292,7 +307,9 @@ def test_main_writes_json_and_markdown(tmp_path) -> None:
     payload = json.loads((out / "results.json").read_text())
     assert payload["machine"]["threads"] >= 1 and payload["partial"] is False
     suites = [r["suite"] for r in payload["rows"]]
-    assert suites[0] == "peak" and suites.count("attention") == 4
+    assert suites[0] == "peak" and suites.count("attention") == 5
+    kinds = [r["params"]["kind"] for r in payload["rows"] if r["suite"] == "attention"]
+    assert kinds == ["block", "block-lif-compiled", "conv1x1", "core", "quadratic"]
     assert all(r.get("mfu") is not None for r in payload["rows"] if r["suite"] == "attention")
     md = (out / "results.md").read_text()
     assert "| suite |" in md and "matmul" in md
