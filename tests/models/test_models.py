@@ -196,3 +196,10 @@ def test_any_divisible_size(units: int, hm: int, wm: int, in_ch: int) -> None:
 def test_bad_config_values(bad: dict) -> None:
     with pytest.raises(ConfigError):
         create_model("medspikeformer", **bad)
+
+
+def test_unet_ignores_speed_only_options_but_not_unknown_ones() -> None:
+    a = create_model("unet", timesteps=4, compile_neurons=True, checkpoint_attention="auto")
+    assert a.timesteps == 1 and "compile_neurons" not in a.config
+    with pytest.raises(ConfigError, match="unknown unet option"):
+        create_model("unet", attention="sdsa")

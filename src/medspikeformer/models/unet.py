@@ -20,14 +20,17 @@ class UNetBaseline(nn.Module):
     """``monai.networks.nets.UNet`` (2-D, one logit channel) with the MedSpikeFormer contract.
 
     Eval → logits ``[B, 1, H, W]``; train → :class:`SegmentationOutput` with empty
-    ``stage_logits``. ``timesteps`` is accepted and ignored (an ANN), recorded as 1.
+    ``stage_logits``. ``timesteps`` is accepted and ignored (an ANN), recorded as 1, and so are
+    the spiking models' speed-only options ``compile_neurons`` and ``checkpoint_attention`` (a
+    dataset config may set them for every model).
     """
 
     def __init__(self, **config: Any) -> None:
         super().__init__()
         from monai.networks.nets import UNet
 
-        config.pop("timesteps", None)
+        for ignored in ("timesteps", "compile_neurons", "checkpoint_attention"):
+            config.pop(ignored, None)
         cfg = default_unet_config()
         unknown = sorted(set(config) - set(cfg))
         if unknown:
