@@ -57,6 +57,9 @@ def one_line_message(exc: BaseException) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from medspikeformer.runtime import apply_requested_settings
+
+    apply_requested_settings()  # MEDSPIKEFORMER_MALLOC=reuse: keep freed blocks (speed, memory)
     try:
         result = args.func(args)
     except UserError as exc:

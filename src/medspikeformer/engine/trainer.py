@@ -867,7 +867,13 @@ def train(
             May be omitted with ``resume`` (then ``RUN_DIR/config.yaml`` is used).
         resume: a run directory holding ``last.pt``: continue after its last finished epoch.
         log: where the per-epoch summary lines go (default ``print``; only rank 0 logs).
+
+    With ``MEDSPIKEFORMER_MALLOC=reuse`` glibc keeps large freed blocks for the next step
+    (:func:`medspikeformer.runtime.tune_cpu_allocator`: faster, more memory).
     """
+    from medspikeformer.runtime import apply_requested_settings
+
+    apply_requested_settings()
     resume_dir = Path(resume) if resume is not None else None
     if resume_dir is not None:
         if not (resume_dir / "last.pt").is_file():
