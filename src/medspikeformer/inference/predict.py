@@ -24,6 +24,7 @@ risking an out-of-memory kill.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 from collections.abc import Iterator, Sequence
@@ -150,14 +151,11 @@ def probe_shape(path: Path) -> tuple[int, ...]:
 def available_memory() -> int | None:
     """Bytes of memory available to this process (``MemAvailable``, cgroup limit), or None."""
     limits: list[int] = []
-    try:
-        with open("/proc/meminfo") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    limits.append(int(line.split()[1]) * 1024)
-                    break
-    except OSError:
-        pass
+    with contextlib.suppress(OSError), open("/proc/meminfo") as fh:  # no /proc: no figure
+        for line in fh:
+            if line.startswith("MemAvailable:"):
+                limits.append(int(line.split()[1]) * 1024)
+                break
     for cg in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
         try:
             text = Path(cg).read_text().strip()
