@@ -42,7 +42,7 @@ format: $(STAMP)
 	$(VENV)/bin/ruff check --fix src tests benchmarks
 
 bench: $(STAMP)
-	$(PY) benchmarks/run_all.py --out bench-results
+	$(PY) benchmarks/run_all.py --out bench-results $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .ruff_cache
