@@ -48,7 +48,7 @@ AUTO_CHECKPOINT_ELEMENTS = 4 * 2 * 256 * 256
 """``checkpoint_attention="auto"`` recomputes the attention blocks in backward only when an input
 has more than T·B·H·W = this many frame pixels (batch 2 at 256² with T = 4). Measured on 2 CPU
 cores (docs/performance.md): recomputation costs +35 % per step; without it batch 2 at 256² peaks
-at 5.0 GB and batch 8 at 256² at 14.9 GB, with it at 4.2 GB and 9.7 GB."""
+at 5.0 GB and batch 8 at 256² at 14.9 GB, with it at 4.4–4.8 GB and 8.8–9.7 GB."""
 
 
 def default_config() -> dict[str, Any]:
