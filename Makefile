@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export OMP_NUM_THREADS ?= 2
 
-.PHONY: install demo test test-slow test-all lint format bench clean
+.PHONY: install demo test test-slow test-all lint format bench reproduce clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -43,6 +43,14 @@ format: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/run_all.py --out bench-results $(BENCH_ARGS)
+
+# The paper recipe (configs/<DATASET>.yaml: 256², T = 4, 200 epochs, joint teacher) on a dataset
+# folder; prints Table 1's row. A GPU run: see benchmarks/gpu_paper_tables.sh.
+DATASET ?= kvasir
+DATA_ROOT ?= ../shared/data/kvasir-seg
+REPRODUCE_OUT ?= exp/reproduce-$(DATASET)
+reproduce: $(STAMP)
+	$(VENV)/bin/medspikeformer experiment reproduce --dataset $(DATASET) --data-root $(DATA_ROOT) --out $(REPRODUCE_OUT) $(REPRODUCE_ARGS)
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .ruff_cache

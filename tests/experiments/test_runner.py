@@ -81,7 +81,7 @@ def test_compare_cli_end_to_end_and_resume(tmp_path: Path, monkeypatch, capsys) 
     assert res["qk"]["run"]["teacher"] == "none"  # baselines train without the ANN teacher
     assert float(rows[1]["miou_mean"]) == pytest.approx(res["qk"]["metrics"]["miou"], rel=1e-5)
     # --- plots
-    for name in ("metric_bars.png", "accuracy_vs_energy.png"):
+    for name in ("metric_bars.png", "accuracy_vs_energy.png", "dsc_over_time.png"):
         with Image.open(out / name) as im:
             assert im.format == "PNG" and im.size[0] > 300
     capsys.readouterr()
@@ -274,3 +274,41 @@ def test_row_locked_by_another_live_process_is_skipped(tmp_path: Path) -> None:
     result = run_experiment(spec, log=None, row_runner=_fake_runner(scores))
     assert result.trained == ["qk/seed0"] and result.reused == ["medspikeformer/seed0"]
     assert [s.key for s in result.summaries] == ["medspikeformer", "qk"]
+
+
+def test_reproduce_runs_table1_row_and_prints_paper_figure(tmp_path: Path, capsys) -> None:
+    from medspikeformer.cli.experiment import table1_line
+
+    spec = ExperimentSpec("reproduce", "kvasir", out=tmp_path / "r", sets=tiny_sets(tmp_path / "c"))
+    assert [r.key for r in spec.row_list()] == ["medspikeformer"]
+    assert spec.reference == "medspikeformer"
+    scores = {"medspikeformer": [0.9, 0.8, 0.7, 0.95]}
+    result = run_experiment(
+        ExperimentSpec(
+            "reproduce", "synthetic", out=tmp_path / "s", sets=tiny_sets(tmp_path / "c")
+        ),
+        log=None,
+        row_runner=_fake_runner(scores),
+    )
+    (ref,) = result.summaries
+    ref.paper = ("dsc", 0.9081)  # what the kvasir row carries
+    line = table1_line(result.summaries, "kvasir")
+    assert line.splitlines()[0] == "Table 1 (kvasir, DSC):"
+    assert "paper 0.9081" in line and f"ours {ref.values['dsc'][0]:.4f}" in line
+    with pytest.raises(ConfigError, match="compare, ablation or reproduce"):
+        ExperimentSpec("table9", "kvasir", out=tmp_path).row_list()
+
+
+def test_dsc_over_time_reads_cumulative_minutes(tmp_path: Path) -> None:
+    from medspikeformer.experiments.plots import dsc_over_time, plot_dsc_over_time
+
+    csv_path = tmp_path / "metrics.csv"
+    csv_path.write_text("epoch,time_s,val_dsc\n1,60,0.2\n2,30,0.5\n3,90,0.6\n")
+    minutes, dsc = dsc_over_time(csv_path)
+    assert minutes == pytest.approx([1.0, 1.5, 3.0]) and dsc == pytest.approx([0.2, 0.5, 0.6])
+    png = plot_dsc_over_time({"a": csv_path}, tmp_path / "c.png", target=0.75)
+    with Image.open(png) as im:
+        assert im.format == "PNG"
+    (tmp_path / "bad.csv").write_text("epoch,val_dsc\n1,0.2\n")
+    with pytest.raises(ValueError, match="time_s"):
+        dsc_over_time(tmp_path / "bad.csv")

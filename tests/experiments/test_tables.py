@@ -155,6 +155,7 @@ def test_rows_selection_and_errors() -> None:
         "t1",
         "t2",
         "t4",
+        "t8",
     ]
     assert [r.key for r in ablation_rows(["t1"])] == ["full", "t1"]
     with pytest.raises(ConfigError, match=r"unknown ablation row.*known: full"):
@@ -162,6 +163,7 @@ def test_rows_selection_and_errors() -> None:
     with pytest.raises(ConfigError, match="given twice"):
         compare_rows(["qk", "qk"])
     by = {r.key: r for r in ABLATION_ROWS}
+    assert by["t8"].model_overrides == {"timesteps": 8}
     assert by["wo_sa"].train_overrides == {"teacher.mode": "none"}
     assert by["wo_kl"].train_overrides == {"teacher.align.use_kl": False}
     assert by["wo_l2"].train_overrides == {"teacher.align.use_l2": False}

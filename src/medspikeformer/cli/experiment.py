@@ -2,6 +2,7 @@
 
     medspikeformer experiment compare  --dataset kvasir --data-root DIR --recipe cpu-quick --out exp/cmp
     medspikeformer experiment ablation --dataset kvasir --data-root DIR --recipe cpu-quick --out exp/abl
+    medspikeformer experiment reproduce --dataset kvasir --data-root DIR --out exp/paper   # paper recipe
 
 Re-running the same command continues: finished rows are reused, an interrupted row resumes.
 """
@@ -19,7 +20,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("kind", choices=("compare", "ablation"), help="which table")
+    parser.add_argument(
+        "kind",
+        choices=("compare", "ablation", "reproduce"),
+        help="which table; reproduce = Table 1's MedSpikeFormer row at the dataset config "
+        "(the paper recipe unless --recipe is given)",
+    )
     parser.add_argument(
         "--dataset", required=True, help="dataset name (kvasir, busi, synthetic, ...)"
     )
@@ -94,4 +100,21 @@ def run(args: argparse.Namespace) -> int:
         return 0
     result = run_experiment(spec)
     print(result.markdown.read_text())
+    if args.kind == "reproduce":
+        print(table1_line(result.summaries, args.dataset))
     return 0
+
+
+def table1_line(summaries, dataset: str) -> str:
+    """One line per row: our figure of Table 1's metric for ``dataset`` beside the paper's."""
+    from medspikeformer.experiments.rows import PAPER_TABLE1_METRIC
+
+    metric = PAPER_TABLE1_METRIC.get(dataset, "dsc")
+    lines = [f"Table 1 ({dataset}, {metric.upper()}):"]
+    for s in summaries:
+        ours = s.values.get(metric)
+        paper = s.paper[1] if s.paper and s.paper[0] == metric else None
+        ours_txt = "—" if ours is None else f"{ours[0]:.4f}"
+        paper_txt = "—" if paper is None else f"{paper:.4f}"
+        lines.append(f"  {s.label:28s} ours {ours_txt}   paper {paper_txt}")
+    return "\n".join(lines)

@@ -1,4 +1,5 @@
-"""Experiment figures (PNG, headless matplotlib): metric bars per row; accuracy vs energy.
+"""Experiment figures (PNG, headless matplotlib): metric bars per row; accuracy vs energy; DSC
+over training time per run.
 
 Both take the :class:`~medspikeformer.experiments.tables.RowSummary` list of one experiment, so they
 show exactly what the tables show (means, with the std over seeds as error bars when there are
@@ -12,7 +13,7 @@ from pathlib import Path
 
 from medspikeformer.experiments.tables import RowSummary
 
-__all__ = ["plot_accuracy_vs_energy", "plot_metric_bars"]
+__all__ = ["dsc_over_time", "plot_accuracy_vs_energy", "plot_dsc_over_time", "plot_metric_bars"]
 
 _BAR_METRICS = (
     ("miou", "mIoU"),
@@ -127,6 +128,58 @@ def plot_accuracy_vs_energy(
     ax.plot([], [], "s", color="tab:gray", label="ANN")
     ax.plot([], [], "o", color="tab:red", label="reference")
     ax.legend(fontsize=7, loc="best")
+    if title:
+        ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(out_png)
+    plt.close(fig)
+    return out_png
+
+
+def dsc_over_time(metrics_csv: str | Path) -> tuple[list[float], list[float]]:
+    """``(minutes, val DSC)`` per epoch from a run's ``metrics.csv`` (cumulative ``time_s``).
+
+    The engine's ``time_s`` is the wall time of one epoch (train + validation), so the x axis is
+    the training time a user waits, validation included.
+    """
+    from medspikeformer.viz.curves import read_metrics_csv
+
+    cols = read_metrics_csv(metrics_csv)
+    if "time_s" not in cols or "val_dsc" not in cols:
+        raise ValueError(f"{metrics_csv}: needs the columns time_s and val_dsc")
+    minutes, total = [], 0.0
+    for t in cols["time_s"]:
+        total += t
+        minutes.append(total / 60.0)
+    return minutes, list(cols["val_dsc"])
+
+
+def plot_dsc_over_time(
+    runs: dict[str, str | Path],
+    out_png: str | Path,
+    *,
+    title: str = "",
+    target: float | None = None,
+) -> Path:
+    """One line per run: validation DSC against cumulative training minutes.
+
+    ``runs`` maps a label to a ``metrics.csv``; ``target`` draws a horizontal reference line.
+    """
+    plt = _pyplot()
+    out_png = Path(out_png)
+    out_png.parent.mkdir(parents=True, exist_ok=True)
+    fig, ax = plt.subplots(figsize=(8, 4.8), dpi=120)
+    cmap = plt.get_cmap("tab20" if len(runs) > 10 else "tab10")
+    for j, (label, path) in enumerate(runs.items()):
+        minutes, dsc = dsc_over_time(path)
+        ax.plot(minutes, dsc, label=label, color=cmap(j % cmap.N), lw=1.4)
+    if target is not None:
+        ax.axhline(target, color="grey", ls="--", lw=1, label=f"target {target:g}")
+    ax.set_xlabel("training time (min, train + validation)")
+    ax.set_ylabel("val DSC (global)")
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right")
     if title:
         ax.set_title(title, fontsize=10)
     fig.tight_layout()

@@ -26,7 +26,7 @@ __all__ = [
     "paper_value",
 ]
 
-REFERENCE_ROW = {"compare": "medspikeformer", "ablation": "full"}
+REFERENCE_ROW = {"compare": "medspikeformer", "ablation": "full", "reproduce": "medspikeformer"}
 """Key of the row every other row is tested against in each experiment (MedSpikeFormer, full)."""
 
 
@@ -137,6 +137,7 @@ ABLATION_ROWS: tuple[Row, ...] = (
     Row("t1", "T = 1", "medspikeformer", model_overrides={"timesteps": 1}),
     Row("t2", "T = 2", "medspikeformer", model_overrides={"timesteps": 2}),
     Row("t4", "T = 4", "medspikeformer", model_overrides={"timesteps": 4}),
+    Row("t8", "T = 8", "medspikeformer", model_overrides={"timesteps": 8}),
 )
 
 

@@ -61,7 +61,9 @@ class ExperimentSpec:
     """What to run.
 
     Attributes:
-        kind: ``"compare"`` or ``"ablation"``.
+        kind: ``"compare"``, ``"ablation"`` or ``"reproduce"`` (the MedSpikeFormer row of
+            Table 1 alone, by default at the dataset config, i.e. the paper recipe; ``rows``
+            may add other compare rows).
         dataset: dataset registry name (``kvasir``, ``synthetic``, ...).
         out: experiment folder.
         data_root: dataset root (``None`` for the synthetic set).
@@ -93,9 +95,11 @@ class ExperimentSpec:
     def row_list(self) -> list[Row]:
         if self.kind == "compare":
             return compare_rows(self.rows)
+        if self.kind == "reproduce":
+            return compare_rows(self.rows or [REFERENCE_ROW["reproduce"]])
         if self.kind == "ablation":
             return ablation_rows(self.rows)
-        raise ConfigError(f"unknown experiment kind {self.kind!r} (compare or ablation)")
+        raise ConfigError(f"unknown experiment kind {self.kind!r} (compare, ablation or reproduce)")
 
     @property
     def reference(self) -> str:
@@ -486,7 +490,11 @@ def run_experiment(
     ``row_runner`` (default :func:`run_row`) is the per-row work, replaceable in tests.
     """
     from medspikeformer.engine.config import validate_config
-    from medspikeformer.experiments.plots import plot_accuracy_vs_energy, plot_metric_bars
+    from medspikeformer.experiments.plots import (
+        plot_accuracy_vs_energy,
+        plot_dsc_over_time,
+        plot_metric_bars,
+    )
 
     if spec.seeds < 1:
         raise ConfigError(f"--seeds {spec.seeds}: at least one seed is needed")
@@ -587,6 +595,12 @@ def run_experiment(
         plot_metric_bars(summaries, out / "metric_bars.png", title=title),
         plot_accuracy_vs_energy(summaries, out / "accuracy_vs_energy.png", title=title),
     ]
+    curves = {
+        r.label: out / "rows" / aliased.get(r.key, r.key) / "seed0" / "metrics.csv" for r in rows
+    }
+    curves = {label: p for label, p in curves.items() if p.is_file()}
+    if curves:
+        plots.append(plot_dsc_over_time(curves, out / "dsc_over_time.png", title=title))
     _progress(log, f"wrote {md_path}, {csv_path}, {json_path}, " + ", ".join(map(str, plots)))
     if busy:
         _progress(log, f"not in these tables yet (running elsewhere): {', '.join(busy)}")
