@@ -9,6 +9,11 @@ defaults, which we keep where 2.x changed them):
 * CoarseDropout: 8 holes of 1/32 of the image side (8×8 px at 256×256, the 1.x default), filled with
   0 in the **image only**; the mask is left unchanged (the object is still there, only hidden).
 
+``"strong"`` (ours, for small training sets and long CPU recipes; docs/results.md measures it):
+flips and 90° rotations with p = 0.5, an affine map (scale 0.75–1.25, shift ±10 %, rotation
+±35°, p = 0.7; image bilinear, mask nearest, reflected borders), brightness/contrast ±0.2 and
+hue/saturation jitter (p = 0.5, image only) and the paper's CoarseDropout (p = 0.3).
+
 ``"none"`` returns ``None`` (no augmentation).
 """
 
@@ -18,7 +23,7 @@ import cv2
 
 from medspikeformer.errors import ConfigError
 
-POLICIES = ("none", "paper")
+POLICIES = ("none", "paper", "strong")
 
 
 def build_augment(policy: str = "none", interpolation: int = cv2.INTER_LINEAR, p: float = 0.3):
@@ -26,11 +31,13 @@ def build_augment(policy: str = "none", interpolation: int = cv2.INTER_LINEAR, p
     or ``None`` for ``"none"``. ``interpolation`` is the image interpolation of the rotation."""
     if policy in (None, "none"):
         return None
-    if policy != "paper":
+    if policy not in POLICIES:
         raise ConfigError(f"unknown augmentation policy {policy!r} (known: {', '.join(POLICIES)})")
     import albumentations as A
 
     hole = 1.0 / 32.0
+    if policy == "strong":
+        return _strong(A, interpolation, hole)
     return A.Compose(
         [
             A.Rotate(
@@ -49,6 +56,36 @@ def build_augment(policy: str = "none", interpolation: int = cv2.INTER_LINEAR, p
                 fill=0,
                 fill_mask=None,
                 p=p,
+            ),
+        ]
+    )
+
+
+def _strong(A, interpolation: int, hole: float):
+    """The ``"strong"`` policy (see the module docstring)."""
+    return A.Compose(
+        [
+            A.HorizontalFlip(p=0.5),
+            A.VerticalFlip(p=0.5),
+            A.RandomRotate90(p=0.5),
+            A.Affine(
+                scale=(0.75, 1.25),
+                translate_percent=(-0.1, 0.1),
+                rotate=(-35, 35),
+                interpolation=interpolation,
+                mask_interpolation=cv2.INTER_NEAREST,
+                border_mode=cv2.BORDER_REFLECT_101,
+                p=0.7,
+            ),
+            A.RandomBrightnessContrast(brightness_limit=0.2, contrast_limit=0.2, p=0.5),
+            A.HueSaturationValue(hue_shift_limit=10, sat_shift_limit=20, val_shift_limit=0, p=0.5),
+            A.CoarseDropout(
+                num_holes_range=(8, 8),
+                hole_height_range=(hole, hole),
+                hole_width_range=(hole, hole),
+                fill=0,
+                fill_mask=None,
+                p=0.3,
             ),
         ]
     )

@@ -72,15 +72,30 @@ class SpikeConv(nn.Module):
 
 
 class Head(nn.Module):
-    """Segmentation head: LIF → 1×1 conv → 1 logit channel, mean over T → ``[B, 1, H, W]``."""
+    """Segmentation head: LIF → 1×1 conv → 1 logit channel, mean over T, × ``gain``.
 
-    def __init__(self, c_in: int, spiking: bool = True, neuron: dict | None = None) -> None:
+    ``[T, B, C, H, W]`` → ``[B, 1, H, W]``. In the spiking model the conv sees 0/1 spikes, so a
+    logit is bounded by the weights: ``b + Σ_c min(w_c, 0) ≤ logit ≤ b + Σ_c max(w_c, 0)``. Adam
+    moves each weight by about ``lr`` per step, so with few channels and few steps the head cannot
+    express a confident mask (docs/results.md, "why the spiking model learned less"). ``gain``
+    (a constant, not a parameter) multiplies that bound and the head's effective step size; 1 is
+    the paper's head. The ANN twin's head sees unbounded ReLU outputs and needs no gain.
+    """
+
+    def __init__(
+        self, c_in: int, spiking: bool = True, neuron: dict | None = None, gain: float = 1.0
+    ) -> None:
         super().__init__()
         self.act = make_activation(spiking, dict(neuron or {}))
         self.conv = SpikeSavingConv2d(c_in, 1, 1) if spiking else nn.Conv2d(c_in, 1, 1)
+        self.gain = float(gain)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return seq_apply(self.conv, self.act(x)).mean(0)
+        y = seq_apply(self.conv, self.act(x)).mean(0)
+        return y if self.gain == 1.0 else y * self.gain
+
+    def extra_repr(self) -> str:
+        return "" if self.gain == 1.0 else f"gain={self.gain:g}"
 
 
 class StageHead(nn.Module):

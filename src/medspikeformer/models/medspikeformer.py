@@ -72,6 +72,7 @@ def default_config() -> dict[str, Any]:
         "detach_reset": False,
         "compile_neurons": False,
         "checkpoint_attention": "auto",
+        "head_gain": 1.0,
     }
 
 
@@ -84,6 +85,11 @@ def _validate(cfg: dict[str, Any]) -> None:
     for key in ("in_channels", "base_channels", "num_units", "timesteps", "head_dim", "n_kv"):
         if not isinstance(cfg[key], int) or cfg[key] < 1:
             raise ConfigError(f"MedSpikeFormer option {key} must be a positive integer")
+    gain = cfg["head_gain"]
+    if isinstance(gain, bool) or not isinstance(gain, (int, float)) or not gain > 0:
+        raise ConfigError(
+            f"MedSpikeFormer option head_gain must be a positive number (got {gain!r})"
+        )
     if cfg["checkpoint_attention"] not in (True, False, "auto"):
         raise ConfigError(
             "MedSpikeFormer option checkpoint_attention must be true, false or 'auto' "
@@ -184,7 +190,7 @@ class MedSpikeFormer(nn.Module):
         self.dec = nn.ModuleList(
             spike_conv(c, o) if sc else pointwise(c, o) for c, o in zip(widths, outs)
         )
-        self.head = Head(widths[0], spiking, neuron)
+        self.head = Head(widths[0], spiking, neuron, gain=cfg["head_gain"])
         self.stage_heads = nn.ModuleList(StageHead(c) for c in widths)
 
     @staticmethod
