@@ -187,8 +187,17 @@ class LIFFunction(torch.autograd.Function):
     def backward(ctx, grad_spikes):
         (membrane,) = ctx.saved_tensors
         tau, v_threshold, alpha, surrogate, detach_reset, kernels = ctx.params
+        # Forward ran in x's dtype (no op of the recursion is autocast-listed, so under autocast a
+        # bf16 input gives bf16 spikes and membrane); the recursion's out= buffers need dL/dS in
+        # that same dtype whatever dtype the consumer of the spikes sent back.
         grad_x = kernels.run_backward(
-            grad_spikes.contiguous(), membrane, tau, v_threshold, alpha, surrogate, detach_reset
+            grad_spikes.to(membrane.dtype).contiguous(),
+            membrane,
+            tau,
+            v_threshold,
+            alpha,
+            surrogate,
+            detach_reset,
         )
         return grad_x, None, None, None, None, None, None
 
