@@ -19,7 +19,7 @@ __version__ = "0.1.0"
 # 0.5 M and the attention block 1.8× faster, a training step ~10 % faster. Set
 # THP_MEM_ALLOC_ENABLE=0 to opt out. A CPU-only setting: not applied where an NVIDIA GPU is
 # visible (runtime.cuda_expected), since the run then keeps its large tensors on the GPU.
-from medspikeformer.runtime import cuda_expected  # noqa: E402 - no torch import inside
+from medspikeformer.runtime import cuda_expected
 
 if not cuda_expected():
     os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
