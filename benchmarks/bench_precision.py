@@ -149,10 +149,10 @@ def model_precision_error(
     y = (torch.rand(batch, 1, size, size, generator=gen) < 0.3).float().to(device)
     seg = BCEDiceLoss()
     results = {}
-    low_dtype = None if dtype == INPUT_ROUNDED else DTYPES[dtype]
-    for tag, net, dt in (("fp32", ref_model, None), (dtype, low_model, low_dtype)):
+    low_dtype = DTYPES.get(dtype)  # None: a float32 run (INPUT_ROUNDED, or "fp32" itself)
+    for tag, net, dt in (("ref", ref_model, None), ("low", low_model, low_dtype)):
         spikes, handles = _lif_outputs(net)
-        inp = x.bfloat16().float() if tag == INPUT_ROUNDED else x
+        inp = x.bfloat16().float() if tag == "low" and dtype == INPUT_ROUNDED else x
         try:
             with torch.autocast(
                 torch.device(device).type, dtype=dt or torch.float32, enabled=dt is not None
@@ -171,7 +171,7 @@ def model_precision_error(
             for p in net.parameters()
         ]
         results[tag] = {"spikes": spikes, "loss": float(loss.detach()), "grads": grads}
-    ref, low = results["fp32"], results[dtype]
+    ref, low = results["ref"], results["low"]
     layer_rates = [
         float((a.float() != b.float()).float().mean()) for a, b in zip(ref["spikes"], low["spikes"])
     ]
@@ -192,6 +192,8 @@ def model_precision_error(
         "lif_layers": len(layer_rates),
         "spike_flip_rate": round(flipped / total, 5) if total else None,
         "worst_layer_flip_rate": round(max(layer_rates), 5) if layer_rates else None,
+        "first_layer_flip_rate": round(layer_rates[0], 5) if layer_rates else None,
+        "grad_finite": bool(torch.isfinite(g_low).all()),
         "loss_fp32": round(ref["loss"], 6),
         "loss_low": round(low["loss"], 6),
         "loss_abs_diff": round(abs(ref["loss"] - low["loss"]), 6),
