@@ -199,3 +199,9 @@ def test_channels_last_trains(tmp_path: Path) -> None:
     ref = train(plain, log=quiet)
     # The memory layout changes the order of some reductions only.
     assert abs(result["final_metrics"]["val_loss"] - ref["final_metrics"]["val_loss"]) < 1e-3
+
+
+def test_max_time_stops_after_the_epoch_that_passed_it(tmp_path: Path) -> None:
+    cfg = tiny_config(tmp_path / "r", train={"epochs": 5, "progress": False, "max_time_s": 1e-6})
+    result = train(cfg, log=quiet)
+    assert result["epochs_run"] == 1 and result["stopped_on_time"]

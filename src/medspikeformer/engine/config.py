@@ -137,6 +137,8 @@ class TrainLoopConfig:
     (0 = off). ``nan_policy``: ``stop`` (raise NumericalError) or ``skip`` (skip the step, count it).
     ``precision``: ``auto`` (bf16 autocast on CUDA, fp32 elsewhere), ``fp32``, ``bf16`` (autocast,
     CUDA or CPU) or ``fp16`` (autocast + gradient scaler); see ``medspikeformer.precision``.
+    ``max_time_s``: stop after the epoch in which this many seconds of training passed (null = no
+    limit; for fixed-time comparisons such as ``benchmarks/gpu_check.py``).
     ``compile``: ``torch.compile`` the student (and a joint teacher) with ``compile_mode``
     (``default``, ``reduce-overhead`` = CUDA graphs, ``max-autotune``,
     ``max-autotune-no-cudagraphs``). ``channels_last``: NHWC weights and input images.
@@ -154,6 +156,7 @@ class TrainLoopConfig:
     channels_last: bool = False
     deterministic: bool = False
     early_stopping: int = 0
+    max_time_s: float | None = None
     nan_policy: str = "stop"
     threshold: float = 0.5
     stage_supervision: float = 0.0
@@ -428,6 +431,8 @@ def validate_config(config: TrainConfig, *, check_model: bool = True) -> None:
         raise ConfigError(
             f"config value train.val_batch_size={t.val_batch_size} must be at least 1"
         )
+    if t.max_time_s is not None and t.max_time_s <= 0:
+        raise ConfigError(f"config value train.max_time_s={t.max_time_s} must be positive or null")
     if t.early_stopping < 0:
         raise ConfigError(f"config value train.early_stopping={t.early_stopping} must be >= 0")
     if not 0.0 < t.threshold < 1.0:

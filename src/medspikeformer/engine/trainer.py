@@ -822,7 +822,7 @@ class _Run:
             + f" → {self.run_dir}"
         )
         last_val: dict[str, Any] = {}
-        stopped_early = False
+        stopped_early = stopped_on_time = False
         t_start = time.perf_counter()
         for epoch in range(start, cfg.train.epochs + 1):
             t0 = time.perf_counter()
@@ -879,6 +879,11 @@ class _Run:
                 self.log(f"early stopping: no val mIoU improvement for {st.bad_epochs} epochs")
                 stopped_early = True
                 break
+            limit = cfg.train.max_time_s
+            if limit is not None and time.perf_counter() - t_start >= limit:
+                self.log(f"time limit: {limit:.0f} s of training reached after epoch {epoch}")
+                stopped_on_time = True
+                break
         best_metrics = {}
         for row in st.history:
             if row["epoch"] == st.best_epoch:
@@ -895,6 +900,7 @@ class _Run:
             "best_epoch": st.best_epoch,
             "epochs_run": st.epoch,
             "stopped_early": stopped_early,
+            "stopped_on_time": stopped_on_time,
             "nan_skipped": st.nan_skipped,
             "teacher": self.teacher_mode,
             "is_main": self.main,
