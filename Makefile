@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export OMP_NUM_THREADS ?= 2
 
-.PHONY: install demo test test-slow test-all lint format bench reproduce clean
+.PHONY: install demo test test-slow test-all lint format bench gpu-check reproduce clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -51,6 +51,11 @@ DATA_ROOT ?= ../shared/data/kvasir-seg
 REPRODUCE_OUT ?= exp/reproduce-$(DATASET)
 reproduce: $(STAMP)
 	$(VENV)/bin/medspikeformer experiment reproduce --dataset $(DATASET) --data-root $(DATA_ROOT) --out $(REPRODUCE_OUT) $(REPRODUCE_ARGS)
+
+# One prepared run on one GPU (<= 8 min): gpu tests, step timings, 3 min of Kvasir training.
+# Results in gpu-check/gpu_check.{json,md}; GPU_CHECK_ARGS="--data-root DIR" etc. pass through.
+gpu-check:
+	PYTHON=$(if $(wildcard $(PY)),$(PY),python3) benchmarks/gpu_check.sh --out gpu-check $(GPU_CHECK_ARGS)
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .ruff_cache

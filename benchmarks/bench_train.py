@@ -19,7 +19,8 @@ from typing import Any
 
 import torch
 
-from bench_common import autocast, count_flops, make_row, quiet_compile_errors, time_fn
+from bench_common import count_flops, make_row, quiet_compile_errors, time_fn
+from medspikeformer.precision import autocast
 
 MODELS = ("medspikeformer", "ssa", "sdt", "qk", "ann", "unet")
 TEACHER_MODES = ("none", "joint", "frozen")
@@ -48,8 +49,13 @@ def build_step(
     compile: bool = False,
     channels_last: bool = False,
     overrides: dict[str, Any] | None = None,
+    precision: str = "auto",
 ):
-    """Build model(s), optimiser(s), data and return ``(step_fn, info)``."""
+    """Build model(s), optimiser(s), data and return ``(step_fn, info)``.
+
+    ``precision``: as ``train.precision`` (``auto`` = bf16 autocast on CUDA, none on CPU); the
+    losses are float32 either way. ``fp16`` runs without a gradient scaler (timing only).
+    """
     from medspikeformer import create_model
     from medspikeformer.losses import AlignmentLoss, BCEDiceLoss
 
@@ -73,7 +79,7 @@ def build_step(
 
         def step() -> None:
             opt.zero_grad(set_to_none=True)
-            with autocast(device):
+            with autocast(device, precision):
                 out = forward(x)
                 logits = out.logits if hasattr(out, "logits") else out
                 loss = seg(logits.float(), y)
@@ -96,7 +102,7 @@ def build_step(
 
     def step() -> None:
         opt.zero_grad(set_to_none=True)
-        with autocast(device):
+        with autocast(device, precision):
             out = forward(x)
             if teacher == "joint":
                 assert t_opt is not None
@@ -133,6 +139,7 @@ def bench_train(
     channels_last: bool = False,
     count: bool = True,
     overrides: dict[str, Any] | None = None,
+    precision: str = "auto",
 ) -> dict[str, Any]:
     """Median seconds of one training step (after ``warmup`` steps) and its GFLOP."""
     params = {
@@ -144,19 +151,20 @@ def bench_train(
         "compile": compile,
         "channels_last": channels_last,
         "overrides": overrides or {},
+        "precision": precision,
     }
     label = model if teacher == "none" else f"{model}+{teacher}-teacher"
     name = f"train {label} b{batch} {size}²"
     try:
         with quiet_compile_errors():
             step, info = build_step(
-                model, batch, size, teacher, device, compile, channels_last, overrides
+                model, batch, size, teacher, device, compile, channels_last, overrides, precision
             )
             gflop = None
             if count:  # FLOPs are linear in the batch: count a small-batch step (cheaper)
                 nb = min(batch, 2)  # 2, not 1: training BN needs > 1 value per channel
                 small, _ = build_step(
-                    model, nb, size, teacher, device, False, channels_last, overrides
+                    model, nb, size, teacher, device, False, channels_last, overrides, precision
                 )
                 gflop = count_flops(small) / 1e9 * batch / nb
                 del small

@@ -48,6 +48,7 @@ def test_import_enables_huge_pages_for_torch_unless_set(preset: str | None, expe
     import os
 
     env = {k: v for k, v in os.environ.items() if k != "THP_MEM_ALLOC_ENABLE"}
+    env["CUDA_VISIBLE_DEVICES"] = ""  # a CPU-only process, also on a GPU machine
     if preset is not None:
         env["THP_MEM_ALLOC_ENABLE"] = preset
     code = "import os, medspikeformer; print(os.environ['THP_MEM_ALLOC_ENABLE'])"

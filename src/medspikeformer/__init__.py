@@ -17,8 +17,12 @@ __version__ = "0.1.0"
 # training step allocates hundreds of MB per layer; with 4 KB pages every fresh buffer costs
 # ~16 000 page faults per 64 MB. Measured on 2 cores (docs/performance.md): page faults 11.5 M →
 # 0.5 M and the attention block 1.8× faster, a training step ~10 % faster. Set
-# THP_MEM_ALLOC_ENABLE=0 to opt out.
-os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
+# THP_MEM_ALLOC_ENABLE=0 to opt out. A CPU-only setting: not applied where an NVIDIA GPU is
+# visible (runtime.cuda_expected), since the run then keeps its large tensors on the GPU.
+from medspikeformer.runtime import cuda_expected
+
+if not cuda_expected():
+    os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
 
 from medspikeformer.models import create_model, list_models
 

@@ -13,6 +13,12 @@ the heap cannot be given back), where the default allocator peaks at 8.8 GB.
 So it is **opt-in**: ``MEDSPIKEFORMER_MALLOC=reuse`` in the environment makes the command-line
 interface and :func:`medspikeformer.engine.train` call it; library users may call it directly.
 Use it when a step's activations are a few GB and RAM has room for twice that.
+
+Both settings here and the transparent huge pages that importing the package turns on
+(``THP_MEM_ALLOC_ENABLE``) are for CPU runs: on a machine with a visible NVIDIA GPU
+(:func:`cuda_expected`), where ``auto`` trains on CUDA and the big buffers live in GPU memory,
+neither is applied — a GPU run's host side (pinned loader batches, many small tensors) gains
+nothing from them and a 2 GB malloc trim threshold only holds host memory.
 """
 
 from __future__ import annotations
@@ -27,6 +33,23 @@ _M_MMAP_MAX = -4
 _TRIM_THRESHOLD = 2**31 - 1  # largest value mallopt's int takes: keep up to ~2 GB free at the top
 
 _state: dict[str, bool] = {}
+
+
+def cuda_expected(
+    environ: dict[str, str] | None = None, driver_paths: tuple[str, ...] | None = None
+) -> bool:
+    """Whether this process will most likely compute on an NVIDIA GPU, decided without importing
+    torch (the huge-page switch must be set before torch loads).
+
+    True when an NVIDIA driver node exists (``/dev/nvidiactl``, ``/proc/driver/nvidia/gpus``) and
+    ``CUDA_VISIBLE_DEVICES`` does not hide every device (unset, or not ``""``/``-1``).
+    """
+    env = os.environ if environ is None else environ
+    paths = ("/dev/nvidiactl", "/proc/driver/nvidia/gpus") if driver_paths is None else driver_paths
+    visible = env.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None and visible.strip() in ("", "-1"):
+        return False
+    return any(os.path.exists(p) for p in paths)
 
 
 def tune_cpu_allocator() -> bool:
@@ -55,7 +78,9 @@ def tune_cpu_allocator() -> bool:
 
 
 def apply_requested_settings() -> bool:
-    """Tune the allocator when ``MEDSPIKEFORMER_MALLOC=reuse`` asks for it (CLI and engine)."""
-    if os.environ.get("MEDSPIKEFORMER_MALLOC", "").lower() == "reuse":
+    """Tune the allocator when ``MEDSPIKEFORMER_MALLOC=reuse`` asks for it (CLI and engine) and
+    no GPU run is expected (:func:`cuda_expected`); call :func:`tune_cpu_allocator` directly to
+    force it for a CPU run on a GPU machine."""
+    if os.environ.get("MEDSPIKEFORMER_MALLOC", "").lower() == "reuse" and not cuda_expected():
         return tune_cpu_allocator()
     return False

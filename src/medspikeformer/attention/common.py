@@ -2,12 +2,30 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import torch
 from torch import nn
 
 from medspikeformer.errors import ConfigError
 from medspikeformer.models.spike_conv import SpikeSavingConv2d
 from medspikeformer.neurons import LIFNeuron
+from medspikeformer.precision import float32_region, upcast
+
+
+def float32_core(fn: Callable[..., torch.Tensor], *tensors: torch.Tensor, **kwargs: Any):
+    """``fn(*tensors, **kwargs)`` with bf16/fp16 tensors upcast to float32 and autocast off.
+
+    For the spiking attention cores: their operands are 0/1 spikes (exact in any dtype), but their
+    products are token counts up to N·d and the decomposed core's output is a large per-channel
+    constant plus a small token-dependent part. bf16 keeps 8 significant bits (integers exact
+    only up to 256); its rounding of that output, blown up by the BatchNorm that follows, flipped
+    about 1 % of the spikes after it (docs/training.md, "Precision"). In fp32 runs it is a plain
+    call (``upcast`` returns float32 tensors as they are).
+    """
+    with float32_region(tensors[0].device.type):
+        return fn(*(upcast(t) for t in tensors), **kwargs)
 
 
 def check_heads(dim: int, num_heads: int) -> int:

@@ -39,6 +39,7 @@ from medspikeformer.attention.common import (
     OutProjection,
     SpikeQKV,
     check_heads,
+    float32_core,
     from_heads,
     to_heads,
 )
@@ -118,7 +119,8 @@ class DecomposedSpikeAttention(nn.Module):
     """SDSA (ours). ``x [T, B, C, H, W]`` (real) → ``[T, B, C, H, W]``.
 
     LIF → Q, K, V = LIF(BN(Linear(spikes))) → per head ``decomposed_attention`` (2d channels)
-    → BN → LIF → Linear(2C → C) → BN.
+    → BN → LIF → Linear(2C → C) → BN. Under autocast the core, that BN and that LIF compute in
+    float32; the two Linears (1×1 convs) in the autocast dtype.
     """
 
     def __init__(
@@ -140,7 +142,11 @@ class DecomposedSpikeAttention(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         t, h, w = x.shape[0], x.shape[-2], x.shape[-1]
         q, k, v = to_heads(self.qkv(x), 3, self.num_heads)  # each [T·B, heads, N, d]
-        o = decomposed_attention(q, k, v, self.interactions)  # [T·B, heads, N, 2d]
+        # float32 under autocast: the core's output and the BN after it (see float32_core);
+        # the BN then gets a float32 input and feeds the LIF in float32.
+        o = float32_core(
+            decomposed_attention, q, k, v, interactions=self.interactions
+        )  # [T·B, heads, N, 2d]
         o = from_heads(o, h, w)
         return self.out(o, t)
 

@@ -15,6 +15,7 @@ from torch import nn
 from medspikeformer.attention.common import (
     SpikeQKV,
     check_heads,
+    float32_core,
     fold,
     relative_to_mean,
     to_heads,
@@ -44,7 +45,7 @@ class QKTokenAttention(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         t, b, c, h, w = x.shape
         q, k = to_heads(self.qk(x), 2, self.num_heads)  # [T·B, heads, N, d]
-        a = token_summary(q)  # [T·B, heads, N, 1]
+        a = float32_core(token_summary, q)  # [T·B, heads, N, 1]; a ratio fed to a threshold
         a = self.token_lif(a.view(t, b, *a.shape[1:])).flatten(0, 1)
         o = (a * k).transpose(-1, -2).reshape(t * b, c, h, w)  # binary
         y = self.bn(self.proj(fold(o.view(t, b, c, h, w))))

@@ -17,6 +17,7 @@ from torch import nn
 from medspikeformer.attention.common import (
     SpikeQKV,
     check_heads,
+    float32_core,
     fold,
     relative_to_mean,
     to_heads,
@@ -49,7 +50,7 @@ class SpikeDrivenAttention(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         t, b, c, h, w = x.shape
         q, k, v = to_heads(self.qkv(x), 3, self.num_heads)  # [T·B, heads, N, d]
-        kv = kv_channel_summary(k, v)  # [T·B, heads, 1, d]
+        kv = float32_core(kv_channel_summary, k, v)  # [T·B, heads, 1, d]; counts up to N
         kv = self.kv_lif(kv.view(t, b, *kv.shape[1:])).flatten(0, 1)
         o = (q * kv).transpose(-1, -2).reshape(t * b, c, h, w)  # binary
         y = self.bn(self.proj(fold(o.view(t, b, c, h, w))))

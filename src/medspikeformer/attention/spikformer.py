@@ -16,6 +16,7 @@ from medspikeformer.attention.common import (
     OutProjection,
     SpikeQKV,
     check_heads,
+    float32_core,
     from_heads,
     to_heads,
 )
@@ -46,5 +47,5 @@ class SpikingSelfAttention(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         t, h, w = x.shape[0], x.shape[-2], x.shape[-1]
         q, k, v = to_heads(self.qkv(x), 3, self.num_heads)
-        o = spiking_self_attention(q, k, v)  # [T·B, heads, N, d]
+        o = float32_core(spiking_self_attention, q, k, v)  # [T·B, heads, N, d]; counts to N·d
         return self.out(from_heads(o, h, w), t)

@@ -33,6 +33,12 @@ def register(subparsers: Any) -> None:
     p.add_argument("--num-workers", type=int, default=0)
     p.add_argument("--cache-dir", help="decoded-array cache folder ('off' to disable)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 …")
+    p.add_argument(
+        "--precision",
+        default="auto",
+        choices=["auto", "fp32", "bf16", "fp16"],
+        help="autocast of the forward passes: auto = bf16 on CUDA, fp32 on CPU",
+    )
     p.add_argument("--grid", type=int, default=6, help="images in qualitative.png (0: none)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
@@ -117,6 +123,7 @@ def run(args: argparse.Namespace) -> int:
         "split_spec": str(spec),
         "split_from": spec_source,
         "device": str(device),
+        "precision": args.precision,
     }
     result = evaluate(
         ctx.model,
@@ -129,6 +136,7 @@ def run(args: argparse.Namespace) -> int:
         keep_samples=max(0, args.grid),
         progress=not args.no_progress,
         info=info,
+        precision=args.precision,
     )
     paths = result.save(out)
     if result.samples:

@@ -50,6 +50,12 @@ def register(subparsers: Any) -> None:
         "--block", type=int, default=DEFAULT_BLOCK, help="tile side for bounded memory (pixels)"
     )
     p.add_argument("--device", default="auto", help="auto, cpu, cuda …")
+    p.add_argument(
+        "--precision",
+        default="auto",
+        choices=["auto", "fp32", "bf16", "fp16"],
+        help="autocast of the forward passes: auto = bf16 on CUDA, fp32 on CPU",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -80,6 +86,7 @@ def run(args: argparse.Namespace) -> int:
         ct_window=tuple(args.ct_window) if args.ct_window else DEFAULT_CT_WINDOW,
         device=device,
         progress=not args.no_progress,
+        precision=args.precision,
     )
     results = predict_paths(
         predictor,

@@ -20,6 +20,7 @@ COMMON_FLAGS: dict[str, tuple[str, type]] = {
     "batch_size": ("train.batch_size", int),
     "seed": ("train.seed", int),
     "device": ("train.device", str),
+    "precision": ("train.precision", str),
     "lr": ("optim.lr", float),
     "model": ("model.name", str),
     "dataset": ("data.dataset", str),
@@ -32,7 +33,7 @@ COMMON_FLAGS: dict[str, tuple[str, type]] = {
 }
 
 #: What may change when resuming (everything else comes from RUN_DIR/config.yaml).
-RESUMABLE = {"epochs", "device", "num_workers"}
+RESUMABLE = {"epochs", "device", "num_workers", "precision"}
 
 
 def register(subparsers: Any) -> None:
@@ -70,6 +71,11 @@ def register(subparsers: Any) -> None:
     p.add_argument("--teacher", help="auto | joint | none | PATH of a frozen ANN-twin checkpoint")
     p.add_argument("--out", help="run directory (default runs/<dataset>-<model>)")
     p.add_argument("--device", help="auto | cpu | cuda | cuda:N")
+    p.add_argument(
+        "--precision",
+        choices=["auto", "fp32", "bf16", "fp16"],
+        help="autocast: auto = bf16 on CUDA, fp32 on CPU; fp16 adds a gradient scaler",
+    )
     p.add_argument("--compile", action="store_true", default=None, help="torch.compile the model")
     p.add_argument(
         "--deterministic", action="store_true", default=None, help="deterministic algorithms only"
@@ -120,8 +126,8 @@ def run(args: argparse.Namespace) -> int:
                 + (["--set"] if args.sets else [])
             )
             raise ConfigError(
-                f"--resume {args.resume}: the run's config.yaml is used; only --epochs, --device "
-                f"and --num-workers may change (got {bad})"
+                f"--resume {args.resume}: the run's config.yaml is used; only --epochs, --device, "
+                f"--precision and --num-workers may change (got {bad})"
             )
         config = load_config(Path(args.resume) / "config.yaml", overrides=overrides)
     else:

@@ -135,7 +135,13 @@ class TeacherConfig:
 class TrainLoopConfig:
     """Loop settings. ``early_stopping``: epochs without a val-mIoU improvement before stopping
     (0 = off). ``nan_policy``: ``stop`` (raise NumericalError) or ``skip`` (skip the step, count it).
-    ``precision``: ``auto`` (bf16 autocast on CUDA, fp32 elsewhere), ``bf16`` or ``fp32``.
+    ``precision``: ``auto`` (bf16 autocast on CUDA, fp32 elsewhere), ``fp32``, ``bf16`` (autocast,
+    CUDA or CPU) or ``fp16`` (autocast + gradient scaler); see ``medspikeformer.precision``.
+    ``max_time_s``: stop after the epoch in which this many seconds of training passed (null = no
+    limit; for fixed-time comparisons such as ``benchmarks/gpu_check.py``).
+    ``compile``: ``torch.compile`` the student (and a joint teacher) with ``compile_mode``
+    (``default``, ``reduce-overhead`` = CUDA graphs, ``max-autotune``,
+    ``max-autotune-no-cudagraphs``). ``channels_last``: NHWC weights and input images.
     ``stage_supervision``: weight of deep supervision of the trained model's own stage heads (0 in
     the paper recipe; set 1 when training an ``ann`` model to be used later as a frozen teacher)."""
 
@@ -146,8 +152,11 @@ class TrainLoopConfig:
     device: str = "auto"
     precision: str = "auto"
     compile: bool = False
+    compile_mode: str = "default"
+    channels_last: bool = False
     deterministic: bool = False
     early_stopping: int = 0
+    max_time_s: float | None = None
     nan_policy: str = "stop"
     threshold: float = 0.5
     stage_supervision: float = 0.0
@@ -395,7 +404,8 @@ def save_config(config: TrainConfig, path: str | Path) -> None:
 
 _SCHEDULERS = ("plateau", "cosine", "none")
 _MONITORS = ("val_loss", "val_miou")
-_PRECISIONS = ("auto", "bf16", "fp32")
+_PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # = medspikeformer.precision.PRECISIONS
+_COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 _NAN_POLICIES = ("stop", "skip")
 _KL_FORMS = ("bernoulli", "paper")
 _OPTIMS = ("adam", "adamw", "sgd")
@@ -421,11 +431,14 @@ def validate_config(config: TrainConfig, *, check_model: bool = True) -> None:
         raise ConfigError(
             f"config value train.val_batch_size={t.val_batch_size} must be at least 1"
         )
+    if t.max_time_s is not None and t.max_time_s <= 0:
+        raise ConfigError(f"config value train.max_time_s={t.max_time_s} must be positive or null")
     if t.early_stopping < 0:
         raise ConfigError(f"config value train.early_stopping={t.early_stopping} must be >= 0")
     if not 0.0 < t.threshold < 1.0:
         raise ConfigError(f"config value train.threshold={t.threshold} must be in (0, 1)")
     _choice(t.precision, _PRECISIONS, "train.precision")
+    _choice(t.compile_mode, _COMPILE_MODES, "train.compile_mode")
     _choice(t.nan_policy, _NAN_POLICIES, "train.nan_policy")
     if t.device != "auto" and not (
         t.device in ("cpu", "cuda", "mps") or t.device.startswith("cuda:")

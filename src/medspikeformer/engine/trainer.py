@@ -22,7 +22,6 @@ from (seed, e, rank), so a resumed run repeats an uninterrupted one exactly.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import random
 import sys
@@ -53,7 +52,6 @@ from medspikeformer.engine.distributed import (
     DistInfo,
     ShardSampler,
     all_reduce_sum,
-    any_across_ranks,
     barrier,
     gather_objects,
     init_distributed,
@@ -68,6 +66,7 @@ from medspikeformer.engine.run_dir import (
 )
 from medspikeformer.errors import CheckpointError, ConfigError, NumericalError
 from medspikeformer.losses import AlignmentLoss, BCEDiceLoss
+from medspikeformer.precision import autocast, make_grad_scaler, resolve_precision
 
 __all__ = ["resolve_device", "resolve_teacher_mode", "train"]
 
@@ -82,6 +81,9 @@ LOSS_TERMS = (
     "teacher_stage",
     "total",
 )
+
+#: Seconds between progress-bar loss updates: each update reads the loss from the device.
+PROGRESS_INTERVAL_S = 1.0
 
 
 def stage_supervision_loss(
@@ -189,14 +191,13 @@ def _segmentation_output(out: Any) -> tuple[torch.Tensor, list[torch.Tensor]]:
     return out.logits, list(out.stage_logits or [])
 
 
-def _finite(t: torch.Tensor) -> bool:
-    return bool(torch.isfinite(t).all())
-
-
-def _grad_norm(params: list[nn.Parameter], clip: float | None) -> torch.Tensor:
+def _grad_norm(
+    params: list[nn.Parameter], clip: float | None, device: torch.device | None = None
+) -> torch.Tensor:
+    """Global gradient norm (clipping to ``clip`` first when given), a device tensor: no read."""
     grads = [p.grad for p in params if p.grad is not None]
     if not grads:
-        return torch.zeros(())
+        return torch.zeros((), device=device)
     if clip is not None:
         return nn.utils.clip_grad_norm_(params, clip, error_if_nonfinite=False)
     return nn.utils.get_total_norm(grads)
@@ -299,13 +300,15 @@ class _Run:
         self.main = self.dist.is_main
         self._log = log if log is not None else (lambda msg: print(msg, flush=True))
         self.show_progress = bool(t.progress and self.main and sys.stderr.isatty())
-        self.use_bf16 = self.device.type == "cuda" and t.precision in ("auto", "bf16")
-        if t.precision == "bf16" and self.device.type != "cuda":
-            warnings.warn("bf16 autocast is used on CUDA only; training in fp32", stacklevel=2)
+        self.precision = resolve_precision(t.precision, self.device)
+        # Enabled for fp16 only; for fp32/bf16 its scale/step/update are plain pass-throughs.
+        self.scaler = make_grad_scaler(self.device, self.precision)
+        self.memory_format = torch.channels_last if t.channels_last else torch.contiguous_format
         self.teacher_mode = resolve_teacher_mode(config)
         self.state = LoopState()
         self.lock: RunLock | None = None
         self._saved_det: tuple[bool, bool] | None = None
+        self._saved_cudnn_benchmark: bool | None = None
 
     def log(self, msg: str) -> None:
         if self.main:
@@ -321,6 +324,10 @@ class _Run:
             )
             torch.use_deterministic_algorithms(True)
             torch.backends.cudnn.benchmark = False
+        elif self.device.type == "cuda":
+            # Fixed input sizes: let cuDNN time its convolution algorithms once and keep the best.
+            self._saved_cudnn_benchmark = torch.backends.cudnn.benchmark
+            torch.backends.cudnn.benchmark = True
         out = cfg.out or f"runs/{cfg.data.dataset}-{cfg.model.name}"
         self.run_dir = Path(out)
         if self.main:
@@ -336,7 +343,9 @@ class _Run:
 
         seed_everything(cfg.train.seed)
         # Model(s).
-        self.student = build_model_from_config(cfg).to(self.device)
+        self.student = build_model_from_config(cfg).to(
+            self.device, memory_format=self.memory_format
+        )
         divisor = int(getattr(self.student, "size_divisor", 1))
         if cfg.data.size % divisor:
             raise ConfigError(
@@ -347,7 +356,9 @@ class _Run:
         if self.teacher_mode == "joint":
             from medspikeformer.models import build_teacher
 
-            self.teacher = build_teacher(self.student).to(self.device)
+            self.teacher = build_teacher(self.student).to(
+                self.device, memory_format=self.memory_format
+            )
         elif self.teacher_mode != "none":
             self.teacher = self._load_frozen_teacher(Path(self.teacher_mode))
         self.align_loss = None
@@ -396,6 +407,8 @@ class _Run:
                 )
         if cfg.train.compile:
             self.student_fwd = self._try_compile(self.student_fwd)
+            if self.teacher_mode == "joint" and self.teacher_fwd is not None:
+                self.teacher_fwd = self._try_compile(self.teacher_fwd)
 
         if self.main:
             save_config(cfg, self.run_dir / "config.yaml")
@@ -476,13 +489,13 @@ class _Run:
 
     def _try_compile(self, module: nn.Module) -> nn.Module:
         try:
-            compiled = torch.compile(module)
+            compiled = torch.compile(module, mode=self.cfg.train.compile_mode)
             d = self.cfg.data
             in_ch = int(getattr(self.student, "in_channels", 3))
             x = torch.zeros(1, in_ch, d.size, d.size, device=self.device)
             module.eval()
-            with torch.no_grad():
-                compiled(x)
+            with torch.no_grad(), self._autocast():
+                compiled(x.contiguous(memory_format=self.memory_format))
             module.train()
             return compiled
         except Exception as exc:  # graceful fallback: any compiler failure
@@ -513,6 +526,8 @@ class _Run:
                 raise CheckpointError(f"{path}: no joint-teacher state to resume from")
             self.teacher.load_state_dict(res["teacher_state_dict"])
             self.t_opt.load_state_dict(res["teacher_optimizer"])
+        if self.scaler.is_enabled() and res.get("grad_scaler"):
+            self.scaler.load_state_dict(res["grad_scaler"])
         loop = res["loop"]
         self.state = LoopState(
             epoch=int(loop["epoch"]),
@@ -550,6 +565,8 @@ class _Run:
                 else None,
                 "teacher_optimizer": self.t_opt.state_dict() if self.t_opt is not None else None,
                 "rng": self._rng_all,
+                # fp16's loss scale (plain numbers); None for fp32/bf16.
+                "grad_scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
                 "world_size": self.dist.world_size,
                 "data_order": {
                     "sampler": "DistributedSampler",
@@ -562,9 +579,68 @@ class _Run:
 
     # -------------------------------------------------------------- epochs
     def _autocast(self) -> Any:
-        if self.use_bf16:
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        return contextlib.nullcontext()
+        """Autocast of the run's precision around forward passes (losses are float32 anyway)."""
+        return autocast(self.device, self.precision)
+
+    def _to_device(self, batch: Mapping[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Image and mask on the device: asynchronous copies from pinned memory on CUDA."""
+        x = batch["image"].to(self.device, non_blocking=True)
+        if self.memory_format is torch.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x, batch["mask"].to(self.device, non_blocking=True)
+
+    def _forward_losses(
+        self, x: torch.Tensor, y: torch.Tensor
+    ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """Forward passes (under the run's autocast) and every loss term, all on the device.
+
+        Returns ``(terms, teacher_objective)``: ``terms`` maps each name of :data:`LOSS_TERMS`
+        to a scalar tensor (``total`` is the student's objective); nothing is read to the host.
+        """
+        cfg = self.cfg
+        zero = torch.zeros((), device=self.device)
+        t_seg = t_stage_sup = zero
+        t_stages: list[torch.Tensor] = []
+        with self._autocast():
+            logits, stages = _segmentation_output(self.student_fwd(x))
+            if self.teacher_mode == "joint":
+                t_logits, t_stage_out = _segmentation_output(self.teacher_fwd(x))
+            elif self.teacher is not None:
+                with torch.no_grad():
+                    t_stage_out = self.teacher.forward_all(x).stage_logits
+        # Losses outside autocast, in float32 (the loss modules upcast bf16/fp16 inputs).
+        if self.teacher_mode == "joint":
+            t_seg = self.seg_loss(t_logits, y)
+            if cfg.teacher.stage_supervision > 0:
+                t_stage_sup = stage_supervision_loss(self.seg_loss, t_stage_out, y)
+            t_stages = [s.detach().float() for s in t_stage_out]
+        elif self.teacher is not None:
+            t_stages = [s.float() for s in t_stage_out]
+        parts = self.seg_loss.components(logits, y)
+        seg = parts["bce"] + parts["dice"]
+        stage_sup = zero
+        if cfg.train.stage_supervision > 0:
+            stage_sup = stage_supervision_loss(self.seg_loss, stages, y)
+            seg = seg + cfg.train.stage_supervision * stage_sup
+        kl = l2 = align = zero
+        if self.align_loss is not None:
+            a_parts = self.align_loss.components([s.float() for s in stages], t_stages)
+            kl, l2 = a_parts["kl"], a_parts["l2"]
+            align = (kl if self.align_loss.use_kl else zero) + (
+                l2 if self.align_loss.use_l2 else zero
+            )
+        terms = {
+            "bce": parts["bce"],
+            "dice": parts["dice"],
+            "stage_sup": stage_sup,
+            "align_kl": kl,
+            "align_l2": l2,
+            "align": align,
+            "teacher_seg": t_seg,
+            "teacher_stage": t_stage_sup,
+            "total": seg + cfg.teacher.align.weight * align,
+        }
+        return terms, t_seg + cfg.teacher.stage_supervision * t_stage_sup
 
     def train_epoch(self, epoch: int) -> dict[str, float]:
         cfg = self.cfg
@@ -575,10 +651,12 @@ class _Run:
             else:
                 self.teacher.eval()
         self.train_sampler.set_epoch(epoch)
-        sums = torch.zeros(len(LOSS_TERMS), dtype=torch.float64)
+        # Everything a step produces stays on the device; the one host read per step is the
+        # verdict "all finite" (plus the loss for the progress bar, in the same read).
+        acc_dtype = torch.float32 if self.device.type == "mps" else torch.float64
+        sums = torch.zeros(len(LOSS_TERMS), dtype=acc_dtype, device=self.device)
         steps = 0
         skipped = 0
-        lam = cfg.teacher.align.weight
         s_params = [p for p in self.student.parameters() if p.requires_grad]
         t_params = list(self.teacher.parameters()) if self.teacher_mode == "joint" else []
         loader = _progress(
@@ -589,9 +667,10 @@ class _Run:
         )
         skip_policy = cfg.train.nan_policy == "skip"
         stateful = [self.student] + ([self.teacher] if self.teacher_mode == "joint" else [])
+        scaler = self.scaler
+        last_postfix = -math.inf
         for step, batch in enumerate(loader, 1):
-            x = batch["image"].to(self.device, non_blocking=True)
-            y = batch["mask"].to(self.device, non_blocking=True)
+            x, y = self._to_device(batch)
             # A skipped step must not change anything: the forward pass also updates buffers
             # (BatchNorm running statistics), which a non-finite batch would poison for good.
             saved = (
@@ -602,50 +681,37 @@ class _Run:
             self.opt.zero_grad(set_to_none=True)
             if self.t_opt is not None:
                 self.t_opt.zero_grad(set_to_none=True)
-            zero = torch.zeros((), device=self.device)
-            with self._autocast():
-                logits, stages = _segmentation_output(self.student_fwd(x))
-                t_seg = t_stage_sup = zero
-                t_stages: list[torch.Tensor] = []
-                if self.teacher_mode == "joint":
-                    t_logits, t_stage_out = _segmentation_output(self.teacher_fwd(x))
-                    t_seg = self.seg_loss(t_logits.float(), y)
-                    if cfg.teacher.stage_supervision > 0:
-                        t_stage_sup = stage_supervision_loss(self.seg_loss, t_stage_out, y)
-                    t_stages = [s.detach().float() for s in t_stage_out]
-                elif self.teacher is not None:
-                    with torch.no_grad():
-                        t_stages = [s.float() for s in self.teacher.forward_all(x).stage_logits]
-            parts = self.seg_loss.components(logits.float(), y)
-            seg = parts["bce"] + parts["dice"]
-            stage_sup = zero
-            if cfg.train.stage_supervision > 0:
-                stage_sup = stage_supervision_loss(self.seg_loss, stages, y)
-                seg = seg + cfg.train.stage_supervision * stage_sup
-            kl = l2 = align = zero
-            if self.align_loss is not None:
-                a_parts = self.align_loss.components([s.float() for s in stages], t_stages)
-                kl, l2 = a_parts["kl"], a_parts["l2"]
-                align = (kl if self.align_loss.use_kl else zero) + (
-                    l2 if self.align_loss.use_l2 else zero
-                )
-            total = seg + lam * align
-            t_total = t_seg + cfg.teacher.stage_supervision * t_stage_sup
-            bad = not (_finite(total) and _finite(t_total))
-            objective = total + t_total
-            objective.backward()
-            g_norm = _grad_norm(s_params, cfg.optim.grad_clip)
-            if t_params:
-                t_norm = _grad_norm(t_params, cfg.optim.grad_clip)
-                bad = bad or not _finite(t_norm)
-            bad = bad or not _finite(g_norm)
-            bad = any_across_ranks(bad, self.dist)
-            if bad:
+            terms, t_total = self._forward_losses(x, y)
+            total = terms["total"]
+            scaler.scale(total + t_total).backward()
+            # fp16: gradients back to their true scale before norms and clipping (no-op otherwise).
+            scaler.unscale_(self.opt)
+            if self.t_opt is not None:
+                scaler.unscale_(self.t_opt)
+            g_norm = _grad_norm(s_params, cfg.optim.grad_clip, self.device)
+            t_norm = _grad_norm(t_params, cfg.optim.grad_clip, self.device) if t_params else None
+            checked = [total.detach(), t_total.detach()]
+            if not scaler.is_enabled():
+                # Under fp16 an overflowing gradient is the scaler's business: it skips that
+                # update on the device and lowers the scale. Elsewhere it is a numerical fault.
+                checked += [g_norm] + ([t_norm] if t_norm is not None else [])
+            bad_flag = (~torch.isfinite(torch.stack([c.float() for c in checked])).all()).float()
+            if self.dist.enabled:
+                bad_flag = all_reduce_sum(bad_flag.reshape(1), self.dist).reshape(())
+            now = time.perf_counter()
+            show = self.show_progress and now - last_postfix >= PROGRESS_INTERVAL_S
+            if show:
+                bad_value, loss_value = torch.stack([bad_flag, total.detach().float()]).tolist()
+            else:
+                bad_value = bad_flag.item()
+            if bad_value > 0:
                 what = (
                     f"epoch {epoch} step {step}: non-finite loss or gradient "
-                    f"(total={float(total.detach()):.4g}, bce={float(parts['bce'].detach()):.4g}, "
-                    f"dice={float(parts['dice'].detach()):.4g}, align={float(align.detach()):.4g}, "
-                    f"teacher_seg={float(t_seg.detach()):.4g}, grad_norm={float(g_norm):.4g})"
+                    f"(total={float(total.detach()):.4g}, bce={float(terms['bce'].detach()):.4g}, "
+                    f"dice={float(terms['dice'].detach()):.4g}, "
+                    f"align={float(terms['align'].detach()):.4g}, "
+                    f"teacher_seg={float(terms['teacher_seg'].detach()):.4g}, "
+                    f"grad_norm={float(g_norm):.4g})"
                 )
                 if cfg.train.nan_policy == "stop":
                     last = self.run_dir / "last.pt"
@@ -664,30 +730,23 @@ class _Run:
                 self.opt.zero_grad(set_to_none=True)
                 if self.t_opt is not None:
                     self.t_opt.zero_grad(set_to_none=True)
+                if scaler.is_enabled():
+                    scaler.update()  # closes this step's unscale_ (and lowers the scale)
                 continue
-            self.opt.step()
+            # Fused Adam takes the scaler's found-inf flag on the device: no read in step().
+            scaler.step(self.opt)
             if self.t_opt is not None:
-                self.t_opt.step()
-            values = (
-                parts["bce"],
-                parts["dice"],
-                stage_sup,
-                kl,
-                l2,
-                align,
-                t_seg,
-                t_stage_sup,
-                total,
-            )
-            sums += torch.tensor([float(v.detach()) for v in values], dtype=torch.float64)
+                scaler.step(self.t_opt)
+            scaler.update()
+            sums += torch.stack([terms[k].detach() for k in LOSS_TERMS]).to(acc_dtype)
             steps += 1
-            if self.show_progress:
-                loader.set_postfix(loss=f"{float(total):.4f}")
-        reduced = all_reduce_sum(
-            torch.cat([sums, torch.tensor([steps, skipped], dtype=torch.float64)]), self.dist
-        )
-        n = max(reduced[-2].item(), 1.0)
-        out = {f"train_{k}": reduced[i].item() / n for i, k in enumerate(LOSS_TERMS)}
+            if show:
+                loader.set_postfix(loss=f"{loss_value:.4f}", refresh=False)
+                last_postfix = now
+        counts = torch.tensor([steps, skipped], dtype=acc_dtype, device=self.device)
+        reduced = all_reduce_sum(torch.cat([sums, counts]), self.dist).tolist()  # one read
+        n = max(reduced[-2], 1.0)
+        out = {f"train_{k}": reduced[i] / n for i, k in enumerate(LOSS_TERMS)}
         if self.align_loss is None:
             for k in ("align_kl", "align_l2", "align"):
                 out[f"train_{k}"] = float("nan")
@@ -695,7 +754,7 @@ class _Run:
             out["train_teacher_seg"] = out["train_teacher_stage"] = float("nan")
         if cfg.train.stage_supervision <= 0:
             out["train_stage_sup"] = float("nan")
-        out["nan_skipped"] = int(reduced[-1].item())
+        out["nan_skipped"] = int(reduced[-1])
         return out
 
     @torch.no_grad()
@@ -705,7 +764,8 @@ class _Run:
         self._sync_buffers()
         self.student.eval()
         metrics = SegmentationMetrics(self.cfg.train.threshold)
-        loss_sum = torch.zeros(3, dtype=torch.float64)  # bce·n, dice·n, n
+        acc_dtype = torch.float32 if self.device.type == "mps" else torch.float64
+        loss_sum = torch.zeros(3, dtype=acc_dtype, device=self.device)  # bce·n, dice·n, n
         loader = _progress(
             self.val_loader,
             enabled=self.show_progress,
@@ -713,24 +773,23 @@ class _Run:
             total=len(self.val_loader),
         )
         for batch in loader:
-            x = batch["image"].to(self.device, non_blocking=True)
-            y = batch["mask"].to(self.device, non_blocking=True)
+            x, y = self._to_device(batch)
             with self._autocast():
                 logits, _ = _segmentation_output(self.student(x))
             logits = logits.float()
             parts = self.seg_loss.components(logits, y)
             b = x.shape[0]
-            loss_sum += torch.tensor(
-                [float(parts["bce"]) * b, float(parts["dice"]) * b, b], dtype=torch.float64
-            )
+            loss_sum += torch.stack(
+                [parts["bce"] * b, parts["dice"] * b, torch.ones((), device=self.device) * b]
+            ).to(acc_dtype)
             probs = torch.sigmoid(logits).nan_to_num(0.0)
             metrics.update(probs.cpu(), y.cpu(), list(batch["id"]))
         metrics.sync()
-        loss_sum = all_reduce_sum(loss_sum, self.dist)
-        n = max(loss_sum[2].item(), 1.0)
+        bce_sum, dice_sum, count = all_reduce_sum(loss_sum, self.dist).tolist()
+        n = max(count, 1.0)
         result = {f"val_{k}": float(v) for k, v in metrics.compute().items()}
-        result["val_bce"] = loss_sum[0].item() / n
-        result["val_dice_loss"] = loss_sum[1].item() / n
+        result["val_bce"] = bce_sum / n
+        result["val_dice_loss"] = dice_sum / n
         result["val_loss"] = result["val_bce"] + result["val_dice_loss"]
         return result
 
@@ -763,7 +822,7 @@ class _Run:
             + f" → {self.run_dir}"
         )
         last_val: dict[str, Any] = {}
-        stopped_early = False
+        stopped_early = stopped_on_time = False
         t_start = time.perf_counter()
         for epoch in range(start, cfg.train.epochs + 1):
             t0 = time.perf_counter()
@@ -820,6 +879,11 @@ class _Run:
                 self.log(f"early stopping: no val mIoU improvement for {st.bad_epochs} epochs")
                 stopped_early = True
                 break
+            limit = cfg.train.max_time_s
+            if limit is not None and time.perf_counter() - t_start >= limit:
+                self.log(f"time limit: {limit:.0f} s of training reached after epoch {epoch}")
+                stopped_on_time = True
+                break
         best_metrics = {}
         for row in st.history:
             if row["epoch"] == st.best_epoch:
@@ -836,6 +900,7 @@ class _Run:
             "best_epoch": st.best_epoch,
             "epochs_run": st.epoch,
             "stopped_early": stopped_early,
+            "stopped_on_time": stopped_on_time,
             "nan_skipped": st.nan_skipped,
             "teacher": self.teacher_mode,
             "is_main": self.main,
@@ -851,6 +916,8 @@ class _Run:
         if self._saved_det is not None:
             torch.use_deterministic_algorithms(self._saved_det[0])
             torch.backends.cudnn.benchmark = self._saved_det[1]
+        if self._saved_cudnn_benchmark is not None:
+            torch.backends.cudnn.benchmark = self._saved_cudnn_benchmark
         shutdown_distributed(self.dist)
 
 

@@ -159,6 +159,7 @@ def evaluate(
     keep_samples: int = 0,
     progress: bool = False,
     info: dict[str, Any] | None = None,
+    precision: str = "fp32",
 ) -> EvalResult:
     """Evaluate ``model`` on a dataset (items ``{"image", "mask", "id"}``) or a loader of batches.
 
@@ -171,11 +172,14 @@ def evaluate(
         device: ``None``/``"auto"`` picks CUDA when available.
         keep_samples: keep the first ``k`` (image, mask, probs, id) for pictures.
         progress: show a progress bar.
+        precision: ``fp32``, ``bf16``, ``fp16`` or ``auto`` (bf16 on CUDA): the autocast of the
+            forward passes; probabilities and metrics are computed in float32.
 
     Returns:
         :class:`EvalResult` with the global metrics and the per-image rows.
     """
     from medspikeformer.metrics import SegmentationMetrics
+    from medspikeformer.precision import autocast
 
     dev = resolve_device(device)
     model = model.to(dev).eval()
@@ -195,7 +199,8 @@ def evaluate(
             masks = batch["mask"].to(dev, non_blocking=True).float()
             if images.dim() == 3:
                 images, masks = images.unsqueeze(0), masks.unsqueeze(0)
-            probs = forward_probs(model, images, tta_flip=tta_flip)
+            with autocast(dev, precision):
+                probs = forward_probs(model, images, tta_flip=tta_flip)
             if probs.shape != masks.shape:
                 raise ValueError(
                     f"model output {tuple(probs.shape)} does not match masks {tuple(masks.shape)}"

@@ -39,6 +39,7 @@ from torch import nn
 
 from medspikeformer.errors import ConfigError, DataError
 from medspikeformer.inference.sliding import forward_probs, predict_mask_tiled
+from medspikeformer.precision import autocast
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
@@ -222,6 +223,8 @@ class Predictor:
         max_pixels: refuse images with more pixels than this.
         progress: show a per-pixel progress bar for images of more than one block.
         ct_window: ``(lo, hi)`` Hounsfield window for NIfTI volumes not already in 0…255.
+        precision: ``fp32``, ``bf16``, ``fp16`` or ``auto`` (bf16 on CUDA): the autocast of the
+            forward passes (probabilities are float32 either way).
     """
 
     model: nn.Module
@@ -237,6 +240,7 @@ class Predictor:
     ct_window: tuple[float, float] = DEFAULT_CT_WINDOW
     device: torch.device | str = "cpu"
     progress: bool = False
+    precision: str = "fp32"
 
     def __post_init__(self) -> None:
         if self.mode not in ("sliding", "resize"):
@@ -321,7 +325,7 @@ class Predictor:
                 from tqdm.auto import tqdm
 
                 bar = tqdm(total=height * width, unit="px", unit_scale=True, leave=False)
-            with torch.inference_mode():
+            with torch.inference_mode(), autocast(self.device, self.precision):
                 mask = predict_mask_tiled(
                     self.model,
                     image,
@@ -345,7 +349,7 @@ class Predictor:
 
         small = _resize_image(image, self.train_size)
         x = self._to_input(np.ascontiguousarray(small)).unsqueeze(0).to(self.device)
-        with torch.inference_mode():
+        with torch.inference_mode(), autocast(self.device, self.precision):
             probs = forward_probs(self.model, x, tta_flip=self.tta_flip)[0, 0].cpu().numpy()
         if height * width <= self.block * self.block:
             full = cv2.resize(probs, (width, height), interpolation=cv2.INTER_LINEAR)

@@ -27,6 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from medspikeformer.errors import ConfigError
+from medspikeformer.precision import float32_region, upcast
 
 __all__ = [
     "KL_FORMS",
@@ -173,8 +174,20 @@ class AlignmentLoss(nn.Module):
         self.eps = float(eps)
 
     def components(self, student: Sequence[Tensor], teacher: Sequence[Tensor]) -> dict[str, Tensor]:
-        """Unweighted ``{"kl", "l2"}`` terms (scalars)."""
-        return alignment_components(student, teacher, kl=self.kl, stages=self.stages, eps=self.eps)
+        """Unweighted ``{"kl", "l2"}`` terms (scalars), in float32 (bf16/fp16 stage logits are
+        upcast, autocast is off)."""
+        if not student:
+            return alignment_components(
+                student, teacher, kl=self.kl, stages=self.stages, eps=self.eps
+            )
+        with float32_region(student[0].device.type):
+            return alignment_components(
+                [upcast(s) for s in student],
+                [upcast(t) for t in teacher],
+                kl=self.kl,
+                stages=self.stages,
+                eps=self.eps,
+            )
 
     def forward(self, student: Sequence[Tensor], teacher: Sequence[Tensor]) -> Tensor:
         parts = self.components(student, teacher)

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from medspikeformer.errors import ConfigError
+from medspikeformer.precision import float32_region, upcast
 
 __all__ = ["DEFAULT_DICE_EPS", "BCEDiceLoss", "bce_dice_components", "bce_loss", "soft_dice_loss"]
 
@@ -108,8 +109,10 @@ class BCEDiceLoss(nn.Module):
         self.dice_weight = float(dice_weight)
 
     def components(self, logits: Tensor, target: Tensor) -> dict[str, Tensor]:
-        """Unweighted ``{"bce", "dice"}`` terms (scalars)."""
-        return bce_dice_components(logits, target, self.eps)
+        """Unweighted ``{"bce", "dice"}`` terms (scalars), computed in float32 (bf16/fp16 logits
+        are upcast, autocast is off: Dice's sums over 65 536 pixels need float32)."""
+        with float32_region(logits.device.type):
+            return bce_dice_components(upcast(logits), target, self.eps)
 
     def forward(self, logits: Tensor, target: Tensor) -> Tensor:
         parts = self.components(logits, target)

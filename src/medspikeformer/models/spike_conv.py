@@ -9,6 +9,13 @@ float32 tensor of 0/1 spikes, so autograd keeps 4 bytes per element where 1 bit 
 :class:`SpikeSavingConv2d` is a drop-in ``nn.Conv2d`` (same parameters, same ``state_dict``) that
 takes this path whenever autograd is recording. Its input must be binary — the caller's promise
 (every conv after a LIF); ``strict=True`` checks it at run time (one extra pass; for tests).
+
+Under autocast, :func:`spike_conv2d` casts spikes, weight and bias to the autocast dtype *before*
+the custom function (exactly what autocast does for ``F.conv2d``) and runs the function with
+autocast off. Inside, forward and backward therefore see one dtype: letting autocast cast only the
+forward's ``F.conv2d`` left backward with a bf16 gradient and the float32 weight
+(``convolution_backward`` refused it). The weight's cast is an ordinary autograd op, so its
+gradient arrives in the parameter's float32. 0/1 spikes are exact in bf16 and fp16.
 """
 
 from __future__ import annotations
@@ -18,6 +25,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from medspikeformer.precision import active_autocast_dtype
 
 
 class _SpikeConv2dFunction(torch.autograd.Function):
@@ -44,6 +53,9 @@ class _SpikeConv2dFunction(torch.autograd.Function):
         packed, weight = ctx.saved_tensors
         stride, padding, dilation, groups, has_bias, dtype = ctx.conf
         spikes = packed.to(dtype)
+        # The engine hands back a gradient of the output's dtype; a caller that called backward
+        # on a cast of it must still meet the one dtype convolution_backward takes.
+        grad_out = grad_out.to(weight.dtype)
         mask = [
             ctx.needs_input_grad[0],
             ctx.needs_input_grad[1],
@@ -76,7 +88,8 @@ def spike_conv2d(
 ) -> torch.Tensor:
     """``F.conv2d`` on a 0/1 input ``[N, C_in, H, W]`` that saves the input as ``bool`` (¼ memory).
 
-    Outside autograd (no grad needed) it is plain ``F.conv2d``.
+    Outside autograd (no grad needed) it is plain ``F.conv2d``. Under autocast the output has the
+    autocast dtype, as ``F.conv2d``'s would (see the module docstring).
     """
 
     def pair(v: int | tuple[int, int]) -> tuple[int, int]:
@@ -87,9 +100,18 @@ def spike_conv2d(
     )
     if not needs_grad:
         return F.conv2d(spikes, weight, bias, stride, padding, dilation, groups)
-    return _SpikeConv2dFunction.apply(
-        spikes, weight, bias, pair(stride), pair(padding), pair(dilation), groups
-    )
+    device_type = spikes.device.type
+    cast = active_autocast_dtype(device_type)
+    if cast is None:
+        return _SpikeConv2dFunction.apply(
+            spikes, weight, bias, pair(stride), pair(padding), pair(dilation), groups
+        )
+    spikes, weight = spikes.to(cast), weight.to(cast)
+    bias = bias.to(cast) if bias is not None else None
+    with torch.autocast(device_type, enabled=False):
+        return _SpikeConv2dFunction.apply(
+            spikes, weight, bias, pair(stride), pair(padding), pair(dilation), groups
+        )
 
 
 class SpikeSavingConv2d(nn.Conv2d):

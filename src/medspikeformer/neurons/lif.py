@@ -145,6 +145,13 @@ class _Kernels:
         self.compiled = False
         if compile:
             try:
+                # One training run meets each kernel in up to ~16 guard variants (input dtype:
+                # bf16 under autocast, float32 after the attention core; the stem's stride-0
+                # broadcast over T; views or not; membrane kept or not in eval). Past Dynamo's
+                # default limit of 8 the rest would run the pure-expression form *eagerly*
+                # (slower than the eager kernel), as a bf16 run at 64² showed.
+                limit = torch._dynamo.config.recompile_limit
+                torch._dynamo.config.recompile_limit = max(limit, 32)
                 self.forward = torch.compile(lif_forward_fused, dynamic=True)
                 self.backward = torch.compile(lif_backward_fused, dynamic=True)
                 self.compiled = True
@@ -187,8 +194,17 @@ class LIFFunction(torch.autograd.Function):
     def backward(ctx, grad_spikes):
         (membrane,) = ctx.saved_tensors
         tau, v_threshold, alpha, surrogate, detach_reset, kernels = ctx.params
+        # Forward ran in x's dtype (no op of the recursion is autocast-listed, so under autocast a
+        # bf16 input gives bf16 spikes and membrane); the recursion's out= buffers need dL/dS in
+        # that same dtype whatever dtype the consumer of the spikes sent back.
         grad_x = kernels.run_backward(
-            grad_spikes.contiguous(), membrane, tau, v_threshold, alpha, surrogate, detach_reset
+            grad_spikes.to(membrane.dtype).contiguous(),
+            membrane,
+            tau,
+            v_threshold,
+            alpha,
+            surrogate,
+            detach_reset,
         )
         return grad_x, None, None, None, None, None, None
 
