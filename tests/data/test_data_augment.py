@@ -87,3 +87,37 @@ def test_dataset_augmentation_reproducible_under_manual_seed() -> None:
     assert all(torch.equal(x, y) for x, y in zip(a, b))
     for x in a:
         assert set(x.unique().tolist()) <= {0.0, 1.0}
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 10_000), h=st.integers(24, 64), w=st.integers(24, 64))
+def test_strong_policy_binary_and_aligned(seed: int, h: int, w: int) -> None:
+    """The "strong" policy moves image and mask together (nearest image interpolation: exact).
+
+    Its colour jitter changes image values but never where the image is 0 vs 255 by more than
+    its ±20 % brightness/contrast, so thresholding at 128 recovers the mask except in dropout
+    holes (image 0, mask 1).
+    """
+    aug = build_augment("strong", interpolation=cv2.INTER_NEAREST)
+    aug.set_random_seed(seed)
+    mask = random_mask(seed, h, w)
+    img = np.repeat((mask * 255)[..., None], 3, axis=2).astype(np.uint8)
+    out = aug(image=img, mask=mask)
+    im, m = out["image"], out["mask"]
+    assert m.shape == (h, w) and im.shape == (h, w, 3) and im.dtype == np.uint8
+    assert set(np.unique(m).tolist()) <= {0, 1}
+    fg = im.astype(int).max(axis=2) >= 128
+    disagree = fg != m.astype(bool)
+    assert not (disagree & ~(m.astype(bool) & ~fg)).any()
+
+
+def test_strong_policy_changes_geometry_and_unknown_policy_lists_it() -> None:
+    aug = build_augment("strong")
+    aug.set_random_seed(3)
+    mask = random_mask(3, 48, 48)
+    moved = sum(
+        not np.array_equal(aug(image=mask * 255, mask=mask)["mask"], mask) for _ in range(20)
+    )
+    assert moved >= 14  # p(no flip, no affine) = 0.5·0.5·0.3 ≈ 8 %
+    with pytest.raises(ConfigError, match="strong"):
+        build_augment("heavy")

@@ -203,3 +203,22 @@ def test_unet_ignores_speed_only_options_but_not_unknown_ones() -> None:
     assert a.timesteps == 1 and "compile_neurons" not in a.config
     with pytest.raises(ConfigError, match="unknown unet option"):
         create_model("unet", attention="sdsa")
+
+
+def test_head_gain_scales_logits_and_keeps_weights() -> None:
+    """head_gain multiplies the logits exactly, adds no parameter and is validated."""
+    torch.manual_seed(0)
+    base = create_model("medspikeformer", base_channels=4, num_units=2, timesteps=2).eval()
+    gained = create_model(
+        "medspikeformer", base_channels=4, num_units=2, timesteps=2, head_gain=4.0
+    ).eval()
+    assert list(gained.state_dict()) == list(base.state_dict())
+    gained.load_state_dict(base.state_dict())
+    x = torch.randn(2, 3, 16, 16)
+    with torch.no_grad():
+        assert torch.equal(gained(x), base(x) * 4.0)
+    assert base.config["head_gain"] == 1.0 and "gain" not in repr(base.head)
+    assert build_teacher(gained).config["head_gain"] == 1.0  # the ReLU twin needs none
+    for bad in (0, -1.0, "4", True):
+        with pytest.raises(ConfigError, match="head_gain must be a positive number"):
+            create_model("medspikeformer", head_gain=bad)

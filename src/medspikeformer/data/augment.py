@@ -10,9 +10,10 @@ defaults, which we keep where 2.x changed them):
   0 in the **image only**; the mask is left unchanged (the object is still there, only hidden).
 
 ``"strong"`` (ours, for small training sets and long CPU recipes; docs/results.md measures it):
-flips and 90° rotations with p = 0.5, an affine map (scale 0.75–1.25, shift ±10 %, rotation
+horizontal and vertical flips with p = 0.5, an affine map (scale 0.75–1.25, shift ±10 %, rotation
 ±35°, p = 0.7; image bilinear, mask nearest, reflected borders), brightness/contrast ±0.2 and
-hue/saturation jitter (p = 0.5, image only) and the paper's CoarseDropout (p = 0.3).
+hue/saturation jitter (p = 0.5, image only) and the paper's CoarseDropout (p = 0.3). Every
+step keeps the image shape (no 90° rotation, which would swap H and W of a non-square image).
 
 ``"none"`` returns ``None`` (no augmentation).
 """
@@ -67,7 +68,6 @@ def _strong(A, interpolation: int, hole: float):
         [
             A.HorizontalFlip(p=0.5),
             A.VerticalFlip(p=0.5),
-            A.RandomRotate90(p=0.5),
             A.Affine(
                 scale=(0.75, 1.25),
                 translate_percent=(-0.1, 0.1),
