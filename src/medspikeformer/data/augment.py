@@ -50,14 +50,7 @@ def build_augment(policy: str = "none", interpolation: int = cv2.INTER_LINEAR, p
             ),
             A.HorizontalFlip(p=p),
             A.VerticalFlip(p=p),
-            A.CoarseDropout(
-                num_holes_range=(8, 8),
-                hole_height_range=(hole, hole),
-                hole_width_range=(hole, hole),
-                fill=0,
-                fill_mask=None,
-                p=p,
-            ),
+            _dropout(A, hole, p),
         ]
     )
 
@@ -79,13 +72,18 @@ def _strong(A, interpolation: int, hole: float):
             ),
             A.RandomBrightnessContrast(brightness_limit=0.2, contrast_limit=0.2, p=0.5),
             A.HueSaturationValue(hue_shift_limit=10, sat_shift_limit=20, val_shift_limit=0, p=0.5),
-            A.CoarseDropout(
-                num_holes_range=(8, 8),
-                hole_height_range=(hole, hole),
-                hole_width_range=(hole, hole),
-                fill=0,
-                fill_mask=None,
-                p=0.3,
-            ),
+            _dropout(A, hole, 0.3),
         ]
+    )
+
+
+def _dropout(A, hole: float, p: float):
+    """The paper's CoarseDropout: 8 holes of ``hole`` × the image side, image only, filled with 0."""
+    return A.CoarseDropout(
+        num_holes_range=(8, 8),
+        hole_height_range=(hole, hole),
+        hole_width_range=(hole, hole),
+        fill=0,
+        fill_mask=None,
+        p=p,
     )

@@ -128,12 +128,7 @@ def plot_accuracy_vs_energy(
     ax.plot([], [], "s", color="tab:gray", label="ANN")
     ax.plot([], [], "o", color="tab:red", label="reference")
     ax.legend(fontsize=7, loc="best")
-    if title:
-        ax.set_title(title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(out_png)
-    plt.close(fig)
-    return out_png
+    return _finish(plt, fig, ax, out_png, title)
 
 
 def dsc_over_time(metrics_csv: str | Path) -> tuple[list[float], list[float]]:
@@ -180,6 +175,11 @@ def plot_dsc_over_time(
     ax.set_ylim(0, 1)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="lower right")
+    return _finish(plt, fig, ax, out_png, title)
+
+
+def _finish(plt, fig, ax, out_png: Path, title: str) -> Path:
+    """Title, tight layout, write ``out_png``, close the figure; returns the path."""
     if title:
         ax.set_title(title, fontsize=10)
     fig.tight_layout()
