@@ -16,11 +16,10 @@ from medspikeformer.attention.common import (
     SpikeQKV,
     check_heads,
     float32_core,
-    fold,
     relative_to_mean,
     to_heads,
 )
-from medspikeformer.models.spike_conv import SpikeSavingConv2d
+from medspikeformer.layers import SpikeSavingConv2d, fold
 from medspikeformer.neurons import LIFNeuron
 
 

@@ -13,7 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from medspikeformer.attention.common import check_heads, fold
+from medspikeformer.attention.common import check_heads
+from medspikeformer.layers import fold
 
 
 def kv_pool_size(h: int, w: int, n_kv: int) -> tuple[int, int]:

@@ -33,13 +33,8 @@ from medspikeformer.attention import (
     normalise_interactions,
 )
 from medspikeformer.errors import ConfigError
-from medspikeformer.models.blocks import (
-    ConvBN,
-    Head,
-    SpikeConv,
-    StageHead,
-    upsample2x,
-)
+from medspikeformer.layers import ConvBN, SpikeConv, upsample2x
+from medspikeformer.models.blocks import Head, StageHead
 from medspikeformer.models.output import SegmentationOutput
 
 ATTENTIONS = ("sdsa", "ssa", "sdt", "qk", "none", "softmax")
