@@ -163,3 +163,19 @@ def test_the_scan_sees_imports() -> None:
     assert "attention" in edges["models"] and "neurons" in edges["layers"]
     assert "data" in edges["engine"]  # a function-level import (engine/config.py)
     assert "layers" in edges["attention"] and "models" not in edges["attention"]
+
+
+def test_no_private_name_imported_from_another_module() -> None:
+    """``from medspikeformer.x import _helper`` couples a module to another's internals: a helper
+    used elsewhere gets a public name in the module that owns it."""
+    bad = []
+    for path in sorted(SRC.rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith(PACKAGE):
+                bad += [
+                    f"{path.relative_to(REPO)}:{node.lineno}: {alias.name} from {node.module}"
+                    for alias in node.names
+                    if alias.name.startswith("_") and not alias.name.startswith("__")
+                ]
+    assert bad == [], "\n".join(bad)

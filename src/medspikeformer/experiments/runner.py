@@ -457,7 +457,7 @@ def busy_elsewhere(run_dir: Path) -> int | None:
     import os
     import socket
 
-    from medspikeformer.engine.run_dir import LOCK_NAME, _pid_alive
+    from medspikeformer.engine.run_dir import LOCK_NAME, pid_alive
 
     path = run_dir / LOCK_NAME
     try:
@@ -469,7 +469,7 @@ def busy_elsewhere(run_dir: Path) -> int | None:
     pid, host = int(owner.get("pid", -1)), owner.get("host")
     if pid == os.getpid() or host not in (None, socket.gethostname()):
         return None
-    return pid if _pid_alive(pid) else None
+    return pid if pid_alive(pid) else None
 
 
 def _progress(console: Any, text: str) -> None:
