@@ -134,11 +134,9 @@ class ProfileReport:
 
     def layer_table(self):
         """Rich table of the synaptic layers."""
-        from rich.table import Table
-
-        t = Table(title="synaptic layers (conv / linear / matmul)")
-        width = max([len(layer.name) for layer in self.layers] + [5])
-        t.add_column("layer", min_width=width, overflow="fold")
+        t = _layer_name_table(
+            "synaptic layers (conv / linear / matmul)", [layer.name for layer in self.layers]
+        )
         t.add_column("type", overflow="fold")
         for col in ("input fr", "MMACs", "MSOPs", "energy µJ"):
             t.add_column(col, justify="right")
@@ -155,11 +153,7 @@ class ProfileReport:
 
     def neuron_table(self):
         """Rich table of the spiking layers' firing rates."""
-        from rich.table import Table
-
-        t = Table(title="spiking layers (LIF)")
-        width = max([len(n.name) for n in self.neurons] + [5])
-        t.add_column("layer", min_width=width, overflow="fold")
+        t = _layer_name_table("spiking layers (LIF)", [n.name for n in self.neurons])
         t.add_column("firing rate", justify="right")
         t.add_column("elements", justify="right")
         for n in self.neurons:
@@ -177,3 +171,12 @@ class ProfileReport:
             if self.neurons:
                 parts.append(self.neuron_table())
         return Group(*parts)
+
+
+def _layer_name_table(title: str, names: list[str]):
+    """A rich table titled ``title`` whose first column, "layer", fits the longest of ``names``."""
+    from rich.table import Table
+
+    t = Table(title=title)
+    t.add_column("layer", min_width=max([len(n) for n in names] + [5]), overflow="fold")
+    return t

@@ -8,15 +8,7 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
-from medspikeformer.analysis.report import (
-    E_AC_PJ,
-    E_MAC_PJ,
-    LayerProfile,
-    NeuronProfile,
-    ProfileReport,
-    energy_pj,
-    synaptic_operations,
-)
+from medspikeformer.analysis import report
 from medspikeformer.analysis.trace import ForwardTrace
 
 
@@ -43,9 +35,9 @@ def summarise(
     trace: ForwardTrace,
     x_shape: Sequence[int],
     model_t: int,
-    e_mac: float = E_MAC_PJ,
-    e_ac: float = E_AC_PJ,
-) -> ProfileReport:
+    e_mac: float = report.E_MAC_PJ,
+    e_ac: float = report.E_AC_PJ,
+) -> report.ProfileReport:
     """The report of one traced pass of ``model`` on an input of shape ``x_shape``
     (``[B, C_in, H, W]``) with ``model_t`` timesteps (conventions in ``analysis/profile.py``)."""
     spiking = bool(getattr(model, "is_spiking", bool(trace.neurons)))
@@ -53,7 +45,7 @@ def summarise(
     root = type(model).__name__
     total_flops = trace.total_flops
 
-    layers: list[LayerProfile] = []
+    layers: list[report.LayerProfile] = []
     position: dict[int, int] = {}  # id(LayerProfile) -> first-call order
     synaptic_macs = real_macs = 0
     total_sops = 0.0
@@ -64,12 +56,12 @@ def summarise(
         synaptic_macs += macs
         spike_in = spiking and st.counts and st.numel > 0
         fr = st.mean if spike_in else None
-        sops = synaptic_operations(fr, macs) if fr is not None else 0.0
+        sops = report.synaptic_operations(fr, macs) if fr is not None else 0.0
         if spike_in:
             total_sops += sops
         else:
             real_macs += macs
-        layer = LayerProfile(
+        layer = report.LayerProfile(
             name=name,
             kind=type(model.get_submodule(name)).__name__,
             spike_input=spike_in,
@@ -78,7 +70,7 @@ def summarise(
             flops=flops,
             macs=macs,
             sops=sops,
-            energy_pj=energy_pj(0 if spike_in else macs, sops, e_mac, e_ac),
+            energy_pj=report.energy_pj(0 if spike_in else macs, sops, e_mac, e_ac),
         )
         position[id(layer)] = trace.order[("layer", name)]
         layers.append(layer)
@@ -90,7 +82,7 @@ def summarise(
         synaptic_macs += macs
         total_sops += sops
         real_macs += plain_macs
-        layer = LayerProfile(
+        layer = report.LayerProfile(
             name=owner,
             kind=f"matmul ({op})",
             spike_input=spike_in,
@@ -99,7 +91,7 @@ def summarise(
             flops=2 * macs,
             macs=macs,
             sops=sops,
-            energy_pj=energy_pj(plain_macs, sops, e_mac, e_ac),
+            energy_pj=report.energy_pj(plain_macs, sops, e_mac, e_ac),
         )
         position[id(layer)] = trace.order[("matmul", owner, op)]
         layers.append(layer)
@@ -107,12 +99,12 @@ def summarise(
     total_macs = total_flops // 2
     other_macs = max(total_macs - synaptic_macs, 0)
     if spiking:
-        energy = energy_pj(real_macs + other_macs, total_sops, e_mac, e_ac)
+        energy = report.energy_pj(real_macs + other_macs, total_sops, e_mac, e_ac)
     else:
-        energy = energy_pj(total_macs, 0.0, e_mac, e_ac)
+        energy = report.energy_pj(total_macs, 0.0, e_mac, e_ac)
 
     neurons = [
-        NeuronProfile(name=n, firing_rate=s / max(c, 1), elements=int(c))
+        report.NeuronProfile(name=n, firing_rate=s / max(c, 1), elements=int(c))
         for n, (s, c) in trace.neurons.items()
     ]
     spikes = sum(s for s, _ in trace.neurons.values())
@@ -128,7 +120,7 @@ def summarise(
     params = sum(p.numel() for p in used.values())
     params_all = sum(p.numel() for p in all_params.values())
     t = max(model_t, 1)
-    return ProfileReport(
+    return report.ProfileReport(
         model_name=str(getattr(model, "model_name", type(model).__name__)),
         is_spiking=spiking,
         input_shape=tuple(x_shape),
