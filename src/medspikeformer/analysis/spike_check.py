@@ -14,15 +14,9 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-SYNAPTIC_TYPES: tuple[type[nn.Module], ...] = (
-    nn.Linear,
-    nn.Conv1d,
-    nn.Conv2d,
-    nn.Conv3d,
-    nn.ConvTranspose1d,
-    nn.ConvTranspose2d,
-    nn.ConvTranspose3d,
-)
+from medspikeformer.analysis.hooks import SYNAPTIC_TYPES, InputStats, watch_synaptic_inputs
+
+__all__ = ["SYNAPTIC_TYPES", "LayerRecord", "SpikeCheckReport", "check_spike_driven"]
 
 
 @dataclass
@@ -118,32 +112,8 @@ def check_spike_driven(
     The first synaptic layer executed is exempt (it encodes the real-valued image). The model's
     training flag is restored afterwards; no gradients are computed.
     """
-    records: dict[str, LayerRecord] = {}
-    order: list[str] = []
-    handles = []
-
-    def make_hook(name: str, module: nn.Module):
-        def hook(_mod, inputs, _out):
-            inp = inputs[0].detach()
-            rec = records.get(name)
-            if rec is None:
-                rec = records[name] = LayerRecord(name, type(module).__name__, len(order))
-                order.append(name)
-            finite = torch.isfinite(inp).all().item()
-            is_int = finite and bool(torch.equal(inp, inp.round()))
-            rec.binary &= bool(is_int and ((inp == 0) | (inp == 1)).all().item())
-            rec.counts &= bool(is_int and (inp >= 0).all().item())
-            rec.min = min(rec.min, inp.min().item())
-            rec.max = max(rec.max, inp.max().item())
-            n = rec.calls
-            rec.nonzero = (rec.nonzero * n + (inp != 0).float().mean().item()) / (n + 1)
-            rec.calls += 1
-
-        return hook
-
-    for name, module in model.named_modules():
-        if isinstance(module, SYNAPTIC_TYPES):
-            handles.append(module.register_forward_hook(make_hook(name, module)))
+    stats: dict[str, InputStats] = {}  # filled in execution order of the first calls
+    handles = watch_synaptic_inputs(model, stats)
     was_training = model.training
     model.train(train_mode)
     try:
@@ -155,7 +125,21 @@ def check_spike_driven(
         for h in handles:
             h.remove()
 
-    layers = [records[n] for n in order]
+    kinds = dict(model.named_modules())
+    layers = [
+        LayerRecord(
+            name,
+            type(kinds[name]).__name__,
+            i,
+            binary=st.binary,
+            counts=st.counts,
+            min=st.min,
+            max=st.max,
+            nonzero=st.nonzero,
+            calls=st.calls,
+        )
+        for i, (name, st) in enumerate(stats.items())
+    ]
     first_done = False
     violations = []
     for rec in layers:

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from medspikeformer.errors import ConfigError
-from medspikeformer.models.spike_conv import SpikeSavingConv2d
+from medspikeformer.layers import SpikeSavingConv2d, fold
 from medspikeformer.neurons import LIFNeuron
 from medspikeformer.precision import float32_region, upcast
 
@@ -33,11 +33,6 @@ def check_heads(dim: int, num_heads: int) -> int:
     if num_heads < 1 or dim % num_heads:
         raise ConfigError(f"attention: dim {dim} is not divisible by num_heads {num_heads}")
     return dim // num_heads
-
-
-def fold(x: torch.Tensor) -> torch.Tensor:
-    """``[T, B, C, H, W]`` → ``[T·B, C, H, W]`` (a view)."""
-    return x.flatten(0, 1)
 
 
 def to_heads(x: torch.Tensor, parts: int, num_heads: int) -> torch.Tensor:

@@ -43,6 +43,7 @@ from medspikeformer.attention.common import (
     from_heads,
     to_heads,
 )
+from medspikeformer.attention.registry import register_attention
 from medspikeformer.errors import ConfigError
 
 INTERACTIONS = ("aa", "ai", "ia", "ii")
@@ -115,6 +116,7 @@ def decomposed_attention_quadratic(
     return torch.cat([first, second], dim=-1) * scale
 
 
+@register_attention("sdsa", options=("interactions",))
 class DecomposedSpikeAttention(nn.Module):
     """SDSA (ours). ``x [T, B, C, H, W]`` (real) → ``[T, B, C, H, W]``.
 

@@ -16,11 +16,11 @@ from medspikeformer.attention.common import (
     SpikeQKV,
     check_heads,
     float32_core,
-    fold,
     relative_to_mean,
     to_heads,
 )
-from medspikeformer.models.spike_conv import SpikeSavingConv2d
+from medspikeformer.attention.registry import register_attention
+from medspikeformer.layers import SpikeSavingConv2d, fold
 from medspikeformer.neurons import LIFNeuron
 
 
@@ -29,6 +29,7 @@ def token_summary(q: torch.Tensor) -> torch.Tensor:
     return 0.5 * relative_to_mean(q.sum(dim=-1, keepdim=True), dim=-2)
 
 
+@register_attention("qk")
 class QKTokenAttention(nn.Module):
     """QKFormer token attention. ``x [T, B, C, H, W]`` (real) → ``[T, B, C, H, W]``."""
 

@@ -13,7 +13,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from medspikeformer.attention.common import check_heads, fold
+from medspikeformer.attention.common import check_heads
+from medspikeformer.attention.registry import register_attention
+from medspikeformer.layers import fold
 
 
 def kv_pool_size(h: int, w: int, n_kv: int) -> tuple[int, int]:
@@ -24,14 +26,18 @@ def kv_pool_size(h: int, w: int, n_kv: int) -> tuple[int, int]:
     return math.ceil(h / r), math.ceil(w / r)
 
 
+@register_attention("softmax", spiking=False, options=("n_kv",))
 class SoftmaxAttention(nn.Module):
     """ANN attention. ``x [T, B, C, H, W]`` (real) → ``[T, B, C, H, W]``.
 
     Q = BN(Linear(x)); K, V = BN(Linear(pool(x))) with pool to ≤ ``n_kv`` tokens;
-    ``SDPA`` per head; Linear(C → C) + BN.
+    ``SDPA`` per head; Linear(C → C) + BN. ``neuron`` is accepted for the registry's common
+    signature and ignored: this attention has no spiking neurons.
     """
 
-    def __init__(self, dim: int, num_heads: int = 1, n_kv: int = 1024) -> None:
+    def __init__(
+        self, dim: int, num_heads: int = 1, n_kv: int = 1024, neuron: dict | None = None
+    ) -> None:
         super().__init__()
         self.dim, self.num_heads, self.n_kv = dim, num_heads, n_kv
         self.head_dim = check_heads(dim, num_heads)

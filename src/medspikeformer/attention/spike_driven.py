@@ -18,11 +18,11 @@ from medspikeformer.attention.common import (
     SpikeQKV,
     check_heads,
     float32_core,
-    fold,
     relative_to_mean,
     to_heads,
 )
-from medspikeformer.models.spike_conv import SpikeSavingConv2d
+from medspikeformer.attention.registry import register_attention
+from medspikeformer.layers import SpikeSavingConv2d, fold
 from medspikeformer.neurons import LIFNeuron
 
 
@@ -34,6 +34,7 @@ def kv_channel_summary(k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     return 0.5 * relative_to_mean((k * v).sum(dim=-2, keepdim=True), dim=-1)
 
 
+@register_attention("sdt")
 class SpikeDrivenAttention(nn.Module):
     """SDT v1 attention. ``x [T, B, C, H, W]`` (real) → ``[T, B, C, H, W]``."""
 

@@ -20,6 +20,7 @@ from medspikeformer.attention.common import (
     from_heads,
     to_heads,
 )
+from medspikeformer.attention.registry import register_attention
 
 
 def spiking_self_attention(
@@ -33,6 +34,7 @@ def spiking_self_attention(
     return torch.matmul(kv.transpose(-1, -2), q.transpose(-1, -2)).transpose(-1, -2)
 
 
+@register_attention("ssa")
 class SpikingSelfAttention(nn.Module):
     """Spikformer SSA. ``x [T, B, C, H, W]`` (real) → ``[T, B, C, H, W]``."""
 

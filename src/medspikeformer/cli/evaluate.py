@@ -74,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
     from medspikeformer.errors import ConfigError
     from medspikeformer.inference import evaluate, resolve_device
     from medspikeformer.inference.context import config_get, load_context
-    from medspikeformer.inference.evaluate import _LABELS, GLOBAL_METRICS, MEAN_METRICS
+    from medspikeformer.inference.evaluate import GLOBAL_METRICS, MEAN_METRICS, METRIC_LABELS
     from medspikeformer.viz import qualitative_grid
 
     console = Console(stderr=True, markup=False, highlight=False, soft_wrap=True)
@@ -149,7 +149,7 @@ def run(args: argparse.Namespace) -> int:
     table.add_column("metric")
     table.add_column("value", justify="right")
     for key in (*GLOBAL_METRICS, *MEAN_METRICS):
-        table.add_row(_LABELS[key], f"{result.metrics[key]:.4f}")
+        table.add_row(METRIC_LABELS[key], f"{result.metrics[key]:.4f}")
     Console().print(table)
     for kind, path in paths.items():
         console.print(f"{kind}: {path}")

@@ -47,10 +47,10 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from medspikeformer.data import read_image
+    from medspikeformer.data.probe import probe_shape
     from medspikeformer.inference import resolve_device
     from medspikeformer.inference.context import load_context, load_teacher
     from medspikeformer.inference.explain import attention_maps, prepare_image
-    from medspikeformer.inference.predict import probe_shape
     from medspikeformer.viz import attention_figure
 
     console = Console(stderr=True, markup=False, highlight=False, soft_wrap=True)

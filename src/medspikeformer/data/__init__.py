@@ -6,7 +6,7 @@ Entry point: ``build_dataset(name, root, split, size, ...)`` → a ``torch.utils
 
 from __future__ import annotations
 
-from .base import DatasetSource, Sample, SegmentationDataset, as_hw, resize_pair
+from .base import DatasetSource, Sample, SegmentationDataset, as_hw, resize_image, resize_pair
 from .build import build_dataset, build_source
 from .io import read_image, read_mask, to_model_input
 from .registry import list_datasets, register_dataset
@@ -24,6 +24,7 @@ __all__ = [
     "read_image",
     "read_mask",
     "register_dataset",
+    "resize_image",
     "resize_pair",
     "to_model_input",
 ]

@@ -160,14 +160,21 @@ def resize_pair(
     """Resize to ``size = (H, W)``: image with area averaging when shrinking, bilinear when
     enlarging; mask nearest-neighbour, returned as ``uint8`` in {0, 1}."""
     h, w = size
-    if img.shape[:2] != (h, w):
-        shrink = img.shape[0] >= h and img.shape[1] >= w
-        interp = cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
-        img = cv2.resize(img, (w, h), interpolation=interp)
+    img = resize_image(img, size)
     m = mask.astype(np.uint8)
     if m.shape[:2] != (h, w):
         m = cv2.resize(m, (w, h), interpolation=cv2.INTER_NEAREST)
     return np.ascontiguousarray(img), (m > 0).astype(np.uint8)
+
+
+def resize_image(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """The datasets' resize of an image ``H×W(×C)`` to ``size = (H', W')``: area averaging when
+    shrinking both sides, bilinear otherwise; returned as is when it already has that size."""
+    h, w = size
+    if img.shape[:2] == (h, w):
+        return img
+    shrink = img.shape[0] >= h and img.shape[1] >= w
+    return cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
 
 
 class SegmentationDataset(Dataset):

@@ -334,11 +334,9 @@ def profile_row(model, dataset, size: int, max_images: int = 4) -> dict[str, Any
     """Params, GFLOPs, mean firing rate and energy per image at the training size.
 
     Firing rates depend on the input, so they are measured on the first ``max_images`` test
-    images where the profiler accepts an input batch (``inputs=``); otherwise on its seeded random
-    input (recorded in ``firing_rate_input``). Counts are divided by the batch: per image.
+    images (``inputs=``); on the profiler's seeded random input for an empty test set (recorded
+    in ``firing_rate_input``). Counts are divided by the batch: per image.
     """
-    import inspect
-
     import torch
 
     from medspikeformer.profile import profile_model
@@ -347,7 +345,7 @@ def profile_row(model, dataset, size: int, max_images: int = 4) -> dict[str, Any
     n = min(max_images, len(dataset))
     kwargs: dict[str, Any] = {"size": (size, size)}
     source = "random"
-    if n and "inputs" in inspect.signature(profile_model).parameters:
+    if n:
         kwargs["inputs"] = torch.stack([dataset[i]["image"] for i in range(n)])
         kwargs["batch"] = n
         source = f"{n} test images"
@@ -459,7 +457,7 @@ def busy_elsewhere(run_dir: Path) -> int | None:
     import os
     import socket
 
-    from medspikeformer.engine.run_dir import LOCK_NAME, _pid_alive
+    from medspikeformer.engine.run_dir import LOCK_NAME, pid_alive
 
     path = run_dir / LOCK_NAME
     try:
@@ -471,7 +469,7 @@ def busy_elsewhere(run_dir: Path) -> int | None:
     pid, host = int(owner.get("pid", -1)), owner.get("host")
     if pid == os.getpid() or host not in (None, socket.gethostname()):
         return None
-    return pid if _pid_alive(pid) else None
+    return pid if pid_alive(pid) else None
 
 
 def _progress(console: Any, text: str) -> None:

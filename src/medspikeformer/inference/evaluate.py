@@ -28,7 +28,8 @@ __all__ = ["GLOBAL_METRICS", "EvalResult", "evaluate", "resolve_device"]
 #: The five global metrics of Sec. 4.1, then the per-image means.
 GLOBAL_METRICS = ("miou", "dsc", "acc", "spe", "sen")
 MEAN_METRICS = ("mean_dice", "mean_iou")
-_LABELS = {
+#: Display names of the metrics (tables of `evaluate` and the CLI).
+METRIC_LABELS = {
     "miou": "mIoU",
     "dsc": "DSC",
     "acc": "Acc",
@@ -109,7 +110,7 @@ class EvalResult:
         lines += ["", "| metric | value |", "|---|---|"]
         for key in (*GLOBAL_METRICS, *MEAN_METRICS):
             if key in self.metrics:
-                lines.append(f"| {_LABELS[key]} | {self.metrics[key]:.4f} |")
+                lines.append(f"| {METRIC_LABELS[key]} | {self.metrics[key]:.4f} |")
         worst = sorted(self.per_image, key=lambda r: r["dice"])[:5]
         if worst:
             lines += ["", "Lowest per-image Dice:", "", "| id | Dice | IoU |", "|---|---|---|"]

@@ -24,10 +24,9 @@ def prepare_image(
 
     The resize follows the datasets' rule (area when shrinking, bilinear when enlarging).
     """
-    from medspikeformer.data import to_model_input
-    from medspikeformer.inference.predict import _resize_image
+    from medspikeformer.data import resize_image, to_model_input
 
-    small = np.ascontiguousarray(_resize_image(image, size))
+    small = np.ascontiguousarray(resize_image(image, size))
     return to_model_input(small, in_channels).unsqueeze(0), small
 
 

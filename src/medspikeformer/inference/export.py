@@ -4,12 +4,12 @@ What is exported is the model's eval forward ``x [B,C,H,W] → logits [B,1,H,W]`
 encoding, all ``T`` timesteps of every LIF neuron unrolled, the decoder and the head, averaged
 over T. No teacher and no stage mask heads (they only run in training or ``forward_all``).
 
-LIF neurons during export: the neuron's fast kernel writes into preallocated buffers with
+LIF neurons during export: the neuron's eager kernel writes into preallocated buffers with
 ``out=`` arguments, which the tracer does not record (the spikes of the example input would be
-frozen into the graph as constants). For the duration of the export each ``LIFNeuron`` instance's
-``forward`` is swapped for :func:`lif_unrolled`, the same Eq. 1–3 in plain tensor operations
-(``Add``, ``Mul``, ``GreaterOrEqual``, ``Cast``, ``Sub`` per timestep in ONNX); the original is
-restored afterwards. The onnxruntime comparison checks the two agree.
+frozen into the graph as constants). For the duration of the export every ``LIFNeuron`` runs on
+its ``"unrolled"`` backend (``neurons.lif_backend``): the same Eq. 1–3 in plain tensor operations
+(``Add``, ``Mul``, ``GreaterOrEqual``, ``Cast``, ``Sub`` per timestep in ONNX); each neuron's
+backend is restored afterwards. The onnxruntime comparison checks the two agree.
 
 Exporter: the TorchScript-based ``torch.onnx.export(..., dynamo=False)`` traces the model once;
 opset 17. The batch axis is dynamic; H and W are fixed to the export size because the attention
@@ -28,10 +28,8 @@ run is reported as the fraction of mask pixels (logit ≥ 0) that differ.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +38,7 @@ import torch
 from torch import nn
 
 from medspikeformer.errors import ConfigError
+from medspikeformer.neurons.lif import lif_backend, lif_unrolled
 
 __all__ = ["ExportReport", "compare_onnx", "export_friendly_neurons", "export_onnx", "lif_unrolled"]
 
@@ -87,41 +86,10 @@ class ExportReport:
         }
 
 
-def lif_unrolled(x: torch.Tensor, tau: float, v_threshold: float) -> torch.Tensor:
-    """Eq. 1–3 over ``x [T, ...]`` in plain tensor ops (traceable): spikes ``[T, ...]``.
-
-    ``U[t] = X[t] + β·H[t−1]`` (H[−1] = 0, β = 1 − 1/τ), ``S[t] = [U[t] ≥ V_th]``,
-    ``H[t] = U[t] − V_th·S[t]`` — the same arithmetic as ``medspikeformer.neurons.lif``.
-    """
-    beta = 1.0 - 1.0 / tau
-    spikes = []
-    h = None
-    for t in range(x.shape[0]):
-        u = x[t] if h is None else x[t] + beta * h
-        s = (u >= v_threshold).to(x.dtype)
-        spikes.append(s)
-        h = u - v_threshold * s
-    return torch.stack(spikes, dim=0)
-
-
-@contextmanager
-def export_friendly_neurons(model: nn.Module) -> Iterator[int]:
-    """Swap every ``LIFNeuron``'s forward for :func:`lif_unrolled` inside the block (per instance,
-    restored on exit). Yields the number of neurons swapped."""
-    from medspikeformer.neurons import LIFNeuron
-
-    swapped: list[nn.Module] = []
-    try:
-        for module in model.modules():
-            if isinstance(module, LIFNeuron):
-                module.forward = partial(  # type: ignore[method-assign]
-                    lambda x, m: lif_unrolled(x, m.tau, m.v_threshold), m=module
-                )
-                swapped.append(module)
-        yield len(swapped)
-    finally:
-        for module in swapped:
-            del module.forward
+def export_friendly_neurons(model: nn.Module) -> AbstractContextManager[int]:
+    """Run every ``LIFNeuron`` of ``model`` on the traceable ``"unrolled"`` backend inside the
+    block (restored on exit). Yields the number of neurons."""
+    return lif_backend(model, "unrolled")
 
 
 class _EvalLogits(nn.Module):

@@ -24,11 +24,9 @@ risking an out-of-memory kill.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,6 +35,17 @@ import numpy as np
 import torch
 from torch import nn
 
+from medspikeformer.data.base import resize_image
+from medspikeformer.data.probe import (
+    IMAGE_SUFFIXES,
+    NIFTI_SUFFIXES,
+    available_memory,
+    expand_inputs,
+    is_nifti,
+    output_stem,
+    pil_pixel_limit,
+    probe_shape,
+)
 from medspikeformer.errors import ConfigError, DataError
 from medspikeformer.inference.sliding import forward_probs, predict_mask_tiled
 from medspikeformer.precision import autocast
@@ -51,8 +60,6 @@ __all__ = [
     "probe_shape",
 ]
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
-NIFTI_SUFFIXES = (".nii", ".nii.gz")
 #: Largest image (H·W) predicted by default: 25000 × 25000 pixels.
 DEFAULT_MAX_PIXELS = 625_000_000
 #: Default block side for sliding-window tiling (pixels).
@@ -61,149 +68,6 @@ DEFAULT_BLOCK = 2048
 OVERLAY_MAX_SIDE = 4096
 #: Default CT window (Hounsfield units) for NIfTI volumes: the lung window, as the COVID-19 loader.
 DEFAULT_CT_WINDOW = (-1000.0, 400.0)
-
-
-def _is_nifti(path: Path) -> bool:
-    name = path.name.lower()
-    return name.endswith(".nii") or name.endswith(".nii.gz")
-
-
-def _is_supported(path: Path) -> bool:
-    return _is_nifti(path) or path.suffix.lower() in IMAGE_SUFFIXES
-
-
-def output_stem(path: Path) -> str:
-    """File name without its image extension (``a.nii.gz`` → ``a``)."""
-    name = path.name
-    return name[: -len(".nii.gz")] if name.lower().endswith(".nii.gz") else path.stem
-
-
-def expand_inputs(paths: Sequence[str | Path]) -> list[Path]:
-    """Files as given; directories → their supported images (sorted, not recursive).
-
-    Raises:
-        DataError: a path that does not exist, a file of an unsupported type, or a directory with
-            no supported image.
-    """
-    out: list[Path] = []
-    seen: set[Path] = set()
-    for raw in paths:
-        path = Path(raw)
-        if path.is_dir():
-            found = sorted(p for p in path.iterdir() if p.is_file() and _is_supported(p))
-            if not found:
-                raise DataError(
-                    f"{path}: no images in this folder (looked for {', '.join(IMAGE_SUFFIXES)}, "
-                    ".nii, .nii.gz)"
-                )
-            out.extend(p for p in found if p.resolve() not in seen)
-            seen.update(p.resolve() for p in found)
-        elif path.is_file():
-            if not _is_supported(path):
-                raise DataError(
-                    f"{path}: unsupported file type (expected {', '.join(IMAGE_SUFFIXES)}, "
-                    ".nii or .nii.gz)"
-                )
-            if path.resolve() not in seen:
-                out.append(path)
-                seen.add(path.resolve())
-        else:
-            raise DataError(f"{path}: file not found")
-    if not out:
-        raise DataError("no input images given")
-    return out
-
-
-def probe_shape(path: Path) -> tuple[int, ...]:
-    """Image ``(H, W)`` or NIfTI volume shape from the file header, without decoding pixels.
-
-    Raises:
-        DataError: the header cannot be read.
-    """
-    if not path.is_file():
-        raise DataError(f"{path}: file not found")
-    if path.stat().st_size == 0:
-        raise DataError(f"{path}: empty file (0 bytes)")
-    try:
-        if _is_nifti(path):
-            import nibabel as nib
-
-            return tuple(int(s) for s in nib.load(str(path)).shape)
-        if path.suffix.lower() in (".tif", ".tiff"):
-            import tifffile
-
-            with tifffile.TiffFile(str(path)) as tif:
-                page = tif.pages[0]
-                shape = tuple(int(s) for s in page.shape)
-                axes = getattr(page, "axes", "")
-            if "Y" in axes and "X" in axes:
-                return shape[axes.index("Y")], shape[axes.index("X")]
-            return shape[0], shape[1]
-        from PIL import Image
-
-        with _pil_pixel_limit(None), Image.open(path) as im:  # header only: no bomb check here
-            width, height = im.size
-        return height, width
-    except Exception as exc:
-        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise DataError(f"{path}: unreadable image header ({msg})") from None
-
-
-def available_memory() -> int | None:
-    """Bytes of memory available to this process (``MemAvailable``, cgroup limit), or None."""
-    limits: list[int] = []
-    with contextlib.suppress(OSError), open("/proc/meminfo") as fh:  # no /proc: no figure
-        for line in fh:
-            if line.startswith("MemAvailable:"):
-                limits.append(int(line.split()[1]) * 1024)
-                break
-    for cg in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
-        try:
-            text = Path(cg).read_text().strip()
-        except OSError:
-            continue
-        if text.isdigit() and int(text) < 1 << 60:
-            used = 0
-            for cur in (
-                "/sys/fs/cgroup/memory.current",
-                "/sys/fs/cgroup/memory/memory.usage_in_bytes",
-            ):
-                try:
-                    used = int(Path(cur).read_text().strip())
-                    break
-                except (OSError, ValueError):
-                    continue
-            limits.append(max(0, int(text) - used))
-        break
-    return min(limits) if limits else None
-
-
-def _resize_image(img: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
-    """The datasets' resize rule: area averaging when shrinking both sides, bilinear otherwise."""
-    import cv2
-
-    h, w = size_hw
-    if img.shape[:2] == (h, w):
-        return img
-    shrink = img.shape[0] >= h and img.shape[1] >= w
-    return cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
-
-
-@contextmanager
-def _pil_pixel_limit(max_pixels: int | None) -> Iterator[None]:
-    """Let Pillow open images up to ``max_pixels`` (``None``: any size; its own bomb guard is
-    ~179 Mpixel). Used only after, or for, our own header check."""
-    from PIL import Image
-
-    old = Image.MAX_IMAGE_PIXELS
-    if max_pixels is None or old is None:
-        Image.MAX_IMAGE_PIXELS = None
-    else:
-        Image.MAX_IMAGE_PIXELS = max(int(max_pixels), old)
-    try:
-        yield
-    finally:
-        Image.MAX_IMAGE_PIXELS = old
 
 
 @dataclass
@@ -347,7 +211,7 @@ class Predictor:
     def _predict_resize(self, image: np.ndarray, height: int, width: int) -> np.ndarray:
         import cv2
 
-        small = _resize_image(image, self.train_size)
+        small = resize_image(image, self.train_size)
         x = self._to_input(np.ascontiguousarray(small)).unsqueeze(0).to(self.device)
         with torch.inference_mode(), autocast(self.device, self.precision):
             probs = forward_probs(self.model, x, tta_flip=self.tta_flip)[0, 0].cpu().numpy()
@@ -380,7 +244,7 @@ class Predictor:
         """
         stem = stem or output_stem(path)
         out_dir.mkdir(parents=True, exist_ok=True)
-        if _is_nifti(path):
+        if is_nifti(path):
             return self._predict_nifti(path, out_dir, stem, png_slices)
         from PIL import Image
 
@@ -388,7 +252,7 @@ class Predictor:
 
         height, width = probe_shape(path)
         self.check_size(path, height, width)
-        with _pil_pixel_limit(self.max_pixels):
+        with pil_pixel_limit(self.max_pixels):
             image = read_image(path)
         if image.shape[:2] != (height, width):  # header disagreed with the pixels
             self.check_size(path, *image.shape[:2])

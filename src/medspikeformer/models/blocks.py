@@ -1,74 +1,33 @@
-"""Building blocks shared by MedSpikeFormer and its ANN twin, in the ``[T, B, C, H, W]`` layout.
+"""Model-specific blocks of MedSpikeFormer and its ANN twin: the segmentation heads.
 
-Convolutions and BatchNorm run on the time-folded view ``[T·B, C, H, W]`` (``flatten`` / ``view``,
-no copies).
+The generic layers these blocks used to sit beside (``ConvBN``, ``SpikeConv``, ``seq_apply``,
+``upsample2x``, ``make_activation``) live in :mod:`medspikeformer.layers`; they are re-exported
+here so that old imports keep working.
 """
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from medspikeformer.models.spike_conv import SpikeSavingConv2d
-from medspikeformer.neurons import ANNActivation, LIFNeuron
+from medspikeformer.layers import (
+    ConvBN,
+    SpikeConv,
+    SpikeSavingConv2d,
+    make_activation,
+    seq_apply,
+    upsample2x,
+)
 
-
-def make_activation(spiking: bool, neuron: dict) -> nn.Module:
-    """The nonlinearity before every synaptic layer: LIF (spiking) or ReLU (ANN twin)."""
-    return LIFNeuron(**neuron) if spiking else ANNActivation()
-
-
-def seq_apply(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """Apply a per-frame module to ``[T, B, ...]`` by folding T into the batch."""
-    t, b = x.shape[:2]
-    y = module(x.flatten(0, 1))
-    return y.view(t, b, *y.shape[1:])
-
-
-def upsample2x(x: torch.Tensor) -> torch.Tensor:
-    """Nearest-neighbour ×2 upsampling of ``[T, B, C, h, w]`` → ``[T, B, C, 2h, 2w]``."""
-    return seq_apply(lambda z: F.interpolate(z, scale_factor=2.0, mode="nearest"), x)
-
-
-class ConvBN(nn.Module):
-    """conv (no bias) → BN on ``[N, C, H, W]``."""
-
-    def __init__(self, c_in: int, c_out: int, kernel: int = 3, stride: int = 1) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(c_in, c_out, kernel, stride, kernel // 2, bias=False)
-        self.bn = nn.BatchNorm2d(c_out)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.bn(self.conv(x))
-
-
-class SpikeConv(nn.Module):
-    """Spike Convolution (SC): LIF → conv → BN, ``[T, B, C_in, H, W]`` → ``[T, B, C_out, H', W']``.
-
-    Membrane-shortcut style (Spike-driven Transformer v2): the conv only ever sees spikes.
-    In the ANN twin the LIF is a ReLU. In the spiking model the conv is a
-    :class:`SpikeSavingConv2d` (an ``nn.Conv2d`` that keeps its 0/1 input as ``bool`` for backward).
-    """
-
-    def __init__(
-        self,
-        c_in: int,
-        c_out: int,
-        kernel: int = 3,
-        stride: int = 1,
-        spiking: bool = True,
-        neuron: dict | None = None,
-    ) -> None:
-        super().__init__()
-        self.act = make_activation(spiking, dict(neuron or {}))
-        conv = SpikeSavingConv2d if spiking else nn.Conv2d
-        self.conv = conv(c_in, c_out, kernel, stride, kernel // 2, bias=False)
-        self.bn = nn.BatchNorm2d(c_out)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        s = self.act(x)
-        return seq_apply(lambda z: self.bn(self.conv(z)), s)
+__all__ = [
+    "ConvBN",
+    "Head",
+    "SpikeConv",
+    "StageHead",
+    "make_activation",
+    "seq_apply",
+    "upsample2x",
+]
 
 
 class Head(nn.Module):

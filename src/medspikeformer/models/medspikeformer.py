@@ -25,24 +25,18 @@ from torch.utils.checkpoint import checkpoint
 
 from medspikeformer.attention import (
     INTERACTIONS,
-    DecomposedSpikeAttention,
-    QKTokenAttention,
-    SoftmaxAttention,
-    SpikeDrivenAttention,
-    SpikingSelfAttention,
+    attention_spec,
+    create_attention,
+    list_attentions,
     normalise_interactions,
 )
 from medspikeformer.errors import ConfigError
-from medspikeformer.models.blocks import (
-    ConvBN,
-    Head,
-    SpikeConv,
-    StageHead,
-    upsample2x,
-)
+from medspikeformer.layers import ConvBN, SpikeConv, upsample2x
+from medspikeformer.models.blocks import Head, StageHead
 from medspikeformer.models.output import SegmentationOutput
 
-ATTENTIONS = ("sdsa", "ssa", "sdt", "qk", "none", "softmax")
+#: The attention kinds registered at import (``attention.list_attentions()`` is the live list).
+ATTENTIONS = tuple(list_attentions())
 
 AUTO_CHECKPOINT_ELEMENTS = 4 * 2 * 256 * 256
 """``checkpoint_attention="auto"`` recomputes the attention blocks in backward only when an input
@@ -95,14 +89,16 @@ def _validate(cfg: dict[str, Any]) -> None:
             "MedSpikeFormer option checkpoint_attention must be true, false or 'auto' "
             f"(got {cfg['checkpoint_attention']!r})"
         )
-    if cfg["attention"] not in ATTENTIONS:
-        raise ConfigError(f"unknown attention {cfg['attention']!r}; choose from {list(ATTENTIONS)}")
-    if cfg["spiking"] and cfg["attention"] == "softmax":
+    spec = attention_spec(cfg["attention"])  # unknown kind: one line listing the known ones
+    if cfg["spiking"] and spec.spiking is False:
         raise ConfigError(
-            "attention='softmax' is real-valued; use it with spiking=False (ANN twin)"
+            f"attention={spec.name!r} is real-valued; use it with spiking=False (ANN twin)"
         )
-    if not cfg["spiking"] and cfg["attention"] not in ("softmax", "none"):
-        raise ConfigError("the ANN twin (spiking=False) takes attention 'softmax' or 'none'")
+    if not cfg["spiking"] and spec.spiking is True:
+        real = [k for k in list_attentions() if attention_spec(k).spiking is not True]
+        raise ConfigError(
+            f"the ANN twin (spiking=False) takes attention {' or '.join(map(repr, real))}"
+        )
 
 
 @contextlib.contextmanager
@@ -195,21 +191,14 @@ class MedSpikeFormer(nn.Module):
 
     @staticmethod
     def _attention(dim: int, cfg: dict[str, Any], neuron: dict) -> nn.Module:
-        kind = cfg["attention"]
-        if kind == "none":
-            return nn.Identity()
+        """The registered attention ``cfg["attention"]`` for width ``dim`` (see
+        ``attention.registry``); it gets the model options its registration names."""
         heads = cfg["num_heads"] or max(1, dim // cfg["head_dim"])
         if not cfg["num_heads"]:  # largest head count ≤ dim / head_dim that divides dim
             heads = max(h for h in range(1, heads + 1) if dim % h == 0)
-        if kind == "sdsa":
-            return DecomposedSpikeAttention(dim, heads, cfg["interactions"], neuron)
-        if kind == "ssa":
-            return SpikingSelfAttention(dim, heads, neuron)
-        if kind == "sdt":
-            return SpikeDrivenAttention(dim, heads, neuron)
-        if kind == "qk":
-            return QKTokenAttention(dim, heads, neuron)
-        return SoftmaxAttention(dim, heads, cfg["n_kv"])
+        spec = attention_spec(cfg["attention"])
+        options = {key: cfg[key] for key in spec.options}
+        return create_attention(spec.name, dim, heads, neuron, **options)
 
     def use_checkpoint(self, x: torch.Tensor) -> bool:
         """Whether this forward recomputes its attention blocks in backward (activation

@@ -19,7 +19,8 @@ graph of ``T`` small ops is built, which keeps training memory to one saved tens
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import torch
 from torch import nn
@@ -135,15 +136,33 @@ def lif_backward_fused(
     return torch.stack(grads[::-1])
 
 
-class _Kernels:
-    """Eager kernels, or the fused forms compiled by ``torch.compile`` (same spikes, gradients
-    to 1e-6)."""
+LIF_BACKENDS = ("eager", "fused", "unrolled")
+"""How a :class:`LIFNeuron` runs its time loops (spikingjelly's neuron ``backend`` idea):
 
-    def __init__(self, compile: bool) -> None:
-        self.forward: Callable = lif_forward_kernel
-        self.backward: Callable = lif_backward_kernel
+- ``"eager"``: :func:`lif_forward_kernel` / :func:`lif_backward_kernel`, three fused passes per
+  timestep into preallocated ``out=`` buffers (the default; fastest without a compiler);
+- ``"fused"``: :func:`lif_forward_fused` / :func:`lif_backward_fused` through ``torch.compile``
+  (one element-wise loop over time; falls back to eager if compiling fails). The model option
+  ``compile_neurons: true`` selects it;
+- ``"unrolled"``: the same pure-expression kernels run eagerly — plain tensor ops a tracer
+  records (the eager kernel's ``out=`` writes are invisible to ``torch.onnx.export``'s tracer).
+  ONNX export switches every neuron to it for the duration of the export.
+
+All three give the same spikes (bit for bit) and gradients to 1e-6; training through any of them
+uses the same surrogate backward.
+"""
+
+
+class _Kernels:
+    """The forward/backward kernel pair of one backend (see :data:`LIF_BACKENDS`)."""
+
+    def __init__(self, backend: str) -> None:
+        self.backend = backend
+        eager = backend == "eager"
+        self.forward: Callable = lif_forward_kernel if eager else lif_forward_fused
+        self.backward: Callable = lif_backward_kernel if eager else lif_backward_fused
         self.compiled = False
-        if compile:
+        if backend == "fused":
             try:
                 # One training run meets each kernel in up to ~16 guard variants (input dtype:
                 # bf16 under autocast, float32 after the attention core; the stem's stride-0
@@ -157,18 +176,21 @@ class _Kernels:
                 self.compiled = True
             except Exception as exc:  # pragma: no cover - depends on the platform
                 log.warning("torch.compile unavailable for LIF (%s); using eager kernels", exc)
+                self.forward, self.backward = lif_forward_kernel, lif_backward_kernel
 
     def _run(self, which: str, *args):
-        """Run the compiled ``which`` kernel ("forward"/"backward"); on failure, eager for good."""
-        if self.compiled:
-            try:
-                return getattr(self, which)(*args)
-            except Exception as exc:  # pragma: no cover - depends on the platform
-                log.warning("compiled LIF %s failed (%s); falling back to eager", which, exc)
-                self.compiled = False
-                self.forward, self.backward = lif_forward_kernel, lif_backward_kernel
-        eager = lif_forward_kernel if which == "forward" else lif_backward_kernel
-        return eager(*args)
+        """Run the ``which`` kernel ("forward"/"backward"); a compiled one that fails is replaced
+        by the eager kernels for good."""
+        kernel = self.forward if which == "forward" else self.backward
+        if not self.compiled:
+            return kernel(*args)
+        try:
+            return kernel(*args)
+        except Exception as exc:  # pragma: no cover - depends on the platform
+            log.warning("compiled LIF %s failed (%s); falling back to eager", which, exc)
+            self.compiled = False
+            self.forward, self.backward = lif_forward_kernel, lif_backward_kernel
+        return (self.forward if which == "forward" else self.backward)(*args)
 
     def run_forward(self, *args):
         return self._run("forward", *args)
@@ -177,7 +199,28 @@ class _Kernels:
         return self._run("backward", *args)
 
 
-_EAGER = _Kernels(compile=False)
+_EAGER = _Kernels("eager")
+_UNROLLED = _Kernels("unrolled")
+
+
+def check_backend(backend: str) -> str:
+    """``backend`` if it is one of :data:`LIF_BACKENDS`, else ``ConfigError`` naming them."""
+    if backend not in LIF_BACKENDS:
+        raise ConfigError(f"unknown LIF backend {backend!r}; choose from {list(LIF_BACKENDS)}")
+    return backend
+
+
+def _kernels_for(backend: str) -> _Kernels:
+    """The kernels of ``backend``: shared for eager/unrolled, a fresh compiled pair for fused."""
+    if check_backend(backend) == "fused":
+        return _Kernels("fused")
+    return _EAGER if backend == "eager" else _UNROLLED
+
+
+def lif_unrolled(x: torch.Tensor, tau: float, v_threshold: float) -> torch.Tensor:
+    """Spikes ``[T, ...]`` of ``x [T, ...]`` as the ``"unrolled"`` backend computes them: Eq. 1–3
+    in plain tensor ops (traceable; the bits of :func:`lif_forward_kernel`)."""
+    return lif_forward_fused(x, tau, v_threshold, False)[0]
 
 
 class LIFFunction(torch.autograd.Function):
@@ -234,7 +277,10 @@ class LIFNeuron(nn.Module):
         surrogate: ``"atan"`` (default, α = 2) or ``"sigmoid"`` (α = 4).
         alpha: surrogate sharpness; ``None`` → the surrogate's default.
         detach_reset: stop the gradient through the reset term V_th·S.
-        compile: run the time loops through ``torch.compile`` (same results; eager fallback).
+        compile: the older spelling of ``backend="fused"``.
+        backend: ``"eager"`` (default), ``"fused"`` (``torch.compile``; eager fallback) or
+            ``"unrolled"`` (plain tensor ops, for export); see :data:`LIF_BACKENDS`. Settable
+            later (``neuron.backend = "unrolled"``); the results are the same in every backend.
 
     The state starts at zero on every call: nothing is carried between batches.
     """
@@ -247,8 +293,13 @@ class LIFNeuron(nn.Module):
         alpha: float | None = None,
         detach_reset: bool = False,
         compile: bool = False,
+        backend: str | None = None,
     ) -> None:
         super().__init__()
+        if backend is None:
+            backend = "fused" if compile else "eager"
+        elif compile and backend != "fused":
+            raise ConfigError(f"LIF: compile=True means backend='fused', not {backend!r}")
         if not tau > 1.0:
             raise ConfigError(f"LIF tau must be > 1 (got {tau})")
         grad_fn, default_alpha = get_surrogate(surrogate)
@@ -258,7 +309,17 @@ class LIFNeuron(nn.Module):
         self.alpha = default_alpha if alpha is None else float(alpha)
         self.detach_reset = bool(detach_reset)
         self._grad_fn = grad_fn
-        self._kernels = _Kernels(compile) if compile else _EAGER
+        self._kernels = _kernels_for(backend)
+
+    @property
+    def backend(self) -> str:
+        """How the time loops run: ``"eager"``, ``"fused"`` or ``"unrolled"``."""
+        return self._kernels.backend
+
+    @backend.setter
+    def backend(self, name: str) -> None:
+        if name != self._kernels.backend:
+            self._kernels = _kernels_for(name)
 
     @property
     def beta(self) -> float:
@@ -290,3 +351,19 @@ class ANNActivation(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.relu(x)
+
+
+@contextmanager
+def lif_backend(model: nn.Module, backend: str) -> Iterator[int]:
+    """Run every :class:`LIFNeuron` of ``model`` on ``backend`` inside the block (each neuron's
+    own backend is restored on exit). Yields the number of neurons."""
+    check_backend(backend)  # before changing any neuron
+    neurons = [m for m in model.modules() if isinstance(m, LIFNeuron)]
+    saved = [m._kernels for m in neurons]
+    try:
+        for m in neurons:
+            m.backend = backend
+        yield len(neurons)
+    finally:
+        for m, kernels in zip(neurons, saved):
+            m._kernels = kernels
