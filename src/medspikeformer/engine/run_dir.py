@@ -37,6 +37,7 @@ __all__ = [
     "collect_versions",
     "ensure_writable_dir",
     "git_commit",
+    "pid_alive",
     "write_json",
     "write_metrics_csv",
 ]
@@ -59,7 +60,8 @@ def ensure_writable_dir(path: str | os.PathLike[str]) -> Path:
     return path
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this id exists on this host (signal 0 probes without sending)."""
     if pid <= 0:
         return False
     try:
@@ -96,7 +98,7 @@ class RunLock:
                     raise ConfigError(
                         f"{self.path.parent}: run directory is already locked by this process"
                     ) from None
-                if same_host and not _pid_alive(int(pid)):
+                if same_host and not pid_alive(int(pid)):
                     warnings.warn(
                         f"{self.path}: removing stale lock of process {pid} (no longer running)",
                         stacklevel=2,
