@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from medspikeformer.viz.overlay import _as_numpy, to_rgb_uint8
+from medspikeformer.viz.overlay import as_numpy, to_rgb_uint8
 
 __all__ = ["attention_figure", "channel_magnitude", "colorize", "heatmap_overlay", "normalize_map"]
 
@@ -28,7 +28,7 @@ DPI = 100
 
 def channel_magnitude(features: Any) -> np.ndarray:
     """Mean absolute activation over channels: ``[C,h,w]`` or ``[1,C,h,w]`` → ``h×w`` float32."""
-    arr = _as_numpy(features).astype(np.float32)
+    arr = as_numpy(features).astype(np.float32)
     if arr.ndim == 4:
         if arr.shape[0] != 1:
             raise ValueError(f"expected one sample, got a batch of {arr.shape[0]}")
@@ -42,7 +42,7 @@ def channel_magnitude(features: Any) -> np.ndarray:
 
 def normalize_map(values: Any) -> np.ndarray:
     """Min–max normalise to ``[0, 1]`` (a constant map becomes all zeros)."""
-    arr = _as_numpy(values).astype(np.float32)
+    arr = as_numpy(values).astype(np.float32)
     lo, hi = float(arr.min()), float(arr.max())
     if not np.isfinite(lo) or not np.isfinite(hi) or hi <= lo:
         return np.zeros_like(arr)
@@ -71,7 +71,7 @@ def heatmap_overlay(
     import cv2
 
     rgb = to_rgb_uint8(image)
-    act = normalize_map(np.squeeze(_as_numpy(activation)))
+    act = normalize_map(np.squeeze(as_numpy(activation)))
     if act.ndim != 2:
         raise ValueError(f"activation must be 2-D, got shape {act.shape}")
     h, w = rgb.shape[:2]

@@ -11,12 +11,12 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["overlay", "to_mask", "to_rgb_uint8"]
+__all__ = ["as_numpy", "overlay", "to_mask", "to_rgb_uint8"]
 
 RGB = tuple[int, int, int]
 
 
-def _as_numpy(array: Any) -> np.ndarray:
+def as_numpy(array: Any) -> np.ndarray:
     """A tensor (any device) or array-like → ``np.ndarray`` (no copy for numpy input)."""
     if hasattr(array, "detach"):
         array = array.detach().float().cpu().numpy()
@@ -33,7 +33,7 @@ def to_rgb_uint8(image: Any) -> np.ndarray:
     for display.
     """
     channels_first = hasattr(image, "detach")
-    arr = _as_numpy(image)
+    arr = as_numpy(image)
     if arr.ndim == 4 and arr.shape[0] == 1:
         arr = arr[0]
     if (
@@ -63,7 +63,7 @@ def to_mask(mask: Any, threshold: float = 0.5) -> np.ndarray:
     """A mask or probability map (``H×W``, ``1×H×W``, ``1×1×H×W``, ``H×W×1``; values in {0,1},
     [0,1] or {0,255}) → boolean ``H×W`` (``value >= threshold``, as the metrics threshold). ``uint8`` masks count
     as foreground where > 127."""
-    arr = _as_numpy(mask)
+    arr = as_numpy(mask)
     while arr.ndim > 2 and arr.shape[0] == 1:  # [1,H,W], [1,1,H,W]
         arr = arr[0]
     if arr.ndim == 3 and arr.shape[-1] == 1:  # [H,W,1]
