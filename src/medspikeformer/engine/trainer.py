@@ -55,8 +55,9 @@ from medspikeformer.engine.state import (
     LoopState,
     capture_rng,
     epoch_seed,
-    restore_rng,
+    restore_training,
     seed_everything,
+    training_payload,
 )
 from medspikeformer.engine.step import (
     UNLOGGED_TERMS,
@@ -222,67 +223,26 @@ class _Run:
 
     # -------------------------------------------------------------- resume
     def _restore(self, path: Path) -> None:
-        ck = ckpt_mod.load_checkpoint(path)
-        res = ck.get("resume")
-        if not isinstance(res, dict):
-            raise CheckpointError(f"{path}: holds no resume state (only last.pt can be resumed)")
-        ckpt_mod.load_state_dict_checked(
-            self.student,
-            ck["state_dict"],
-            source=f"{path} (model {ck['model_name']!r})",
+        self.state = restore_training(
+            path,
+            self.step,
+            self.sched,
             target=f"model {self.cfg.model.name!r} of {self.resume_dir / 'config.yaml'}",
+            rank=self.dist.rank,
+            world_size=self.dist.world_size,
         )
-        self.opt.load_state_dict(res["optimizer"])
-        if self.sched is not None and res.get("scheduler") is not None:
-            self.sched.load_state_dict(res["scheduler"])
-        if self.teacher_mode == "joint":
-            if res.get("teacher_state_dict") is None:
-                raise CheckpointError(f"{path}: no joint-teacher state to resume from")
-            self.teacher.load_state_dict(res["teacher_state_dict"])
-            self.t_opt.load_state_dict(res["teacher_optimizer"])
-        if self.scaler.is_enabled() and res.get("grad_scaler"):
-            self.scaler.load_state_dict(res["grad_scaler"])
-        self.state = LoopState.from_dict(res["loop"])
-        rngs = res.get("rng") or []
-        if rngs:
-            same_world = int(res.get("world_size", 1)) == self.dist.world_size
-            restore_rng(rngs[self.dist.rank] if same_world else rngs[0])
         self.log(f"resumed {self.resume_dir} after epoch {self.state.epoch}")
 
     def _payload(self, metrics: dict[str, Any], *, with_resume: bool) -> dict[str, Any]:
-        """best.pt / last.pt: :func:`~medspikeformer.engine.checkpoint.build_payload` plus, for
-        last.pt, the ``resume`` section (layout: docs/training.md, "Checkpoints")."""
-        payload = ckpt_mod.build_payload(
-            self.student,
-            epoch=self.state.epoch,
-            metrics=metrics,
+        return training_payload(
+            self.step,
+            self.state,
+            metrics,
             train_config=config_to_dict(self.cfg),
+            resume={"scheduler": self.sched, "rng": self._rng_all, "dist": self.dist}
+            if with_resume
+            else None,
         )
-        if with_resume:
-            joint = self.teacher_mode == "joint"
-            payload["resume"] = {
-                "optimizer": self.opt.state_dict(),
-                "scheduler": self.sched.state_dict() if self.sched is not None else None,
-                "teacher_mode": self.teacher_mode,
-                "teacher_model_name": self.teacher.model_name if joint else None,
-                "teacher_state_dict": {
-                    k: v.detach().cpu() for k, v in self.teacher.state_dict().items()
-                }
-                if joint
-                else None,
-                "teacher_optimizer": self.t_opt.state_dict() if self.t_opt is not None else None,
-                "rng": self._rng_all,
-                # fp16's loss scale (plain numbers); None for fp32/bf16.
-                "grad_scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
-                "world_size": self.dist.world_size,
-                "data_order": {
-                    "sampler": "DistributedSampler",
-                    "seed": self.cfg.train.seed,
-                    "next_epoch": self.state.epoch + 1,
-                },
-                "loop": self.state.to_dict(),
-            }
-        return payload
 
     # -------------------------------------------------------------- epochs
     def train_epoch(self, epoch: int) -> dict[str, float]:
