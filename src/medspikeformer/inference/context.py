@@ -14,6 +14,8 @@ trainer; see docs/training.md).
 
 from __future__ import annotations
 
+import dataclasses
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,7 +24,7 @@ import torch
 from torch import nn
 
 from medspikeformer.data.base import parse_size  # re-exported: the one size parser
-from medspikeformer.engine.config import TrainConfig
+from medspikeformer.engine.config import ModelConfig, TrainConfig, config_from_dict
 from medspikeformer.errors import CheckpointError, ConfigError
 
 __all__ = [
@@ -37,18 +39,33 @@ SPLIT_FILE = "split.json"
 LAST_CHECKPOINT = "last.pt"
 
 
+def _known_keys(cls: type, data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` without the keys ``cls`` (a config dataclass) does not have, recursively; the
+    model section is kept whole (every key but ``name`` is a model option)."""
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        if key not in fields:
+            continue
+        sub = hints[key]
+        if dataclasses.is_dataclass(sub) and sub is not ModelConfig and isinstance(value, dict):
+            value = _known_keys(sub, value)
+        out[key] = value
+    return out
+
+
 def read_train_config(saved: Any, where: str = "checkpoint") -> TrainConfig:
     """The typed config of a checkpoint's ``train_config`` dict (empty or missing → defaults).
 
-    A saved config this package cannot read (unknown keys from another version, wrong types)
-    → ``CheckpointError`` naming ``where`` and the key.
+    Keys this version does not know (a newer or hand-written config) are ignored: inference needs
+    only the data and threshold settings. A known key of the wrong type → ``CheckpointError``
+    naming ``where`` and the key.
     """
-    from medspikeformer.engine.config import config_from_dict
-
     if not isinstance(saved, dict):
         saved = {}
     try:
-        return config_from_dict(saved)
+        return config_from_dict(_known_keys(TrainConfig, saved))
     except ConfigError as exc:
         raise CheckpointError(f"{where}: saved training config does not read back: {exc}") from None
 
