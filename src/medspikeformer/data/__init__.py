@@ -13,6 +13,7 @@ from .base import (
     SegmentationDataset,
     as_hw,
     parse_size,
+    resize_image,
     resize_pair,
 )
 from .build import build_dataset, build_source
