@@ -157,8 +157,7 @@ def model_precision_error(
             with torch.autocast(
                 torch.device(device).type, dtype=dt or torch.float32, enabled=dt is not None
             ):
-                out = net(inp)
-            logits = out.logits if hasattr(out, "logits") else out
+                logits = net(inp)  # the model contract: logits in train mode too
             loss = seg(logits, y)
             loss.backward()
         finally:

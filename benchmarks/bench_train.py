@@ -1,13 +1,14 @@
-"""Full training step: forward, Eq. 13 loss (+ alignment), backward, Adam step; peak RSS.
+"""Full training step — the engine's own (``medspikeformer.engine.TrainingStep``): forward,
+Eq. 13 loss (+ alignment), backward, finite check, Adam step; peak RSS.
 
 One configuration per fresh process (``run_all`` uses :func:`bench_common.run_isolated`), so
-``peak_rss_gb`` is that configuration's own peak. Teacher modes:
+``peak_rss_gb`` is that configuration's own peak. Teacher modes (``teacher.mode``):
 
 * ``none``: the model alone, ``L_seg`` (Eq. 13);
-* ``joint``: the paper's recipe — the ANN twin trains in the same step on its own ``L_seg`` with
-  its own Adam; its stage logits enter the student's alignment loss detached, so the teacher is
-  run once (no second no-grad pass) and no gradient flows from the student into it;
-* ``frozen``: a frozen teacher run under ``torch.inference_mode`` for the alignment target only.
+* ``joint``: the paper's recipe — the ANN twin trains in the same step on its own ``L_seg`` (+ its
+  stage supervision) with its own Adam; its stage logits enter the student's alignment loss
+  detached, so the teacher is run once and no gradient flows from the student into it;
+* ``frozen``: a frozen twin (from a checkpoint) run under ``no_grad`` for the alignment target.
 
 Inputs are random images ``N(0, 1)`` with a disc mask per image; the FLOPs of one step come from
 :class:`torch.utils.flop_counter.FlopCounterMode` (forward + backward of every network trained).
@@ -15,12 +16,12 @@ Inputs are random images ``N(0, 1)`` with a disc mask per image; the FLOPs of on
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import torch
 
 from bench_common import count_flops, make_row, quiet_compile_errors, time_fn
-from medspikeformer.precision import autocast
 
 MODELS = ("medspikeformer", "ssa", "sdt", "qk", "ann", "unet")
 TEACHER_MODES = ("none", "joint", "frozen")
@@ -51,79 +52,59 @@ def build_step(
     overrides: dict[str, Any] | None = None,
     precision: str = "auto",
 ):
-    """Build model(s), optimiser(s), data and return ``(step_fn, info)``.
+    """The engine's real training step (:class:`medspikeformer.engine.TrainingStep`) of a config
+    with this model, size, precision and teacher, on one fixed batch; returns ``(step_fn, info)``.
 
-    ``precision``: as ``train.precision`` (``auto`` = bf16 autocast on CUDA, none on CPU); the
-    losses are float32 either way. ``fp16`` runs without a gradient scaler (timing only).
+    ``step_fn.training_step`` is the :class:`TrainingStep` (models, optimisers). ``frozen``
+    writes the ANN twin's weights to a temporary checkpoint and trains against it, as
+    ``teacher.mode: PATH`` does.
     """
-    from medspikeformer import create_model
-    from medspikeformer.losses import AlignmentLoss, BCEDiceLoss
+    import tempfile
+
+    from medspikeformer.engine import TrainingStep, load_config
+    from medspikeformer.engine.checkpoint import build_payload, save_checkpoint
+    from medspikeformer.models import build_teacher, create_model
 
     if teacher not in TEACHER_MODES:
         raise ValueError(f"unknown teacher mode {teacher!r}; known: {', '.join(TEACHER_MODES)}")
-    torch.manual_seed(41)
-    model = create_model(model_name, **(overrides or {})).to(device).train()
+    mode = teacher
+    if teacher == "frozen":
+        torch.manual_seed(41)
+        twin = build_teacher(create_model(model_name, **(overrides or {})))
+        folder = Path(tempfile.mkdtemp(prefix="bench-teacher-"))
+        mode = str(save_checkpoint(folder / "teacher.pt", build_payload(twin)))
+    cfg = load_config(
+        overrides={
+            "model": {"name": model_name, **(overrides or {})},
+            "data": {"size": size},
+            "teacher": {"mode": mode},
+            "train": {
+                "batch_size": batch,
+                "device": device,
+                "compile": compile,
+                "channels_last": channels_last,
+                "precision": precision,
+                "seed": 41,
+            },
+        }
+    )
+    ts = TrainingStep.from_config(cfg)
+    if compile:
+        ts.wrap(compile=True)
+    model = ts.student
     info: dict[str, Any] = {
         "params_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 3),
-        "timesteps": getattr(model, "timesteps", 1),
+        "timesteps": model.timesteps,
     }
-    mem_format = torch.channels_last if channels_last else torch.contiguous_format
-    model = model.to(memory_format=mem_format)
-    x = torch.randn(batch, model.in_channels, size, size).to(device, memory_format=mem_format)
-    y = disc_masks(batch, size, size).to(device)
-    seg = BCEDiceLoss()
-    opt = torch.optim.Adam(model.parameters(), lr=1e-4, fused=True)  # as the engine builds it
-    forward = torch.compile(model) if compile else model
-
-    if teacher == "none":
-
-        def step() -> None:
-            opt.zero_grad(set_to_none=True)
-            with autocast(device, precision):
-                out = forward(x)
-                logits = out.logits if hasattr(out, "logits") else out
-                loss = seg(logits.float(), y)
-            loss.backward()
-            opt.step()
-
-        return step, info
-
-    from medspikeformer.models import build_teacher
-
-    twin = build_teacher(model).to(device, memory_format=mem_format)
-    align = AlignmentLoss()
-    if teacher == "frozen":
-        twin.eval().requires_grad_(False)
-    else:
-        twin.train()
-    t_forward = torch.compile(twin) if compile else twin
-    t_opt = torch.optim.Adam(twin.parameters(), lr=1e-4, fused=True) if teacher == "joint" else None
-    info["teacher_params_m"] = round(sum(p.numel() for p in twin.parameters()) / 1e6, 3)
+    if ts.teacher is not None:
+        info["teacher_params_m"] = round(sum(p.numel() for p in ts.teacher.parameters()) / 1e6, 3)
+    images = torch.randn(batch, model.in_channels, size, size)
+    data = {"image": images, "mask": disc_masks(batch, size, size)}
 
     def step() -> None:
-        opt.zero_grad(set_to_none=True)
-        with autocast(device, precision):
-            out = forward(x)
-            if teacher == "joint":
-                assert t_opt is not None
-                t_opt.zero_grad(set_to_none=True)
-                t_out = t_forward(x)
-                t_loss = seg(t_out.logits.float(), y)
-                targets = [s.detach() for s in t_out.stage_logits]
-            else:
-                with torch.inference_mode():
-                    t_targets = twin.forward_all(x).stage_logits
-                targets = [s.clone() for s in t_targets]  # leave inference mode
-                t_loss = None
-            loss = seg(out.logits.float(), y) + align(
-                [s.float() for s in out.stage_logits], [s.float() for s in targets]
-            )
-        total = loss if t_loss is None else loss + t_loss
-        total.backward()
-        opt.step()
-        if t_opt is not None:
-            t_opt.step()
+        ts.step(data)
 
+    step.training_step = ts  # type: ignore[attr-defined]
     return step, info
 
 

@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from medspikeformer.engine import trainer as trainer_mod
+from medspikeformer.engine import Callback, TrainingStep, train
 from medspikeformer.engine.config import load_config
 from medspikeformer.neurons import LIFNeuron
 
@@ -49,21 +49,31 @@ def param_group(name: str) -> str:
     return top
 
 
-class Recorder:
-    """Forward hooks on LIF layers and gradient accumulation per parameter group."""
+class Recorder(Callback):
+    """Training-loop hooks: forward hooks on LIF layers and gradient accumulation per parameter
+    group after every applied step; one row per epoch in ``rows``."""
 
-    def __init__(self, model: nn.Module) -> None:
-        self.model = model
+    def __init__(self) -> None:
         self.spikes: dict[str, float] = defaultdict(float)
         self.elements: dict[str, float] = defaultdict(float)
         self.channel_fired: dict[str, torch.Tensor] = {}
         self.grad_sq: dict[str, float] = defaultdict(float)
         self.steps = 0
+        self.rows: list[dict[str, float]] = []
+
+    def on_train_start(self, step: TrainingStep) -> None:
+        self.model = step.student
         self.handles = [
             m.register_forward_hook(self._hook(n))
-            for n, m in model.named_modules()
+            for n, m in self.model.named_modules()
             if isinstance(m, LIFNeuron)
         ]
+
+    def on_step_end(self, index: int, terms: object) -> None:
+        self.after_backward()  # the step's gradients are still in .grad
+
+    def on_epoch_end(self, epoch: int, row: dict) -> None:
+        self.rows.append({"epoch": epoch, "val_dsc": row["val_dsc"], **self.epoch_row()})
 
     def _hook(self, name: str):
         def hook(_m: nn.Module, _inp: tuple, out: torch.Tensor) -> None:
@@ -119,39 +129,16 @@ def main(argv: list[str] | None = None) -> int:
         overrides["data"] = {"root": args.data_root}
     cfg = load_config(args.config, recipe=args.recipe, overrides=overrides, sets=args.set)
 
-    run = trainer_mod._Run(cfg, resume_dir=None, log=None)
-    rows: list[dict[str, float]] = []
-    try:
-        run.setup()
-        rec = Recorder(run.student)
-        original_step = run.opt.step
-
-        def step_and_record(*a, **kw):
-            rec.after_backward()  # grads of this step are still in .grad
-            return original_step(*a, **kw)
-
-        run.opt.step = step_and_record  # type: ignore[method-assign]
-        original_epoch = run.train_epoch
-
-        def epoch_and_record(epoch: int) -> dict[str, float]:
-            stats = original_epoch(epoch)
-            rows.append({"epoch": epoch, **rec.epoch_row()})
-            return stats
-
-        run.train_epoch = epoch_and_record  # type: ignore[method-assign]
-        run.run()
-    finally:
-        run.close()
-
-    history = {int(r["epoch"]): r for r in run.state.history}
+    rec = Recorder()
+    train(cfg, log=None, callbacks=[rec])
+    rows = rec.rows
     out = Path(args.out)
-    keys = sorted({k for r in rows for k in r} - {"epoch"})
+    keys = sorted({k for r in rows for k in r} - {"epoch", "val_dsc"})
     with open(out / "dynamics.csv", "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["epoch", "val_dsc", *keys])
         for r in rows:
-            dsc = history.get(int(r["epoch"]), {}).get("val_dsc", float("nan"))
-            w.writerow([r["epoch"], dsc, *(f"{r.get(k, float('nan')):.5g}" for k in keys)])
+            w.writerow([r["epoch"], r["val_dsc"], *(f"{r.get(k, float('nan')):.5g}" for k in keys)])
     _plot(rows, keys, out / "dynamics.png")
     print(f"wrote {out / 'dynamics.csv'} and {out / 'dynamics.png'}")
     return 0

@@ -31,14 +31,10 @@ from medspikeformer.precision import (
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import bench_precision
+from tiny_models import TINY_MSF, tiny_options
 
 LOW = [torch.bfloat16, torch.float16]
-TINY = {"base_channels": 4, "num_units": 2, "timesteps": 2, "head_dim": 4}
-TINY_UNET = {"base_channels": 4, "num_levels": 2, "num_res_units": 1}
-
-
-def tiny_options(name: str) -> dict:
-    return TINY_UNET if name == "unet" else TINY
+TINY = TINY_MSF
 
 
 def test_resolve_precision() -> None:

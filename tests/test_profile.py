@@ -15,6 +15,7 @@ from medspikeformer.cli import main
 from medspikeformer.errors import ConfigError
 from medspikeformer.neurons import LIFNeuron
 from medspikeformer.profile import E_AC_PJ, E_MAC_PJ, energy_pj, profile_model
+from tiny_models import SMALL_MSF
 
 
 class OneConv(nn.Module):
@@ -166,7 +167,7 @@ def test_errors() -> None:
 @pytest.fixture(scope="module")
 def tiny_msf_report():
     torch.manual_seed(0)
-    model = create_model("medspikeformer", base_channels=8, timesteps=2)
+    model = create_model("medspikeformer", **SMALL_MSF)
     return model, profile_model(model, size=32, timesteps=2)
 
 
@@ -204,7 +205,7 @@ def test_cli_profile(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
     assert "GFLOPs total" in printed and "energy" in printed and "pe_sc.0.act" in printed
     data = json.loads(out.read_text())
     torch.manual_seed(0)  # --seed 0 seeds the weight init as well as the input
-    model = create_model("medspikeformer", base_channels=8, timesteps=2)
+    model = create_model("medspikeformer", **SMALL_MSF)
     ref = profile_model(model, size=32, calibrate_bn=True)
     assert data["params"] == ref.params and data["flops"] == ref.flops
     assert data["timesteps"] == 2 and data["input_shape"] == [1, 3, 32, 32]
@@ -216,7 +217,7 @@ def test_cli_profile_checkpoint(tmp_path: Path, capsys: pytest.CaptureFixture[st
     from medspikeformer.engine.checkpoint import build_payload, save_checkpoint
 
     torch.manual_seed(3)
-    model = create_model("medspikeformer", base_channels=8, timesteps=2)
+    model = create_model("medspikeformer", **SMALL_MSF)
     with torch.no_grad():
         for p in model.parameters():
             p.mul_(3.0)  # livelier weights than any fresh init, so firing rates differ
@@ -228,7 +229,7 @@ def test_cli_profile_checkpoint(tmp_path: Path, capsys: pytest.CaptureFixture[st
     ref = profile_model(model, size=32)
     assert data["mean_firing_rate"] == pytest.approx(ref.mean_firing_rate)
     torch.manual_seed(0)
-    fresh = profile_model(create_model("medspikeformer", base_channels=8, timesteps=2), size=32)
+    fresh = profile_model(create_model("medspikeformer", **SMALL_MSF), size=32)
     assert abs(ref.mean_firing_rate - fresh.mean_firing_rate) > 1e-3  # the weights were used
     assert data["timesteps"] == 2  # taken from the checkpoint's config
     capsys.readouterr()
@@ -256,7 +257,7 @@ def test_teacher_attached_to_student_is_excluded() -> None:
 def test_calibrated_profile_fires_like_a_trained_network() -> None:
     """Untrained eval-mode BN (mean 0, var 1) silences the network; calibration restores firing."""
     torch.manual_seed(0)
-    model = create_model("medspikeformer", base_channels=8, timesteps=2)
+    model = create_model("medspikeformer", **SMALL_MSF)
     raw = profile_model(model, size=32)
     calibrated = profile_model(model, size=32, calibrate_bn=True)
     assert raw.mean_firing_rate < 0.05

@@ -1,4 +1,4 @@
-"""Process-level CPU settings that change speed, never results.
+"""Process-level settings that change speed, never results, and the one device resolver.
 
 :func:`tune_cpu_allocator` keeps freed large blocks inside the process. glibc serves every
 allocation above 32 MB with a fresh ``mmap`` and returns it to the kernel on ``free``; a
@@ -27,6 +27,10 @@ import ctypes
 import ctypes.util
 import os
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # torch is imported lazily: the huge-page switch must be set before it loads
+    import torch
 
 _M_TRIM_THRESHOLD = -1  # glibc malloc.h
 _M_MMAP_MAX = -4
@@ -84,3 +88,32 @@ def apply_requested_settings() -> bool:
     if os.environ.get("MEDSPIKEFORMER_MALLOC", "").lower() == "reuse" and not cuda_expected():
         return tune_cpu_allocator()
     return False
+
+
+def resolve_device(
+    device: str | torch.device | None = None, local_rank: int | None = None
+) -> torch.device:
+    """The one device resolver of the package (training, inference, experiments).
+
+    ``None``/``"auto"`` → CUDA when available (``cuda:local_rank`` when a rank is given), else
+    CPU; ``"cuda"`` → ``cuda:local_rank`` when a rank is given; a CUDA device asked for on a
+    machine without CUDA → ConfigError; anything else (``cpu``, ``cuda:1``, ``mps``, a
+    ``torch.device``) as given. torch is imported here, not at module import (see above).
+    """
+    import torch
+
+    from medspikeformer.errors import ConfigError
+
+    if isinstance(device, torch.device):
+        return device
+    name = "auto" if device is None else str(device)
+    cuda = torch.cuda.is_available()
+    if name == "auto":
+        if not cuda:
+            return torch.device("cpu")
+        return torch.device("cuda") if local_rank is None else torch.device("cuda", local_rank)
+    if name.startswith("cuda") and not cuda:
+        raise ConfigError(f"device {name!r} asked for, but CUDA is not available here")
+    if name == "cuda" and local_rank is not None:
+        return torch.device("cuda", local_rank)
+    return torch.device(name)

@@ -16,8 +16,9 @@ import bench_infer
 import bench_lif
 import bench_train
 import run_all
+from tiny_models import TINY_MSF
 
-TINY = {"base_channels": 4, "num_units": 2, "timesteps": 2}
+TINY = TINY_MSF
 
 
 def assert_row(row: dict, suite: str, status: str = "ok") -> None:
@@ -141,13 +142,8 @@ def test_train_rows_medspikeformer(teacher: str) -> None:
 
 def test_train_step_updates_weights() -> None:
     step, _ = bench_train.build_step("medspikeformer", 2, 16, "joint", overrides=TINY)
-    # the step closes over the model; find it through the optimiser's parameters
-    params = step.__closure__
-    model_params = [
-        c.cell_contents
-        for c in params
-        if isinstance(c.cell_contents, torch.optim.Optimizer)  # student and teacher optimisers
-    ]
+    ts = step.training_step  # the engine's TrainingStep: student and teacher optimisers
+    model_params = [o for o in (ts.opt, ts.t_opt) if o is not None]
     before = [
         [p.detach().clone() for g in o.param_groups for p in g["params"]] for o in model_params
     ]

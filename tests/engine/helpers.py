@@ -6,13 +6,9 @@ import copy
 from pathlib import Path
 from typing import Any
 
-TINY_MODEL: dict[str, Any] = {
-    "name": "medspikeformer",
-    "base_channels": 4,
-    "num_units": 2,
-    "timesteps": 2,
-    "head_dim": 4,
-}
+from tiny_models import TINY_MSF
+
+TINY_MODEL: dict[str, Any] = {"name": "medspikeformer", **TINY_MSF}
 
 
 def tiny_config(out: Path | str, **sections: Any) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from medspikeformer.engine.checkpoint import (
     save_checkpoint,
 )
 from medspikeformer.errors import CheckpointError
+from tiny_models import TINY_UNET
 
 from .helpers import TINY_MODEL
 
@@ -155,7 +156,7 @@ def test_wrong_model_names_both(tmp_path: Path) -> None:
         load_weights_into(bigger, path)
     msg = str(info.value)
     assert "small.pt" in msg and "'base_channels': 4" in msg and "'base_channels': 8" in msg
-    unet = create_model("unet", base_channels=4, num_levels=2, num_res_units=1)
+    unet = create_model("unet", **TINY_UNET)
     with pytest.raises(CheckpointError, match=r"holds model 'medspikeformer'.*into model 'unet'"):
         load_weights_into(unet, path)
     with pytest.raises(CheckpointError, match="'unet' was asked for"):

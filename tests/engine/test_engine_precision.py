@@ -24,6 +24,7 @@ import medspikeformer.engine.trainer as trainer_mod
 from medspikeformer import list_models
 from medspikeformer.engine import train
 from medspikeformer.engine.config import config_from_dict
+from tiny_models import TINY_UNET
 
 from .helpers import TINY_MODEL, quiet, tiny_config
 
@@ -41,7 +42,7 @@ READS = ("item", "tolist", "numpy", "cpu", "__float__", "__int__", "__bool__", "
 
 def _options(name: str) -> dict[str, Any]:
     if name == "unet":
-        return {"base_channels": 4, "num_levels": 2, "num_res_units": 1}
+        return dict(TINY_UNET)
     return {k: v for k, v in TINY_MODEL.items() if k != "name"}
 
 

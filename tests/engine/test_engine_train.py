@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
+import medspikeformer.engine.optim as optim_mod
+import medspikeformer.engine.step as step_mod
 import medspikeformer.engine.trainer as trainer_mod
 from medspikeformer import create_model, list_models
 from medspikeformer.cli import main
@@ -18,6 +20,7 @@ from medspikeformer.engine.config import load_config
 from medspikeformer.errors import CheckpointError, ConfigError, NumericalError
 from medspikeformer.losses import BCEDiceLoss
 from medspikeformer.metrics import SegmentationMetrics
+from tiny_models import TINY_UNET
 
 from .helpers import TINY_MODEL, quiet, tiny_config
 
@@ -263,7 +266,7 @@ class _NaNAtCall(BCEDiceLoss):
 def _nan_loss(monkeypatch: pytest.MonkeyPatch, calls: tuple[int, ...]) -> None:
     _NaNAtCall.calls = 0
     _NaNAtCall.bad_calls = calls
-    monkeypatch.setattr(trainer_mod, "BCEDiceLoss", _NaNAtCall)
+    monkeypatch.setattr(step_mod, "BCEDiceLoss", _NaNAtCall)  # the step builds the loss
 
 
 def test_nan_stop_keeps_last_good_checkpoint(
@@ -339,7 +342,7 @@ def test_resume_without_last_checkpoint(tmp_path: Path) -> None:
 
 def _tiny_options(name: str) -> dict:
     if name == "unet":
-        return {"base_channels": 4, "num_levels": 2, "num_res_units": 1}
+        return dict(TINY_UNET)
     return {k: v for k, v in TINY_MODEL.items() if k != "name"}
 
 
@@ -362,9 +365,9 @@ def test_gradient_clipping_bounds_the_norm() -> None:
     layer = torch.nn.Linear(4, 4)
     (layer(torch.ones(2, 4)) * 1000).sum().backward()
     params = list(layer.parameters())
-    before = trainer_mod._grad_norm(params, None)
+    before = optim_mod.grad_norm(params, None)
     assert before > 1.0
-    trainer_mod._grad_norm(params, 0.5)
+    optim_mod.grad_norm(params, 0.5)
     after = torch.nn.utils.get_total_norm([p.grad for p in params])
     assert after == pytest.approx(0.5, rel=1e-5)
 
@@ -456,7 +459,7 @@ def test_adam_uses_the_fused_kernel_with_plain_adam_results(name: str) -> None:
     model = create_model(**TINY_MODEL)
     ref = create_model(**TINY_MODEL)
     ref.load_state_dict(model.state_dict())
-    opt = trainer_mod._build_optimizer(model.parameters(), cfg, 1e-3)
+    opt = optim_mod.build_optimizer(model.parameters(), cfg, 1e-3)
     assert opt.defaults["fused"] is True
     plain_cls = torch.optim.Adam if name == "adam" else torch.optim.AdamW
     plain = plain_cls(ref.parameters(), lr=1e-3, betas=tuple(cfg.optim.betas), weight_decay=0.01)
@@ -469,5 +472,5 @@ def test_adam_uses_the_fused_kernel_with_plain_adam_results(name: str) -> None:
         plain.step()
     for p, q in zip(model.parameters(), ref.parameters()):
         torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
-    assert not trainer_mod._fused_ok([torch.zeros(2, dtype=torch.float64)])
-    assert not trainer_mod._fused_ok([])
+    assert not optim_mod.fused_ok([torch.zeros(2, dtype=torch.float64)])
+    assert not optim_mod.fused_ok([])

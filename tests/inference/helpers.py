@@ -7,7 +7,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-TINY = {"base_channels": 8, "timesteps": 2}
+from tiny_models import SMALL_MSF
+
+TINY = SMALL_MSF
 SIZE = 32
 
 

@@ -12,13 +12,14 @@ import torch
 from PIL import Image
 
 from medspikeformer.cli import main
+from tiny_models import SMALL_MSF
 
 
 def _train(out: Path, data: dict, epochs: int = 1) -> Path:
     from medspikeformer.engine import train
 
     config = {
-        "model": {"name": "medspikeformer", "base_channels": 8, "timesteps": 2},
+        "model": {"name": "medspikeformer", **SMALL_MSF},
         "data": {"size": 32, "augment": "none", "num_workers": 0, "cache_dir": "off", **data},
         "train": {"epochs": epochs, "batch_size": 4, "seed": 41, "progress": False},
         "teacher": {"mode": "joint"},

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from medspikeformer.errors import ConfigError
 from medspikeformer.inference.export import compare_onnx, export_onnx, lif_unrolled
+from tiny_models import SMALL_MSF
 
 from .helpers import SIZE, TINY, calibrate
 
@@ -115,7 +116,7 @@ def test_export_without_the_neuron_swap_would_be_wrong(tmp_path, monkeypatch):
 def test_export_size_must_fit_the_divisor(tmp_path):
     from medspikeformer import create_model
 
-    model = create_model("medspikeformer", base_channels=8, timesteps=2)
+    model = create_model("medspikeformer", **SMALL_MSF)
     with pytest.raises(ConfigError, match="size_divisor"):
         export_onnx(model, tmp_path / "x.onnx", size=(30, 32), verify=False)
 

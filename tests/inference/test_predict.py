@@ -19,6 +19,7 @@ from medspikeformer.inference.predict import (
     predict_paths,
     probe_shape,
 )
+from tiny_models import SMALL_MSF
 
 from .helpers import SIZE, PointwiseModel
 
@@ -299,7 +300,7 @@ def test_monuseg_tile_sliding_window(shared_data, tmp_path):
 
     tif = sorted((shared_data / "monuseg" / "MoNuSegTestData").glob("*.tif"))[0]
     torch.manual_seed(0)
-    model = create_model("medspikeformer", base_channels=8, timesteps=2).eval()
+    model = create_model("medspikeformer", **SMALL_MSF).eval()
     pred = Predictor(model, (128, 128), mode="sliding", overlap=0.25, sw_batch_size=8)
     predict_paths(pred, [tif], tmp_path, overlay=True)
     mask = np.asarray(Image.open(tmp_path / f"{tif.stem}_mask.png"))

@@ -8,10 +8,11 @@ from torch import nn
 
 from medspikeformer.models import create_model
 from medspikeformer.models.spike_conv import SpikeSavingConv2d
+from tiny_models import SMALL_MSF
 
 
 def _grads_and_stats(model: nn.Module, x: torch.Tensor):
-    out = model(x)
+    out = model.forward_all(x)
     loss = out.logits.square().mean() + sum(s.square().mean() for s in out.stage_logits)
     loss.backward()
     grads = {n: p.grad.clone() for n, p in model.named_parameters()}
@@ -20,8 +21,8 @@ def _grads_and_stats(model: nn.Module, x: torch.Tensor):
 
 def test_attention_checkpointing_is_exact() -> None:
     torch.manual_seed(3)
-    a = create_model("medspikeformer", base_channels=8, timesteps=2, checkpoint_attention=True)
-    b = create_model("medspikeformer", base_channels=8, timesteps=2, checkpoint_attention=False)
+    a = create_model("medspikeformer", **SMALL_MSF, checkpoint_attention=True)
+    b = create_model("medspikeformer", **SMALL_MSF, checkpoint_attention=False)
     b.load_state_dict(a.state_dict())
     x = torch.randn(2, 3, 32, 32) * 2
     la, ga, sa = _grads_and_stats(a.train(), x)

@@ -12,8 +12,9 @@ from hypothesis import strategies as st
 import medspikeformer as msf
 from medspikeformer.errors import ConfigError
 from medspikeformer.models import SegmentationOutput, build_teacher, create_model, list_models
+from tiny_models import SMALL_MSF
 
-TINY = {"base_channels": 8, "timesteps": 2}
+TINY = SMALL_MSF
 TINY_UNET = {"base_channels": 4}
 
 
@@ -52,8 +53,12 @@ class TestRegisteredModel:
         assert torch.isfinite(y).all()
 
     def test_train_output_type(self, name: str) -> None:
+        """The contract: forward → logits in train mode too; forward_all → SegmentationOutput."""
         m = tiny(name).train()
-        out = m(firing_input(m))
+        logits = m(firing_input(m))
+        assert isinstance(logits, torch.Tensor) and logits.shape == (2, 1, 32, 48)
+        assert m.twin_config() is None if name in ("unet", "ann") else m.twin_config()
+        out = m.forward_all(firing_input(m))
         assert isinstance(out, SegmentationOutput)
         assert out.logits.shape == (2, 1, 32, 48)
         if name == "unet":
@@ -65,7 +70,7 @@ class TestRegisteredModel:
 
     def test_backward_reaches_every_parameter(self, name: str) -> None:
         m = tiny(name).train()
-        out = m(firing_input(m))
+        out = m.forward_all(firing_input(m))
         loss = out.logits.square().mean() + sum(s.square().mean() for s in out.stage_logits)
         loss.backward()
         nonzero = 0
@@ -160,7 +165,7 @@ def test_build_teacher_is_ann_twin() -> None:
     assert teacher.widths == student.widths and teacher.in_channels == 1
     assert teacher.config["attention"] == "softmax"
     assert not any(isinstance(mod, msf.neurons.LIFNeuron) for mod in teacher.modules())
-    assert teacher(torch.randn(1, 1, 32, 32)).logits.shape == (1, 1, 32, 32)
+    assert teacher.train()(torch.randn(1, 1, 32, 32)).shape == (1, 1, 32, 32)
     with pytest.raises(ConfigError):
         build_teacher(create_model("unet"))
 

@@ -14,6 +14,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from tiny_models import TINY_MSF, TINY_UNET
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -79,8 +81,8 @@ def assert_user_error(result: CliResult, *needles: str, code: int | None = 2) ->
 
 #: Tiny model options per registry name (fast on one CPU thread, 32×32 inputs).
 TINY_MODEL: dict[str, dict[str, int]] = {
-    "medspikeformer": {"base_channels": 4, "num_units": 2, "timesteps": 2, "head_dim": 4},
-    "unet": {"base_channels": 4, "num_levels": 2, "num_res_units": 0},
+    "medspikeformer": TINY_MSF,
+    "unet": {**TINY_UNET, "num_res_units": 0},  # no residual units: the cheapest U-Net
 }
 
 

@@ -160,9 +160,9 @@ def install() -> None:
 def _install_nan_gradient(after_steps: int) -> None:
     import torch
 
-    from medspikeformer.engine import trainer
+    from medspikeformer.engine import step
 
-    real_build = trainer.build_model_from_config
+    real_build = step.build_model_from_config
 
     def build_model_from_config(*args: Any, **kwargs: Any) -> Any:
         model = real_build(*args, **kwargs)  # the trainer builds only the student with it
@@ -177,7 +177,7 @@ def _install_nan_gradient(after_steps: int) -> None:
         first.register_hook(poison)
         return model
 
-    trainer.build_model_from_config = build_model_from_config
+    step.build_model_from_config = build_model_from_config
 
 
 def _install_nan_sample(after_steps: int) -> None:

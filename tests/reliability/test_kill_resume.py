@@ -37,6 +37,7 @@ import torch
 import yaml
 
 from medspikeformer.engine.checkpoint import load_checkpoint
+from tiny_models import TINY_MSF
 
 from .helpers import REPO, cli_env, run_cli
 
@@ -46,13 +47,7 @@ STEPS_PER_EPOCH = 6  # 18 training images, batch 3
 PHASES = ("half-written", "before-fsync", "before-rename", "after-rename")
 
 TINY_RUN: dict[str, Any] = {
-    "model": {
-        "name": "medspikeformer",
-        "base_channels": 4,
-        "num_units": 2,
-        "timesteps": 2,
-        "head_dim": 4,
-    },
+    "model": {"name": "medspikeformer", **TINY_MSF},
     "data": {
         "dataset": "synthetic",
         "size": 32,

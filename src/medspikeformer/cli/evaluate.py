@@ -7,6 +7,7 @@ image, ground truth, prediction, errors) into ``--out`` and prints the metrics t
 from __future__ import annotations
 
 import argparse
+import copy
 from pathlib import Path
 from typing import Any
 
@@ -48,8 +49,6 @@ def resolve_split_spec(ctx: Any, dataset: str, given: str | None) -> tuple[Any, 
     """The split spec to use and a description of where it came from."""
     import json
 
-    from medspikeformer.inference.context import config_get
-
     if given:
         return given, "--split-spec"
     split_file = ctx.split_file
@@ -60,7 +59,7 @@ def resolve_split_spec(ctx: Any, dataset: str, given: str | None) -> tuple[Any, 
             saved = {}
         if saved.get("dataset") in (None, dataset):
             return str(split_file), str(split_file)
-    spec = config_get(ctx.train_config, "data.split_spec")
+    spec = ctx.config.data.split_spec
     if spec is not None:
         return spec, "training config"
     return "paper", "default"
@@ -70,10 +69,10 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from medspikeformer.data import build_dataset
+    from medspikeformer.engine.datasets import dataset_from_config
     from medspikeformer.errors import ConfigError
     from medspikeformer.inference import evaluate, resolve_device
-    from medspikeformer.inference.context import config_get, load_context
+    from medspikeformer.inference.context import load_context
     from medspikeformer.inference.evaluate import GLOBAL_METRICS, MEAN_METRICS, METRIC_LABELS
     from medspikeformer.viz import qualitative_grid
 
@@ -84,12 +83,13 @@ def run(args: argparse.Namespace) -> int:
     from medspikeformer.engine.run_dir import ensure_writable_dir
 
     ensure_writable_dir(out)  # a bad --out fails before the evaluation, on one line
-    cfg = ctx.train_config
-    dataset = args.dataset or config_get(cfg, "data.dataset")
+    cfg = copy.deepcopy(ctx.config)
+    saved_dataset = cfg.data.dataset if ctx.has_config else None
+    dataset = args.dataset or saved_dataset
     if not dataset:
         raise ConfigError(f"{args.checkpoint}: no dataset recorded; pass --dataset NAME")
-    same_dataset = dataset == config_get(cfg, "data.dataset")
-    root = args.data_root or (config_get(cfg, "data.root") if same_dataset else None)
+    same_dataset = dataset == saved_dataset
+    root = args.data_root or (cfg.data.root if same_dataset else None)
     in_channels = args.in_channels or ctx.in_channels
     if in_channels != ctx.in_channels:
         raise ConfigError(
@@ -98,23 +98,14 @@ def run(args: argparse.Namespace) -> int:
     spec, spec_source = resolve_split_spec(ctx, dataset, args.split_spec)
     threshold = args.threshold
     if threshold is None:
-        threshold = float(config_get(cfg, "train.threshold", 0.5))
-    options = dict(config_get(cfg, "data.options", {}) or {}) if same_dataset else {}
-    cache_dir: Any = (
-        args.cache_dir if args.cache_dir is not None else config_get(cfg, "data.cache_dir")
-    )
-    ds = build_dataset(
-        dataset,
-        root=root,
-        split=args.split,
-        size=ctx.train_size,
-        split_spec=spec,
-        augment="none",
-        in_channels=in_channels,
-        cache_dir=cache_dir,
-        seed=int(config_get(cfg, "train.seed", 41)),
-        **options,
-    )
+        threshold = cfg.train.threshold
+    # The saved data section, re-pointed at what the command line asks for.
+    cfg.data.dataset, cfg.data.root, cfg.data.split_spec = dataset, root, spec
+    if not same_dataset:
+        cfg.data.options = {}  # loader options of another dataset do not apply
+    if args.cache_dir is not None:
+        cfg.data.cache_dir = args.cache_dir
+    ds = dataset_from_config(cfg, args.split, size=ctx.train_size, in_channels=in_channels)
     info = {
         **ctx.info(),
         "dataset": dataset,

@@ -75,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
         student,
         args.out,
         teacher_maps=teacher_maps,
-        student_label=f"{name} (SNN)" if getattr(ctx.model, "is_spiking", True) else name,
+        student_label=f"{name} (SNN)" if ctx.model.is_spiking else name,
         title=f"{args.image.name} — mean |attention output| over channels",
         alpha=args.alpha,
     )

@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
         h, w = ctx.train_size
         console.print(
             f"onnx: {report.path} (input image [batch, {ctx.in_channels}, {h}, {w}], opset "
-            f"{report.opset}, {report.nodes} nodes, T={getattr(ctx.model, 'timesteps', 1)} unrolled)"
+            f"{report.opset}, {report.nodes} nodes, T={ctx.model.timesteps} unrolled)"
         )
         if report.max_abs_error is not None:
             console.print(

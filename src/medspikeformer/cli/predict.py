@@ -64,14 +64,14 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from medspikeformer.inference import resolve_device
-    from medspikeformer.inference.context import config_get, load_context
+    from medspikeformer.inference.context import load_context
     from medspikeformer.inference.predict import DEFAULT_CT_WINDOW, Predictor, predict_paths
 
     device = resolve_device(args.device)
     ctx = load_context(args.checkpoint, device=device, size=args.size)
     threshold = args.threshold
     if threshold is None:
-        threshold = float(config_get(ctx.train_config, "train.threshold", 0.5))
+        threshold = ctx.config.train.threshold
     predictor = Predictor(
         model=ctx.model,
         train_size=ctx.train_size,

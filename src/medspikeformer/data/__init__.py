@@ -6,13 +6,23 @@ Entry point: ``build_dataset(name, root, split, size, ...)`` → a ``torch.utils
 
 from __future__ import annotations
 
-from .base import DatasetSource, Sample, SegmentationDataset, as_hw, resize_image, resize_pair
+from .base import (
+    DEFAULT_SEED,
+    DatasetSource,
+    Sample,
+    SegmentationDataset,
+    as_hw,
+    parse_size,
+    resize_image,
+    resize_pair,
+)
 from .build import build_dataset, build_source
 from .io import read_image, read_mask, to_model_input
 from .registry import list_datasets, register_dataset
 from .synthetic import make_synthetic_pair
 
 __all__ = [
+    "DEFAULT_SEED",
     "DatasetSource",
     "Sample",
     "SegmentationDataset",
@@ -21,6 +31,7 @@ __all__ = [
     "build_source",
     "list_datasets",
     "make_synthetic_pair",
+    "parse_size",
     "read_image",
     "read_mask",
     "register_dataset",

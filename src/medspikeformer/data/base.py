@@ -23,6 +23,10 @@ from medspikeformer.errors import ConfigError, DataError
 
 from .io import to_model_input
 
+#: The package's one default seed: of the random split and the synthetic images (data layer) and
+#: of ``train.seed`` in the training config (``medspikeformer.engine.config``).
+DEFAULT_SEED = 41
+
 SPLITS = ("train", "val", "test", "all")
 
 
@@ -138,27 +142,47 @@ def check_nonempty_file(path: Path, problems: list[str]) -> bool:
     return True
 
 
+def parse_size(size: Any, where: str = "size") -> tuple[int, int]:
+    """The one image-size parser: ``256``, ``[256]``, ``(H, W)`` or ``"H,W"``/``"HxW"`` →
+    ``(H, W)``; anything else, or a non-positive size → ``ConfigError`` naming ``where``."""
+    if isinstance(size, str):
+        size = [s for s in size.replace("x", ",").split(",") if s.strip()]
+    if isinstance(size, (int, float, np.integer, np.floating)) and not isinstance(size, bool):
+        size = [size]
+    try:
+        values = [int(s) for s in size]
+    except (TypeError, ValueError):
+        raise ConfigError(f"{where}: expected H or (H, W), got {size!r}") from None
+    if len(values) == 1:
+        values = values * 2
+    if len(values) != 2:
+        raise ConfigError(f"{where}: expected H or (H, W), got {size!r}")
+    if min(values) <= 0:
+        raise ConfigError(f"{where} must be positive, got {size!r}")
+    return values[0], values[1]
+
+
 def as_hw(size: int | Sequence[int]) -> tuple[int, int]:
-    """``256`` or ``(H, W)`` → ``(H, W)``; non-positive sizes raise ``ConfigError``."""
-    if isinstance(size, (int, np.integer)):
-        hw = (int(size), int(size))
-    else:
-        try:
-            hw = tuple(int(s) for s in size)
-        except (TypeError, ValueError):
-            raise ConfigError(f"size must be an int or (H, W), got {size!r}") from None
-        if len(hw) != 2:
-            raise ConfigError(f"size must be an int or (H, W), got {size!r}")
-    if hw[0] <= 0 or hw[1] <= 0:
-        raise ConfigError(f"size must be positive, got {size!r}")
-    return hw  # type: ignore[return-value]
+    """``256`` or ``(H, W)`` → ``(H, W)``: :func:`parse_size` (kept for existing callers)."""
+    return parse_size(size)
+
+
+def resize_image(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """The datasets' image resize rule to ``size = (H, W)``: area averaging when shrinking both
+    sides, bilinear otherwise (returned as is when already that size)."""
+    h, w = size
+    if img.shape[:2] == (h, w):
+        return img
+    shrink = img.shape[0] >= h and img.shape[1] >= w
+    interp = cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
+    return cv2.resize(img, (w, h), interpolation=interp)
 
 
 def resize_pair(
     img: np.ndarray, mask: np.ndarray, size: tuple[int, int]
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Resize to ``size = (H, W)``: image with area averaging when shrinking, bilinear when
-    enlarging; mask nearest-neighbour, returned as ``uint8`` in {0, 1}."""
+    """Resize to ``size = (H, W)``: image by :func:`resize_image`; mask nearest-neighbour,
+    returned as ``uint8`` in {0, 1}."""
     h, w = size
     img = resize_image(img, size)
     m = mask.astype(np.uint8)

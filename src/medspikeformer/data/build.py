@@ -11,7 +11,7 @@ from tqdm import tqdm
 from medspikeformer.errors import ConfigError, DataError
 
 from .augment import build_augment
-from .base import SPLITS, DatasetSource, SegmentationDataset, as_hw
+from .base import DEFAULT_SEED, SPLITS, DatasetSource, SegmentationDataset, as_hw
 from .cache import ArrayCache, default_cache_dir
 from .registry import get_source_class
 from .splits import make_split
@@ -37,7 +37,7 @@ def build_dataset(
     augment: str = "none",
     in_channels: int = 3,
     cache_dir: str | Path | bool | None = None,
-    seed: int = 41,
+    seed: int = DEFAULT_SEED,
     on_error: str = "raise",
     **options: Any,
 ) -> SegmentationDataset:

@@ -5,6 +5,14 @@ Public API::
     from medspikeformer.engine import train, load_config, TrainConfig
     result = train(config)          # -> {"run_dir", "best_metrics", "final_metrics", ...}
 
+    from medspikeformer.engine import TrainingStep, run_steps, Callback
+    step = TrainingStep.from_config(config)   # the real step of `medspikeformer train`
+    terms = step(batch)                        # {"bce", "dice", ..., "total"} device tensors
+    run_steps(config, batches)                 # the same over any iterable of batches
+
+    from medspikeformer.engine import dataset_from_config
+    ds = dataset_from_config(config, "test")   # a run's split, as the trainer built it
+
     from medspikeformer.engine.checkpoint import save_checkpoint, load_checkpoint, load_model
 
 Heavy submodules are imported lazily so that ``import medspikeformer.engine.checkpoint`` stays cheap.
@@ -22,11 +30,15 @@ from medspikeformer.engine.checkpoint import (
 )
 
 __all__ = [
+    "Callback",
     "TrainConfig",
+    "TrainingStep",
+    "dataset_from_config",
     "export_safetensors",
     "load_checkpoint",
     "load_config",
     "load_model",
+    "run_steps",
     "save_checkpoint",
     "train",
 ]
@@ -37,6 +49,14 @@ def __getattr__(name: str) -> Any:
         from medspikeformer.engine.trainer import train
 
         return train
+    if name in ("Callback", "TrainingStep", "run_steps"):
+        from medspikeformer.engine import step
+
+        return getattr(step, name)
+    if name == "dataset_from_config":
+        from medspikeformer.engine.datasets import dataset_from_config
+
+        return dataset_from_config
     if name in ("TrainConfig", "load_config"):
         from medspikeformer.engine import config
 

@@ -275,8 +275,7 @@ def load_weights_into(model: nn.Module, path: str | os.PathLike[str]) -> dict[st
     """
     ckpt = load_checkpoint(path)
     model = unwrap_model(model)
-    own_name = getattr(model, "model_name", type(model).__name__)
-    own_config = getattr(model, "config", None)
+    own_name, own_config = model.model_name, model.config
     if ckpt["model_name"] != own_name:
         raise CheckpointError(
             f"{path}: checkpoint holds model {ckpt['model_name']!r} "

@@ -23,6 +23,7 @@ from typing import Any, Union
 
 import yaml
 
+from medspikeformer.data.base import DEFAULT_SEED
 from medspikeformer.errors import ConfigError
 
 __all__ = [
@@ -148,7 +149,7 @@ class TrainLoopConfig:
     epochs: int = 200
     batch_size: int = 8
     val_batch_size: int | None = None
-    seed: int = 41
+    seed: int = DEFAULT_SEED
     device: str = "auto"
     precision: str = "auto"
     compile: bool = False
@@ -488,7 +489,7 @@ def validate_config(config: TrainConfig, *, check_model: bool = True) -> None:
     _check_dataset_name(d.dataset)
     if check_model:
         model = build_model_from_config(config)
-        divisor = int(getattr(model, "size_divisor", 1))
+        divisor = model.size_divisor
         if d.size % divisor:
             raise ConfigError(
                 f"config value data.size={d.size} is not divisible by {divisor}, which model "

@@ -37,6 +37,7 @@ __all__ = [
     "collect_versions",
     "ensure_writable_dir",
     "git_commit",
+    "pid_alive",
     "write_json",
     "write_metrics_csv",
 ]
@@ -60,7 +61,7 @@ def ensure_writable_dir(path: str | os.PathLike[str]) -> Path:
 
 
 def pid_alive(pid: int) -> bool:
-    """Whether a process ``pid`` exists on this host (a run lock's owner is still running)."""
+    """Whether a process with this id exists on this host (signal 0 probes without sending)."""
     if pid <= 0:
         return False
     try:

@@ -167,24 +167,14 @@ def pin_split(config, out: Path):
     test on other images than seed 0, and no paired test would be possible. For the synthetic set
     the generator seed is pinned too (its images are drawn from that seed). Returns the config.
     """
-    from medspikeformer.data import build_dataset
+    from medspikeformer.engine.datasets import dataset_from_config
 
     d = config.data
     if d.dataset == "synthetic":
         d.options = {**d.options, "seed": d.options.get("seed") or config.train.seed}
     path = Path(out) / "split.json"
     if not path.is_file():
-        kwargs: dict[str, Any] = {
-            "root": d.root,
-            "size": d.size,
-            "in_channels": d.in_channels or 3,
-            "cache_dir": d.cache_dir,
-            "seed": config.train.seed,
-            **d.options,
-        }
-        if d.split_spec is not None:
-            kwargs["split_spec"] = d.split_spec
-        build_dataset(d.dataset, split="train", **kwargs).save_split(path)
+        dataset_from_config(config, "train").save_split(path)
     d.split_spec = str(path)
     return config
 
@@ -195,10 +185,10 @@ def pin_split(config, out: Path):
 _FOREIGN_FAMILY_OPTIONS = ("in_channels",)
 
 
-def _is_family(model: str) -> bool:
-    from medspikeformer.models import MedSpikeFormer, create_model
+def _family(model: str) -> str:
+    from medspikeformer.models import model_info
 
-    return isinstance(create_model(model), MedSpikeFormer)
+    return model_info(model).family
 
 
 def resolve_row_config(spec: ExperimentSpec, row: Row, seed_index: int, run_dir: Path, shared=None):
@@ -208,25 +198,28 @@ def resolve_row_config(spec: ExperimentSpec, row: Row, seed_index: int, run_dir:
       width, ...) are kept for every row of the MedSpikeFormer family, only ``in_channels`` for
       other models; ``row.model_overrides`` are applied on top;
     * ``row.train_overrides`` go into the matching config sections;
-    * rows outside the ``medspikeformer*`` registry names (the baselines ssa/sdt/qk/ann/unet) train
-      without a teacher (``teacher.mode = none``), as the paper's baselines did; the
-      ``medspikeformer*`` rows keep the shared teacher mode (joint by default);
+    * rows whose model registers no default teacher (the baselines ssa/sdt/qk/ann/unet:
+      ``model_info(name).default_teacher == "none"``) train without a teacher
+      (``teacher.mode = none``), as the paper's baselines did; the ``medspikeformer*`` rows keep
+      the shared teacher mode (joint by default);
     * the seed becomes ``train.seed + seed_index``.
     """
     from medspikeformer.engine.config import config_from_dict, config_to_dict, merge_dicts
+    from medspikeformer.models import model_info
 
-    base = config_to_dict(shared if shared is not None else base_config(spec))
+    shared = shared if shared is not None else base_config(spec)
+    base = config_to_dict(shared)
     shared_model = dict(base.get("model") or {})
-    shared_model.pop("name", None)
-    if not _is_family(row.model):
+    shared_name = shared_model.pop("name", None)
+    if _family(row.model) != _family(shared_name or row.model):
         shared_model = {k: v for k, v in shared_model.items() if k in _FOREIGN_FAMILY_OPTIONS}
     model = {"name": row.model, **shared_model, **dict(row.model_overrides)}
     data = dict(base)
     data["model"] = model
-    if not row.model.startswith("medspikeformer"):
+    if model_info(row.model).default_teacher == "none":
         data = merge_dicts(data, {"teacher": {"mode": "none"}})
     data = merge_dicts(data, _dotted_to_nested(row.train_overrides))
-    data["train"] = {**data["train"], "seed": int(data["train"].get("seed", 41)) + int(seed_index)}
+    data["train"] = {**data["train"], "seed": shared.train.seed + int(seed_index)}
     data["out"] = str(run_dir)
     return config_from_dict(data)
 
@@ -251,13 +244,12 @@ def _train_time_from_csv(run_dir: Path) -> float | None:
         return None
     with path.open(newline="") as fh:
         rows = list(csv.DictReader(fh))
-    for key in ("epoch_time_s", "time_s", "epoch_time", "time"):
-        if rows and key in rows[0]:
-            try:
-                return float(sum(float(r[key]) for r in rows if r.get(key) not in (None, "")))
-            except ValueError:
-                return None
-    return None
+    if not rows or "time_s" not in rows[0]:  # the engine's per-epoch wall time column
+        return None
+    try:
+        return float(sum(float(r["time_s"]) for r in rows if r.get("time_s") not in (None, "")))
+    except ValueError:
+        return None
 
 
 def train_row(config, run_dir: Path) -> dict[str, Any]:
@@ -280,50 +272,33 @@ def train_row(config, run_dir: Path) -> dict[str, Any]:
 
 def evaluate_row(config, run_dir: Path, split: str, checkpoint: str = "last") -> dict[str, Any]:
     """Score the run's ``last.pt`` (or ``best.pt``) on ``split`` of the experiment's split file."""
-    import torch
-
-    from medspikeformer.data import build_dataset
     from medspikeformer.engine.checkpoint import load_model
+    from medspikeformer.engine.datasets import dataset_from_config
     from medspikeformer.inference import evaluate
+    from medspikeformer.runtime import resolve_device
 
     ckpt_path = run_dir / f"{checkpoint}.pt"
     if not ckpt_path.is_file():
         ckpt_path = run_dir / "last.pt"
     model, ckpt = load_model(ckpt_path)
-    d = config.data
-    kwargs: dict[str, Any] = {
-        "root": d.root,
-        "size": d.size,
-        "in_channels": int(getattr(model, "in_channels", d.in_channels or 3)),
-        "cache_dir": d.cache_dir,
-        "seed": config.train.seed,
-        **d.options,
-    }
-    if d.split_spec is not None:
-        kwargs["split_spec"] = d.split_spec
-    dataset = build_dataset(d.dataset, split=split, augment="none", **kwargs)
-    device = config.train.device
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    dataset = dataset_from_config(config, split, in_channels=model.in_channels)
+    device = resolve_device(config.train.device)
     res = evaluate(model.to(device), dataset, threshold=config.train.threshold, device=device)
     return {"result": res, "model": model, "dataset": dataset, "ckpt": ckpt, "path": ckpt_path}
 
 
 def _eval_payload(res: Any) -> tuple[dict[str, float], dict[str, float]]:
-    """``(global metrics, {id: dice})`` from the inference EvalResult."""
-    metrics = dict(getattr(res, "metrics", None) or res["metrics"])
-    per_image = getattr(res, "per_image", None)
-    if per_image is None:
-        per_image = res["per_image"]
-    dice = {str(p["id"]): float(p["dice"]) for p in per_image}
+    """``(global metrics, {id: dice})`` from the inference :class:`EvalResult`."""
+    metrics = res.metrics
+    dice = {str(p["id"]): float(p["dice"]) for p in res.per_image}
     out = {
         "miou": metrics.get("miou"),
         "dsc": metrics.get("dsc"),
         "acc": metrics.get("acc"),
         "spe": metrics.get("spe"),
         "sen": metrics.get("sen"),
-        "dice_per_image": metrics.get("dice_per_image", metrics.get("mean_dice")),
-        "iou_per_image": metrics.get("iou_per_image", metrics.get("mean_iou")),
+        "dice_per_image": metrics.get("mean_dice"),
+        "iou_per_image": metrics.get("mean_iou"),
     }
     if out["dice_per_image"] is None and dice:
         out["dice_per_image"] = float(sum(dice.values()) / len(dice))
@@ -334,8 +309,8 @@ def profile_row(model, dataset, size: int, max_images: int = 4) -> dict[str, Any
     """Params, GFLOPs, mean firing rate and energy per image at the training size.
 
     Firing rates depend on the input, so they are measured on the first ``max_images`` test
-    images (``inputs=``); on the profiler's seeded random input for an empty test set (recorded
-    in ``firing_rate_input``). Counts are divided by the batch: per image.
+    images (an empty dataset: the profiler's seeded random input; recorded in
+    ``firing_rate_input``). Counts are divided by the batch: per image.
     """
     import torch
 

@@ -1,15 +1,21 @@
 """What the inference commands read from a checkpoint: the model, its training size and channels,
-the run directory it lives in (split file, ``last.pt`` with the teacher) and the teacher itself.
+the typed training config, the run directory it lives in (split file, ``last.pt`` with the
+teacher) and the teacher itself.
 
 A checkpoint's ``train_config`` is the resolved training configuration as a dict
-(``medspikeformer.engine.config.TrainConfig.to_dict()``): ``data.dataset``, ``data.size``,
-``data.in_channels``, ``data.split_spec``, ``data.options``, ``train.threshold`` …
+(``TrainConfig.to_dict()``); :func:`read_train_config` turns it back into a
+:class:`~medspikeformer.engine.config.TrainConfig` (defaults for what is missing), which is what
+``InferenceContext.config`` holds and every inference command reads (``config.data.dataset``,
+``config.train.threshold`` …); rebuild its data with
+:func:`medspikeformer.engine.datasets.dataset_from_config`.
 A checkpoint "lives in a run directory" when its folder holds ``split.json`` (written by the
 trainer; see docs/training.md).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,39 +23,51 @@ from typing import Any
 import torch
 from torch import nn
 
+from medspikeformer.data.base import parse_size  # re-exported: the one size parser
+from medspikeformer.engine.config import ModelConfig, TrainConfig, config_from_dict
 from medspikeformer.errors import CheckpointError, ConfigError
 
-__all__ = ["InferenceContext", "config_get", "load_context", "load_teacher", "parse_size"]
+__all__ = [
+    "InferenceContext",
+    "load_context",
+    "load_teacher",
+    "parse_size",
+    "read_train_config",
+]
 
 SPLIT_FILE = "split.json"
 LAST_CHECKPOINT = "last.pt"
 
 
-def config_get(config: dict[str, Any] | None, dotted: str, default: Any = None) -> Any:
-    """``config["a"]["b"]`` for ``"a.b"``; ``default`` when any level is missing or ``None``."""
-    node: Any = config or {}
-    for part in dotted.split("."):
-        if not isinstance(node, dict) or node.get(part) is None:
-            return default
-        node = node[part]
-    return node
+def _known_keys(cls: type, data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` without the keys ``cls`` (a config dataclass) does not have, recursively; the
+    model section is kept whole (every key but ``name`` is a model option)."""
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        if key not in fields:
+            continue
+        sub = hints[key]
+        if dataclasses.is_dataclass(sub) and sub is not ModelConfig and isinstance(value, dict):
+            value = _known_keys(sub, value)
+        out[key] = value
+    return out
 
 
-def parse_size(size: Any, where: str = "size") -> tuple[int, int]:
-    """``256``, ``[256]``, ``[H, W]`` or ``"H,W"`` → ``(H, W)``; anything else → ConfigError."""
-    if isinstance(size, str):
-        size = [s for s in size.replace("x", ",").split(",") if s.strip()]
-    if isinstance(size, (int, float)):
-        size = [size]
+def read_train_config(saved: Any, where: str = "checkpoint") -> TrainConfig:
+    """The typed config of a checkpoint's ``train_config`` dict (empty or missing → defaults).
+
+    Keys this version does not know (a newer or hand-written config) are ignored: inference needs
+    only the data and threshold settings. A known key of the wrong type → ``CheckpointError``
+    naming ``where`` and the key.
+    """
+    if not isinstance(saved, dict):
+        saved = {}
     try:
-        values = [int(s) for s in size]
-    except (TypeError, ValueError):
-        raise ConfigError(f"{where}: expected H or H W, got {size!r}") from None
-    if len(values) == 1:
-        values = values * 2
-    if len(values) != 2 or min(values) <= 0:
-        raise ConfigError(f"{where}: expected one or two positive sizes, got {size!r}")
-    return values[0], values[1]
+        return config_from_dict(_known_keys(TrainConfig, saved))
+    except ConfigError as exc:
+        raise CheckpointError(f"{where}: saved training config does not read back: {exc}") from None
 
 
 @dataclass
@@ -62,7 +80,10 @@ class InferenceContext:
         path: the checkpoint file.
         train_size: ``(H, W)`` the model was trained at (``data.size``; default 256).
         in_channels: the model's input channels.
-        train_config: the resolved training config dict (may be empty).
+        train_config: the resolved training config dict as saved (may be empty).
+        config: the same as a typed :class:`TrainConfig` (defaults where nothing was saved).
+        has_config: whether the checkpoint recorded a training config at all (else ``config``
+            is all defaults and names no dataset of its own).
     """
 
     model: nn.Module
@@ -71,6 +92,8 @@ class InferenceContext:
     train_size: tuple[int, int]
     in_channels: int
     train_config: dict[str, Any] = field(default_factory=dict)
+    config: TrainConfig = field(default_factory=TrainConfig)
+    has_config: bool = False
 
     @property
     def run_dir(self) -> Path | None:
@@ -108,24 +131,24 @@ def load_context(
     train_config = ckpt.get("train_config") or {}
     if not isinstance(train_config, dict):
         train_config = {}
-    raw_size = size if size is not None else config_get(train_config, "data.size", 256)
+    config = read_train_config(train_config, where=str(path))
+    raw_size = size if size is not None else config.data.size
     train_size = parse_size(raw_size, where=f"{path}: training size")
-    divisor = int(getattr(model, "size_divisor", 1) or 1)
+    divisor = model.size_divisor
     if train_size[0] % divisor or train_size[1] % divisor:
         raise ConfigError(
             f"size {train_size[0]}×{train_size[1]} is not a multiple of the model's "
             f"size_divisor {divisor}"
         )
-    in_channels = int(
-        getattr(model, "in_channels", config_get(train_config, "data.in_channels", 3))
-    )
     return InferenceContext(
         model=model,
         checkpoint=ckpt,
         path=path,
         train_size=train_size,
-        in_channels=in_channels,
+        in_channels=model.in_channels,
         train_config=train_config,
+        config=config,
+        has_config=bool(train_config.get("data")),
     )
 
 

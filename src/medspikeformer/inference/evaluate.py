@@ -22,13 +22,14 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from medspikeformer.inference.sliding import forward_probs
+from medspikeformer.runtime import resolve_device  # re-exported: the public inference name
 
-__all__ = ["GLOBAL_METRICS", "EvalResult", "evaluate", "resolve_device"]
+__all__ = ["GLOBAL_METRICS", "METRIC_LABELS", "EvalResult", "evaluate", "resolve_device"]
 
 #: The five global metrics of Sec. 4.1, then the per-image means.
 GLOBAL_METRICS = ("miou", "dsc", "acc", "spe", "sen")
 MEAN_METRICS = ("mean_dice", "mean_iou")
-#: Display names of the metrics (tables of `evaluate` and the CLI).
+#: Display names of the metrics (tables, the evaluate command).
 METRIC_LABELS = {
     "miou": "mIoU",
     "dsc": "DSC",
@@ -38,13 +39,6 @@ METRIC_LABELS = {
     "mean_dice": "mean Dice (per image)",
     "mean_iou": "mean IoU (per image)",
 }
-
-
-def resolve_device(device: str | torch.device | None = None) -> torch.device:
-    """``None``/``"auto"`` → CUDA when available, else CPU; anything else as given."""
-    if device is None or str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 @dataclass

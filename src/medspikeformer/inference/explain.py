@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from torch import nn
 
 from medspikeformer.errors import ConfigError
+from medspikeformer.models.base import SegmentationModel
 
 __all__ = ["attention_maps", "prepare_image"]
 
@@ -30,25 +30,16 @@ def prepare_image(
     return to_model_input(small, in_channels).unsqueeze(0), small
 
 
-def attention_maps(model: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
+def attention_maps(model: SegmentationModel, x: torch.Tensor) -> list[torch.Tensor]:
     """Per-stage attention outputs ``[C_i, h_i, w_i]`` of ``x [1,C,H,W]`` (CPU float tensors).
 
     Raises:
-        ConfigError: the model has no ``forward_all`` or reports no attention (e.g. ``unet``, or
-            ``attention="none"``).
+        ConfigError: the model reports no attention (e.g. ``unet``, or ``attention="none"``).
     """
-    forward_all = getattr(model, "forward_all", None)
-    if forward_all is None:
-        raise ConfigError(
-            f"model {getattr(model, 'model_name', type(model).__name__)!r} has no forward_all"
-        )
     model.eval()
     with torch.inference_mode():
-        out = forward_all(x)
-    maps = [a for a in (getattr(out, "attention", None) or []) if a is not None]
+        out = model.forward_all(x)
+    maps = [a for a in (out.attention or []) if a is not None]
     if not maps:
-        raise ConfigError(
-            f"model {getattr(model, 'model_name', type(model).__name__)!r} has no attention "
-            "blocks to explain"
-        )
+        raise ConfigError(f"model {model.model_name!r} has no attention blocks to explain")
     return [a[0].detach().float().cpu() for a in maps]

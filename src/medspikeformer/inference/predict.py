@@ -132,9 +132,8 @@ class Predictor:
         first stage (width C, T timesteps, float32) alive at once — measured ≈ 13 for
         MedSpikeFormer (peak RSS 1.9 GiB for 4 windows of 256² at C = 32, T = 4).
         """
-        timesteps = int(getattr(self.model, "timesteps", 1) or 1)
-        config = getattr(self.model, "config", None) or {}
-        width = int(config.get("base_channels", 32) or 32) if isinstance(config, dict) else 32
+        timesteps = self.model.timesteps
+        width = int(self.model.config.get("base_channels", 32) or 32)
         windows = self.sw_batch_size if self.mode == "sliding" else 1
         roi = self.train_size[0] * self.train_size[1]
         return 16 * timesteps * width * 4 * roi * windows

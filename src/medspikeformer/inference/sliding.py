@@ -30,6 +30,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from medspikeformer.models.base import SegmentationModel
+
 __all__ = [
     "block_grid",
     "forward_probs",
@@ -41,7 +43,8 @@ __all__ = [
 
 
 def logits_of(output: Any) -> torch.Tensor:
-    """The logits tensor of a model output (a tensor, or an object/dict with ``logits``)."""
+    """The logits tensor of an output that may be wrapped (a tensor, or an object/dict with
+    ``logits``); a :class:`SegmentationModel`'s ``forward`` needs none of this."""
     if isinstance(output, torch.Tensor):
         return output
     if isinstance(output, dict):
@@ -62,10 +65,9 @@ def pad_to_multiple(x: torch.Tensor, divisor: int) -> tuple[torch.Tensor, tuple[
     return x, (h, w)
 
 
-def _probs_once(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    divisor = int(getattr(model, "size_divisor", 1) or 1)
-    xp, (h, w) = pad_to_multiple(x, divisor)
-    logits = logits_of(model(xp))
+def _probs_once(model: SegmentationModel, x: torch.Tensor) -> torch.Tensor:
+    xp, (h, w) = pad_to_multiple(x, model.size_divisor)
+    logits = model(xp)  # the contract: logits [B, 1, H, W] in every mode
     return torch.sigmoid(logits[..., :h, :w].float())
 
 
@@ -111,7 +113,6 @@ def sliding_window_probs(
         padding_mode="constant",
         cval=0.0,
     )
-    out = logits_of(out) if not isinstance(out, torch.Tensor) else out
     return torch.as_tensor(out).float()
 
 

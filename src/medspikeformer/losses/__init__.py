@@ -1,4 +1,5 @@
-"""Losses: Eq. 13 segmentation loss (BCE + Dice) and the Eq. 12 distribution alignment loss."""
+"""Losses: Eq. 13 segmentation loss (BCE + Dice), the Eq. 12 distribution alignment loss and the
+deep supervision of stage mask heads."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from medspikeformer.losses.segmentation import (
     bce_loss,
     soft_dice_loss,
 )
+from medspikeformer.losses.stage import stage_supervision_loss
 
 __all__ = [
     "DEFAULT_DICE_EPS",
@@ -32,4 +34,5 @@ __all__ = [
     "soft_dice_loss",
     "squared_error",
     "stage_probabilities",
+    "stage_supervision_loss",
 ]

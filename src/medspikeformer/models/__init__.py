@@ -2,13 +2,16 @@
 
 Registered names (``list_models()``): ``medspikeformer`` and its ablations
 ``medspikeformer_wo_{sdsa,sc,aa,ai,ia,ii}``, the attention baselines ``ssa``, ``sdt``, ``qk``,
-the ANN twin ``ann`` and MONAI's ``unet``. Every builder accepts config overrides.
+the ANN twin ``ann`` and MONAI's ``unet``. Every builder accepts config overrides and returns a
+:class:`SegmentationModel` (the contract: ``models/base.py``). The ``medspikeformer*`` names train
+with a joint ANN teacher under ``teacher.mode: auto``; the baselines without (``model_info``).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from medspikeformer.models.base import SegmentationModel
 from medspikeformer.models.medspikeformer import (
     ATTENTIONS,
     MedSpikeFormer,
@@ -16,7 +19,13 @@ from medspikeformer.models.medspikeformer import (
     default_config,
 )
 from medspikeformer.models.output import SegmentationOutput
-from medspikeformer.models.registry import create_model, list_models, register_model
+from medspikeformer.models.registry import (
+    ModelInfo,
+    create_model,
+    list_models,
+    model_info,
+    register_model,
+)
 from medspikeformer.models.unet import UNetBaseline
 
 
@@ -28,67 +37,67 @@ def _without(interaction: str) -> list[str]:
     return [i for i in ("aa", "ai", "ia", "ii") if i != interaction]
 
 
-@register_model
+@register_model(family="medspikeformer", default_teacher="joint")
 def medspikeformer(**overrides: Any) -> MedSpikeFormer:
     """MedSpikeFormer with decomposed spike attention (all four interactions)."""
     return _msf({}, overrides)
 
 
-@register_model
+@register_model(family="medspikeformer", default_teacher="joint")
 def medspikeformer_wo_sdsa(**overrides: Any) -> MedSpikeFormer:
     """Ablation w/o SDSA: no attention, f_e = PE(x)."""
     return _msf({"attention": "none"}, overrides)
 
 
-@register_model
+@register_model(family="medspikeformer", default_teacher="joint")
 def medspikeformer_wo_sc(**overrides: Any) -> MedSpikeFormer:
     """Ablation w/o SC: no 3×3 spike conv in PE; decoder fuses with LIF → 1×1 conv → BN."""
     return _msf({"use_spike_conv": False}, overrides)
 
 
-@register_model
+@register_model(family="medspikeformer", default_teacher="joint")
 def medspikeformer_wo_aa(**overrides: Any) -> MedSpikeFormer:
     """Ablation w/o A–A interaction."""
     return _msf({"interactions": _without("aa")}, overrides)
 
 
-@register_model
+@register_model(family="medspikeformer", default_teacher="joint")
 def medspikeformer_wo_ai(**overrides: Any) -> MedSpikeFormer:
     """Ablation w/o A–I interaction."""
     return _msf({"interactions": _without("ai")}, overrides)
 
 
-@register_model
+@register_model(family="medspikeformer", default_teacher="joint")
 def medspikeformer_wo_ia(**overrides: Any) -> MedSpikeFormer:
     """Ablation w/o I–A interaction."""
     return _msf({"interactions": _without("ia")}, overrides)
 
 
-@register_model
+@register_model(family="medspikeformer", default_teacher="joint")
 def medspikeformer_wo_ii(**overrides: Any) -> MedSpikeFormer:
     """Ablation w/o I–I interaction."""
     return _msf({"interactions": _without("ii")}, overrides)
 
 
-@register_model
+@register_model(family="medspikeformer")
 def ssa(**overrides: Any) -> MedSpikeFormer:
     """Baseline: Spikformer spiking self-attention in the same encoder–decoder."""
     return _msf({"attention": "ssa"}, overrides)
 
 
-@register_model
+@register_model(family="medspikeformer")
 def sdt(**overrides: Any) -> MedSpikeFormer:
     """Baseline: Spike-driven Transformer v1 attention in the same encoder–decoder."""
     return _msf({"attention": "sdt"}, overrides)
 
 
-@register_model
+@register_model(family="medspikeformer")
 def qk(**overrides: Any) -> MedSpikeFormer:
     """Baseline: QKFormer token attention in the same encoder–decoder."""
     return _msf({"attention": "qk"}, overrides)
 
 
-@register_model
+@register_model(family="medspikeformer")
 def ann(**overrides: Any) -> MedSpikeFormer:
     """ANN twin (teacher / upper reference): ReLU instead of LIF, pooled softmax attention."""
     return _msf({"spiking": False, "attention": "softmax", "timesteps": 1}, overrides)
@@ -103,11 +112,14 @@ def unet(**overrides: Any) -> UNetBaseline:
 __all__ = [
     "ATTENTIONS",
     "MedSpikeFormer",
+    "ModelInfo",
+    "SegmentationModel",
     "SegmentationOutput",
     "UNetBaseline",
     "build_teacher",
     "create_model",
     "default_config",
     "list_models",
+    "model_info",
     "register_model",
 ]

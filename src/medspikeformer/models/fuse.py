@@ -31,11 +31,10 @@ __all__ = ["find_conv_bn_pairs", "fuse_for_inference"]
 def _probe_input(model: nn.Module) -> torch.Tensor:
     """A small ``[1, C_in, s, s]`` input with ``s`` a multiple of the model's size divisor, in the
     dtype and on the device of the model's parameters (a float64 model needs a float64 probe)."""
-    divisor = int(getattr(model, "size_divisor", 16))
+    divisor = model.size_divisor
     side = divisor * max(1, -(-32 // divisor))
     param = next(model.parameters())
-    channels = int(getattr(model, "in_channels", 3))
-    return torch.randn(1, channels, side, side, device=param.device, dtype=param.dtype)
+    return torch.randn(1, model.in_channels, side, side, device=param.device, dtype=param.dtype)
 
 
 def find_conv_bn_pairs(

@@ -32,6 +32,7 @@ from medspikeformer.attention import (
 )
 from medspikeformer.errors import ConfigError
 from medspikeformer.layers import ConvBN, SpikeConv, upsample2x
+from medspikeformer.models.base import SegmentationModel
 from medspikeformer.models.blocks import Head, StageHead
 from medspikeformer.models.output import SegmentationOutput
 
@@ -131,14 +132,17 @@ def checkpointed(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
     )
 
 
-class MedSpikeFormer(nn.Module):
+class MedSpikeFormer(SegmentationModel):
     """Spike-driven encoder–decoder transformer for binary segmentation.
 
-    ``forward(x [B, C_in, H, W])`` → logits ``[B, 1, H, W]`` in eval mode, a
-    :class:`SegmentationOutput` (logits + stage logits) in training mode. H and W must be
-    multiples of ``size_divisor = 2^(num_units−1)``. See :func:`default_config` for the options;
+    The :class:`SegmentationModel` contract: ``forward(x [B, C_in, H, W])`` → logits
+    ``[B, 1, H, W]`` and ``forward_all(x)`` → :class:`SegmentationOutput` (logits + one stage
+    logit map per encoder unit + attention maps), in every mode. H and W must be multiples of
+    ``size_divisor = 2^(num_units−1)``. See :func:`default_config` for the options;
     ``spiking=False`` builds the ANN twin (ReLU instead of LIF, softmax attention, T = 1).
     """
+
+    divisor_hint = " (2^(num_units−1))"
 
     def __init__(self, **config: Any) -> None:
         super().__init__()
@@ -212,20 +216,6 @@ class MedSpikeFormer(nn.Module):
             return self.timesteps * b * h * w > AUTO_CHECKPOINT_ELEMENTS
         return True
 
-    def check_input(self, x: torch.Tensor) -> None:
-        """Raise ``ConfigError`` unless ``x`` is ``[B, in_channels, H, W]`` with H, W divisible."""
-        if x.dim() != 4 or x.shape[1] != self.in_channels:
-            raise ConfigError(
-                f"{self.model_name}: expected input [B, {self.in_channels}, H, W], "
-                f"got {list(x.shape)}"
-            )
-        h, w = x.shape[-2:]
-        if h % self.size_divisor or w % self.size_divisor:
-            raise ConfigError(
-                f"{self.model_name}: input size {h}×{w} is not divisible by "
-                f"{self.size_divisor} (2^(num_units−1)); pad or resize the image"
-            )
-
     def encode(self, x: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         """Stage I. ``x [B, C_in, H, W]`` → (f_e^i, attention outputs), each ``[T, B, C_i, h, w]``.
 
@@ -256,44 +246,47 @@ class MedSpikeFormer(nn.Module):
             f_s = self.dec[i](feats[i] + upsample2x(f_s))
         return self.head(f_s)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor | SegmentationOutput:
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits ``[B, 1, H, W]`` in every mode (no stage heads run)."""
         self.check_input(x)
         feats, _ = self.encode(x)
-        logits = self.decode(feats)
-        if not self.training:
-            return logits
-        stages = [head(f) for head, f in zip(self.stage_heads, feats)]
-        return SegmentationOutput(logits=logits, stage_logits=stages)
+        return self.decode(feats)
 
-    def forward_all(self, x: torch.Tensor) -> SegmentationOutput:
-        """Logits, stage logits and per-stage attention outputs (mean over T), in any mode."""
+    def forward_all(self, x: torch.Tensor, *, attention: bool = True) -> SegmentationOutput:
+        """Logits, stage logits and (with ``attention``) per-stage attention outputs (mean over
+        T), in any mode. The trainer passes ``attention=False``: it needs no attention maps."""
         self.check_input(x)
         feats, attns = self.encode(x)
         logits = self.decode(feats)
         stages = [head(f) for head, f in zip(self.stage_heads, feats)]
-        has_attn = self.config["attention"] != "none"
+        has_attn = attention and self.config["attention"] != "none"
         return SegmentationOutput(
             logits=logits,
             stage_logits=stages,
             attention=[a.mean(0) for a in attns] if has_attn else None,
         )
 
+    def twin_config(self) -> dict[str, Any] | None:
+        """The ANN twin's options (same input, widths, units, heads; ReLU + softmax attention, or
+        no attention when this model has none); ``None`` for the ANN itself."""
+        cfg = self.config
+        if not cfg["spiking"]:
+            return None
+        keep = ("in_channels", "base_channels", "num_units", "head_dim", "num_heads", "n_kv")
+        return {
+            **{k: cfg[k] for k in keep},
+            "use_spike_conv": cfg["use_spike_conv"],
+            "spiking": False,
+            "attention": "none" if cfg["attention"] == "none" else "softmax",
+        }
 
-def build_teacher(student: nn.Module) -> MedSpikeFormer:
-    """The ANN twin of a MedSpikeFormer: same widths/units/input, ReLU + softmax attention."""
-    cfg = getattr(student, "config", None)
-    if not isinstance(cfg, dict) or "base_channels" not in cfg or "num_units" not in cfg:
-        raise ConfigError(
-            f"build_teacher needs a MedSpikeFormer-family model, got {type(student).__name__}"
-        )
-    keep = ("in_channels", "base_channels", "num_units", "head_dim", "num_heads", "n_kv")
-    keep_sc = cfg.get("use_spike_conv", True)
-    attention = "none" if cfg.get("attention") == "none" else "softmax"
-    teacher = MedSpikeFormer(
-        **{k: cfg[k] for k in keep if k in cfg},
-        use_spike_conv=keep_sc,
-        spiking=False,
-        attention=attention,
-    )
+
+def build_teacher(student: SegmentationModel) -> MedSpikeFormer:
+    """The ANN twin of a model (``student.twin_config()``): for a MedSpikeFormer the same
+    widths/units/input with ReLU + softmax attention. A model without a twin → ConfigError."""
+    twin = student.twin_config()
+    if twin is None:
+        raise ConfigError(f"model {student.model_name!r} has no ANN teacher twin")
+    teacher = MedSpikeFormer(**twin)
     teacher.model_name = "ann"
     return teacher

@@ -9,14 +9,14 @@ import torch
 
 @dataclass
 class SegmentationOutput:
-    """What a model returns in training mode and from ``forward_all``.
+    """What ``SegmentationModel.forward_all`` returns (in every mode).
 
     Attributes:
         logits: ``[B, 1, H, W]`` segmentation logits (mean over timesteps).
         stage_logits: one ``[B, 1, h_i, w_i]`` logit map per encoder unit (stage mask heads,
             mean over timesteps); empty for models without them (U-Net).
         attention: per-stage attention output, mean over timesteps, ``[B, C_i, h_i, w_i]``;
-            filled by ``forward_all`` only (``None`` otherwise or when a model has no attention).
+            ``None`` when a model has no attention or ``forward_all(x, attention=False)``.
     """
 
     logits: torch.Tensor

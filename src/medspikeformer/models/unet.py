@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from torch import nn
 
 from medspikeformer.errors import ConfigError
+from medspikeformer.models.base import SegmentationModel
 from medspikeformer.models.output import SegmentationOutput
 
 
@@ -16,11 +16,12 @@ def default_unet_config() -> dict[str, Any]:
     return {"in_channels": 3, "base_channels": 20, "num_levels": 5, "num_res_units": 2}
 
 
-class UNetBaseline(nn.Module):
-    """``monai.networks.nets.UNet`` (2-D, one logit channel) with the MedSpikeFormer contract.
+class UNetBaseline(SegmentationModel):
+    """``monai.networks.nets.UNet`` (2-D, one logit channel) with the :class:`SegmentationModel`
+    contract.
 
-    Eval → logits ``[B, 1, H, W]``; train → :class:`SegmentationOutput` with empty
-    ``stage_logits``. ``timesteps`` is accepted and ignored (an ANN), recorded as 1, and so are
+    ``forward`` → logits ``[B, 1, H, W]``; ``forward_all`` → :class:`SegmentationOutput` with
+    empty ``stage_logits`` and no attention; no ANN twin (``twin_config()`` is ``None``). ``timesteps`` is accepted and ignored (an ANN), recorded as 1, and so are
     the spiking models' speed-only options ``compile_neurons`` and ``checkpoint_attention`` (a
     dataset config may set them for every model).
     """
@@ -58,18 +59,11 @@ class UNetBaseline(nn.Module):
             norm="batch",
         )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor | SegmentationOutput:
-        if x.dim() != 4 or x.shape[1] != self.in_channels:
-            raise ConfigError(
-                f"unet: expected input [B, {self.in_channels}, H, W], got {list(x.shape)}"
-            )
-        h, w = x.shape[-2:]
-        if h % self.size_divisor or w % self.size_divisor:
-            raise ConfigError(f"unet: input size {h}×{w} is not divisible by {self.size_divisor}")
-        logits = self.net(x)
-        return SegmentationOutput(logits=logits) if self.training else logits
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits ``[B, 1, H, W]`` in every mode."""
+        self.check_input(x)
+        return self.net(x)
 
-    def forward_all(self, x: torch.Tensor) -> SegmentationOutput:
-        """Full output in any mode (no stage heads, no attention)."""
-        logits = self.forward(x)
-        return logits if isinstance(logits, SegmentationOutput) else SegmentationOutput(logits)
+    def forward_all(self, x: torch.Tensor, *, attention: bool = True) -> SegmentationOutput:
+        """Logits only: no stage heads, no attention."""
+        return SegmentationOutput(self.forward(x))

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["overlay", "to_mask", "to_rgb_uint8"]
+__all__ = ["as_numpy", "overlay", "to_mask", "to_rgb_uint8"]
 
 RGB = tuple[int, int, int]
 

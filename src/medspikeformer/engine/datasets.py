@@ -1,0 +1,48 @@
+"""One reader from a run's config to its data: :func:`dataset_from_config`.
+
+The trainer, the experiment runner, ``medspikeformer evaluate`` and the inference commands all
+rebuild a run's dataset through this function, so that a split is drawn the same way (same seed,
+split spec, size, channels, cache and loader options) wherever it is read back.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from medspikeformer.engine.config import TrainConfig
+
+__all__ = ["dataset_from_config"]
+
+
+def dataset_from_config(
+    config: TrainConfig, split: str, augment: str = "none", **overrides: Any
+) -> Any:
+    """``build_dataset`` for split ``split`` of ``config.data`` with ``train.seed``.
+
+    Args:
+        config: the run's resolved config (``load_config``, or ``InferenceContext.config``).
+        split: ``train``, ``val``, ``test`` or ``all``.
+        augment: ``none`` (evaluation) or the augmentation policy (``config.data.augment``).
+        overrides: keywords of ``build_dataset`` that replace the config's (``in_channels``: the
+            model's, ``size``: an inference size ``(H, W)``, ...).
+
+    ``data.in_channels`` null means 3 unless overridden; ``data.split_spec`` null means the
+    dataset's own default split.
+    """
+    # Looked up at call time (not imported at module level): the data package is heavy, and
+    # test harnesses wrap ``medspikeformer.data.build_dataset``.
+    from medspikeformer import data as data_pkg
+
+    d = config.data
+    kwargs: dict[str, Any] = {
+        "root": d.root,
+        "size": d.size,
+        "in_channels": d.in_channels or 3,
+        "cache_dir": d.cache_dir,
+        "seed": config.train.seed,
+        **d.options,
+    }
+    if d.split_spec is not None:
+        kwargs["split_spec"] = d.split_spec
+    kwargs.update(overrides)
+    return data_pkg.build_dataset(d.dataset, split=split, augment=augment, **kwargs)

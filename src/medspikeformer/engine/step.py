@@ -1,0 +1,509 @@
+"""The training step of a config: what ``medspikeformer train`` runs per batch, minus data loading.
+
+Per step (DESIGN.md Sec. 1, "ANN teacher and distribution alignment")::
+
+    out   = student.forward_all(x)                      # logits + stage logits
+    L_seg = BCE(out.logits, y) + Dice(out.logits, y)    # Eq. 13
+    joint teacher:   t = teacher.forward_all(x);  L_teacher = L_seg(t.logits, y)   (own optimiser)
+    frozen teacher:  t = teacher.forward_all(x) under no_grad
+    L_align = AlignmentLoss(out.stage_logits, detach(t.stage_logits))   # Eq. 12
+    L_total = L_seg + λ_align · L_align + Σ extra terms  # student's objective
+
+Both objectives are summed for one backward pass; since the teacher's stage maps enter the student's
+loss detached, the student's gradients come only from ``L_total`` and the teacher's only from
+``L_teacher``.
+
+Public use — time or drive the true step over any iterable of batches (``{"image", "mask"}``)::
+
+    from medspikeformer.engine import TrainingStep, run_steps
+    step = TrainingStep.from_config("configs/kvasir.yaml")   # or a TrainConfig / nested dict
+    for batch in batches:
+        terms = step(batch)            # {"bce", "dice", ..., "total"}: device tensors, no read
+    run_steps(config, batches)         # the same, returns the last step's terms
+
+Seams: :meth:`TrainingStep.loss_step` (forwards + every loss term by name),
+:meth:`TrainingStep.optimizer_step` (backward, clipping, skip-on-non-finite, update),
+:meth:`TrainingStep.add_loss_term` (a new weighted term of the student's objective) and
+:class:`Callback` (``on_train_start`` / ``on_step_end`` / ``on_epoch_end``) for loggers.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from medspikeformer.engine import checkpoint as ckpt_mod
+from medspikeformer.engine.config import (
+    TrainConfig,
+    build_model_from_config,
+    config_from_dict,
+    load_config,
+    validate_config,
+)
+from medspikeformer.engine.distributed import DistInfo, all_reduce_sum
+from medspikeformer.engine.optim import build_optimizer, grad_norm
+from medspikeformer.engine.state import seed_everything
+from medspikeformer.errors import CheckpointError, ConfigError, NumericalError
+from medspikeformer.losses import AlignmentLoss, BCEDiceLoss, stage_supervision_loss
+from medspikeformer.models import SegmentationModel, SegmentationOutput, build_teacher, model_info
+from medspikeformer.precision import autocast, make_grad_scaler, resolve_precision
+from medspikeformer.runtime import resolve_device
+
+__all__ = [
+    "UNLOGGED_TERMS",
+    "Callback",
+    "StepOutputs",
+    "StepVerdict",
+    "TrainingStep",
+    "resolve_teacher_mode",
+    "run_steps",
+]
+
+
+def resolve_teacher_mode(config: TrainConfig) -> str:
+    """``auto`` → the model's registered default (``joint`` for the medspikeformer family,
+    ``none`` for the baselines); any other mode as given. An unknown model name → ``none``
+    (building it fails later with the registry's error)."""
+    mode = config.teacher.mode
+    if mode != "auto":
+        return mode
+    try:
+        return model_info(config.model.name).default_teacher
+    except ConfigError:
+        return "none"
+
+
+class Callback:
+    """Hooks of the training loop; subclass and override what you need (all no-ops here).
+
+    ``terms`` are the step's loss terms by name as device tensors: reading one (``float()``)
+    costs a device sync per step, so a logger should accumulate them on the device or read only
+    every few steps. ``row`` is the epoch's ``metrics.csv`` row.
+    """
+
+    def on_train_start(self, step: TrainingStep) -> None:
+        """Once, after the models and optimisers exist (e.g. to register forward hooks)."""
+
+    def on_step_end(self, index: int, terms: Mapping[str, torch.Tensor]) -> None:
+        """After each applied optimiser step (gradients are still in ``.grad``)."""
+
+    def on_epoch_end(self, epoch: int, row: Mapping[str, Any]) -> None:
+        """After each epoch's validation, with its metrics row."""
+
+
+@dataclass
+class StepOutputs:
+    """What one step's forwards produced, handed to extra loss terms.
+
+    Attributes:
+        image: ``[B, C, H, W]`` input on the device; mask: ``[B, 1, H, W]`` target.
+        student: the student's :class:`SegmentationOutput` (logits + stage logits).
+        teacher_stages: the teacher's stage logits (detached, float32), empty without a teacher.
+    """
+
+    image: torch.Tensor
+    mask: torch.Tensor
+    student: SegmentationOutput
+    teacher_stages: list[torch.Tensor]
+
+
+LossTermFn = Callable[[StepOutputs], torch.Tensor]
+
+
+@dataclass
+class StepVerdict:
+    """Outcome of :meth:`TrainingStep.optimizer_step`: ``applied`` (finite, update done) and the
+    student objective when it was asked for (read in the same host read as the verdict)."""
+
+    applied: bool
+    loss: float | None = None
+
+
+class _ForwardAll(nn.Module):
+    """``module.forward_all(x, attention=False)`` as a ``forward``, so that DDP and
+    ``torch.compile`` wrap the call the trainer makes (state_dict keys gain a ``model.`` prefix:
+    never saved, the bare model is)."""
+
+    def __init__(self, model: SegmentationModel) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> SegmentationOutput:
+        return self.model.forward_all(x, attention=False)
+
+
+class TrainingStep:
+    """Student (+ teacher), losses, optimisers and gradient scaler of one training config.
+
+    Build with :meth:`from_config` (seeds the RNGs from ``train.seed`` first, as a run does) or
+    directly from a resolved :class:`TrainConfig` after seeding. ``step(batch)`` = one real
+    training step; see the module docstring for the seams.
+    """
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        *,
+        device: torch.device | str | None = None,
+        dist: DistInfo | None = None,
+        callbacks: Iterable[Callback] = (),
+    ) -> None:
+        self.cfg = config
+        t = config.train
+        self.device = resolve_device(t.device if device is None else device)
+        self.dist = dist
+        self.precision = resolve_precision(t.precision, self.device)
+        # Enabled for fp16 only; for fp32/bf16 its scale/step/update are plain pass-throughs.
+        self.scaler = make_grad_scaler(self.device, self.precision)
+        self.memory_format = torch.channels_last if t.channels_last else torch.contiguous_format
+        self.teacher_mode = resolve_teacher_mode(config)
+        self.callbacks: list[Callback] = list(callbacks)
+        self.extra_terms: dict[str, tuple[LossTermFn, float]] = {}
+
+        self.student: SegmentationModel = build_model_from_config(config).to(
+            self.device, memory_format=self.memory_format
+        )
+        divisor = self.student.size_divisor
+        if config.data.size % divisor:
+            raise ConfigError(
+                f"config value data.size={config.data.size} is not divisible by {divisor}, "
+                f"which model {config.model.name!r} needs"
+            )
+        self.teacher: SegmentationModel | None = None
+        if self.teacher_mode == "joint":
+            self.teacher = build_teacher(self.student).to(
+                self.device, memory_format=self.memory_format
+            )
+        elif self.teacher_mode != "none":
+            self.teacher = self._load_frozen_teacher(Path(self.teacher_mode))
+        self.align_loss: AlignmentLoss | None = None
+        if self.teacher is not None:
+            a = config.teacher.align
+            self.align_loss = AlignmentLoss(
+                kl=a.kl, use_kl=a.use_kl, use_l2=a.use_l2, stages=a.stages
+            )
+        self.seg_loss = BCEDiceLoss()
+        # The student's optimiser first (tests/reliability/hooked_cli.py counts its steps).
+        self.opt = build_optimizer(self.student.parameters(), config, config.optim.lr)
+        self.t_opt: torch.optim.Optimizer | None = None
+        if self.teacher_mode == "joint":
+            self.t_opt = build_optimizer(
+                self.teacher.parameters(), config, config.teacher.lr or config.optim.lr
+            )
+        self.student_fwd: nn.Module = _ForwardAll(self.student)
+        self.teacher_fwd: nn.Module | None = (
+            _ForwardAll(self.teacher) if self.teacher_mode == "joint" else None
+        )
+        self.steps = 0  # applied optimiser steps
+        self.skipped = 0  # non-finite steps skipped by step() under nan_policy=skip
+        self.last_grad_norm = torch.zeros((), device=self.device)
+        for cb in self.callbacks:
+            cb.on_train_start(self)
+
+    @classmethod
+    def from_config(
+        cls,
+        config: TrainConfig | Mapping[str, Any] | str | Path,
+        *,
+        device: torch.device | str | None = None,
+        callbacks: Iterable[Callback] = (),
+    ) -> TrainingStep:
+        """The step ``medspikeformer train`` would run for ``config`` (a TrainConfig, a partial
+        nested dict or a YAML path), with the RNGs seeded from ``train.seed`` as a run seeds
+        them; ``device`` overrides ``train.device``. No run directory, no data."""
+        if isinstance(config, (str, Path)):
+            config = load_config(config)
+        elif isinstance(config, Mapping):
+            config = config_from_dict(config)
+        validate_config(config, check_model=False)
+        seed_everything(config.train.seed)
+        step = cls(config, device=device, callbacks=callbacks)
+        step.train()
+        return step
+
+    # -------------------------------------------------------------- set-up helpers
+    def _load_frozen_teacher(self, path: Path) -> SegmentationModel:
+        ckpt = ckpt_mod.load_checkpoint(path)
+        twin = build_teacher(self.student)
+        student_desc = f"student {self.student.model_name!r} (config {self.student.config})"
+        if ckpt["model_name"] != twin.model_name:
+            raise CheckpointError(
+                f"{path}: teacher checkpoint holds model {ckpt['model_name']!r}, but the teacher of "
+                f"{student_desc} must be its ANN twin {twin.model_name!r}"
+            )
+        ckpt_mod.load_state_dict_checked(
+            twin,
+            ckpt["state_dict"],
+            source=f"teacher checkpoint {path} (model {ckpt['model_name']!r}, config {ckpt['model_config']})",
+            target=f"the ANN twin of {student_desc} — widths/units must match",
+        )
+        twin.to(self.device).eval()
+        for p in twin.parameters():
+            p.requires_grad_(False)
+        return twin
+
+    def wrap(self, *, ddp: bool = False, compile: bool = False) -> None:
+        """DDP and/or ``torch.compile`` around the forwards (after weights were loaded)."""
+        cfg = self.cfg
+        if ddp:
+            # Stage heads get gradients only from the alignment loss / stage supervision; when some
+            # of them are unused DDP must be told to look for unused parameters.
+            all_aligned = self.align_loss is not None and cfg.teacher.align.stages is None
+            ddp_kw: dict[str, Any] = {}
+            if self.device.type == "cuda":
+                ddp_kw["device_ids"] = [self.device.index]
+            self.student_fwd = nn.parallel.DistributedDataParallel(
+                self.student_fwd,
+                find_unused_parameters=not (all_aligned or cfg.train.stage_supervision > 0),
+                **ddp_kw,
+            )
+            if self.teacher_fwd is not None:
+                self.teacher_fwd = nn.parallel.DistributedDataParallel(
+                    self.teacher_fwd,
+                    find_unused_parameters=not cfg.teacher.stage_supervision > 0,
+                    **ddp_kw,
+                )
+        if compile:
+            self.student_fwd = self._try_compile(self.student_fwd)
+            if self.teacher_fwd is not None:
+                self.teacher_fwd = self._try_compile(self.teacher_fwd)
+
+    def _try_compile(self, module: nn.Module) -> nn.Module:
+        try:
+            compiled = torch.compile(module, mode=self.cfg.train.compile_mode)
+            size = self.cfg.data.size
+            x = torch.zeros(1, self.student.in_channels, size, size, device=self.device)
+            module.eval()
+            with torch.no_grad(), self.autocast():
+                compiled(x.contiguous(memory_format=self.memory_format))
+            module.train()
+            return compiled
+        except Exception as exc:  # graceful fallback: any compiler failure
+            module.train()
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            warnings.warn(f"torch.compile failed, training eagerly: {first}", stacklevel=2)
+            return module
+
+    def add_loss_term(self, name: str, fn: LossTermFn, weight: float = 1.0) -> None:
+        """Add ``weight · fn(outputs)`` to the student's objective, logged as ``train_<name>``.
+
+        ``fn`` gets the step's :class:`StepOutputs` and returns a scalar tensor (on the device).
+        """
+        if name in self.extra_terms or name in _BUILTIN_TERMS:
+            raise ValueError(f"loss term {name!r} exists already")
+        self.extra_terms[name] = (fn, float(weight))
+
+    def train(self) -> None:
+        """Training mode for the student (and a joint teacher); a frozen teacher stays in eval."""
+        self.student_fwd.train()
+        if self.teacher is not None:
+            self.teacher.train(self.teacher_mode == "joint")
+
+    # -------------------------------------------------------------- the step
+    def autocast(self) -> Any:
+        """Autocast of the run's precision around forward passes (losses are float32 anyway)."""
+        return autocast(self.device, self.precision)
+
+    def to_device(self, batch: Mapping[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Image and mask on the device: asynchronous copies from pinned memory on CUDA."""
+        x = batch["image"].to(self.device, non_blocking=True)
+        if self.memory_format is torch.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x, batch["mask"].to(self.device, non_blocking=True)
+
+    def loss_step(self, batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+        """Forward passes (under the run's autocast) and every loss term, all on the device.
+
+        Returns the terms by name (scalar tensors, nothing read to the host): ``bce``, ``dice``,
+        ``stage_sup``, ``align_kl``, ``align_l2``, ``align``, ``teacher_seg``, ``teacher_stage``,
+        the extra terms, ``total`` (the student's objective) and ``teacher_total`` (the joint
+        teacher's objective; zero without one). Inactive terms are zeros.
+        """
+        cfg = self.cfg
+        x, y = self.to_device(batch)
+        zero = torch.zeros((), device=self.device)
+        t_seg = t_stage_sup = zero
+        t_stages: list[torch.Tensor] = []
+        with self.autocast():
+            out = self.student_fwd(x)
+            if self.teacher_fwd is not None:
+                t_out = self.teacher_fwd(x)
+            elif self.teacher is not None:
+                with torch.no_grad():
+                    t_stage_out = self.teacher.forward_all(x, attention=False).stage_logits
+        logits, stages = out.logits, list(out.stage_logits)
+        # Losses outside autocast, in float32 (the loss modules upcast bf16/fp16 inputs).
+        if self.teacher_fwd is not None:
+            t_seg = self.seg_loss(t_out.logits, y)
+            if cfg.teacher.stage_supervision > 0:
+                t_stage_sup = stage_supervision_loss(self.seg_loss, t_out.stage_logits, y)
+            t_stages = [s.detach().float() for s in t_out.stage_logits]
+        elif self.teacher is not None:
+            t_stages = [s.float() for s in t_stage_out]
+        parts = self.seg_loss.components(logits, y)
+        seg = parts["bce"] + parts["dice"]
+        stage_sup = zero
+        if cfg.train.stage_supervision > 0:
+            stage_sup = stage_supervision_loss(self.seg_loss, stages, y)
+            seg = seg + cfg.train.stage_supervision * stage_sup
+        kl = l2 = align = zero
+        if self.align_loss is not None:
+            a_parts = self.align_loss.components([s.float() for s in stages], t_stages)
+            kl, l2 = a_parts["kl"], a_parts["l2"]
+            align = (kl if self.align_loss.use_kl else zero) + (
+                l2 if self.align_loss.use_l2 else zero
+            )
+        terms = {
+            "bce": parts["bce"],
+            "dice": parts["dice"],
+            "stage_sup": stage_sup,
+            "align_kl": kl,
+            "align_l2": l2,
+            "align": align,
+            "teacher_seg": t_seg,
+            "teacher_stage": t_stage_sup,
+        }
+        total = seg + cfg.teacher.align.weight * align
+        if self.extra_terms:
+            outputs = StepOutputs(x, y, out, t_stages)
+            for name, (fn, weight) in self.extra_terms.items():
+                terms[name] = fn(outputs)
+                total = total + weight * terms[name]
+        terms["total"] = total
+        terms["teacher_total"] = t_seg + cfg.teacher.stage_supervision * t_stage_sup
+        return terms
+
+    def _stateful(self) -> list[nn.Module]:
+        return [self.student] + ([self.teacher] if self.teacher_mode == "joint" else [])
+
+    def snapshot_buffers(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Copies of every buffer (BatchNorm statistics), for a skipped step to restore: the
+        forward pass updates them, and a non-finite batch would poison them for good."""
+        return [(b, b.detach().clone()) for m in self._stateful() for b in m.buffers()]
+
+    def zero_grad(self) -> None:
+        self.opt.zero_grad(set_to_none=True)
+        if self.t_opt is not None:
+            self.t_opt.zero_grad(set_to_none=True)
+
+    def optimizer_step(
+        self,
+        terms: Mapping[str, torch.Tensor],
+        *,
+        restore: list[tuple[torch.Tensor, torch.Tensor]] | None = None,
+        read_loss: bool = False,
+    ) -> StepVerdict:
+        """Backward of ``total + teacher_total``, clipping, the finite check and the update.
+
+        The one host read is the verdict "all finite" (plus ``total`` with ``read_loss``). A
+        non-finite loss or gradient skips the update: gradients are dropped and the buffers put
+        back from ``restore`` (:meth:`snapshot_buffers`); the verdict says so and the caller
+        applies its policy (raise or count). Under fp16 an overflowing gradient is the scaler's
+        business (it skips that update on the device and lowers the scale), not a fault.
+        """
+        cfg, scaler = self.cfg, self.scaler
+        total = terms["total"]
+        t_total = terms["teacher_total"]
+        scaler.scale(total + t_total).backward()
+        # fp16: gradients back to their true scale before norms and clipping (no-op otherwise).
+        scaler.unscale_(self.opt)
+        if self.t_opt is not None:
+            scaler.unscale_(self.t_opt)
+        s_params = [p for p in self.student.parameters() if p.requires_grad]
+        self.last_grad_norm = grad_norm(s_params, cfg.optim.grad_clip, self.device)
+        t_norm = None
+        if self.t_opt is not None:
+            t_norm = grad_norm(list(self.teacher.parameters()), cfg.optim.grad_clip, self.device)
+        checked = [total.detach(), t_total.detach()]
+        if not scaler.is_enabled():
+            checked += [self.last_grad_norm] + ([t_norm] if t_norm is not None else [])
+        bad_flag = (~torch.isfinite(torch.stack([c.float() for c in checked])).all()).float()
+        if self.dist is not None and self.dist.enabled:
+            bad_flag = all_reduce_sum(bad_flag.reshape(1), self.dist).reshape(())
+        loss_value = None
+        if read_loss:
+            bad_value, loss_value = torch.stack([bad_flag, total.detach().float()]).tolist()
+        else:
+            bad_value = bad_flag.item()
+        if bad_value > 0:
+            with torch.no_grad():
+                for buf, value in restore or []:
+                    buf.copy_(value)
+            self.zero_grad()
+            if scaler.is_enabled():
+                scaler.update()  # closes this step's unscale_ (and lowers the scale)
+            return StepVerdict(False, loss_value)
+        # Fused Adam takes the scaler's found-inf flag on the device: no read in step().
+        scaler.step(self.opt)
+        if self.t_opt is not None:
+            scaler.step(self.t_opt)
+        scaler.update()
+        self.steps += 1
+        for cb in self.callbacks:
+            cb.on_step_end(self.steps, terms)
+        return StepVerdict(True, loss_value)
+
+    def describe_nonfinite(self, terms: Mapping[str, torch.Tensor]) -> str:
+        """The values of a non-finite step, for the error (reads them: failure path only)."""
+        names = ("total", "bce", "dice", "align", "teacher_seg")
+        values = ", ".join(f"{k}={float(terms[k].detach()):.4g}" for k in names)
+        return f"non-finite loss or gradient ({values}, grad_norm={float(self.last_grad_norm):.4g})"
+
+    def step(self, batch: Mapping[str, Any], *, read_loss: bool = False) -> dict[str, torch.Tensor]:
+        """One training step on ``batch`` (``{"image" [B,C,H,W], "mask" [B,1,H,W]}``); returns the
+        loss terms (device tensors). A non-finite step raises NumericalError under
+        ``train.nan_policy=stop`` and is skipped under ``skip`` (``self.skipped`` counts it)."""
+        skip = self.cfg.train.nan_policy == "skip"
+        saved = self.snapshot_buffers() if skip else []
+        self.zero_grad()
+        terms = self.loss_step(batch)
+        verdict = self.optimizer_step(terms, restore=saved, read_loss=read_loss)
+        self.last_verdict = verdict
+        if not verdict.applied:
+            if not skip:
+                raise NumericalError(
+                    f"{self.describe_nonfinite(terms)}; set train.nan_policy=skip to skip such steps"
+                )
+            self.skipped += 1
+        return terms
+
+    __call__ = step
+
+
+#: Terms of :meth:`TrainingStep.loss_step` that enter the backward but are not logged (the joint
+#: teacher's objective is logged as its parts ``teacher_seg`` and ``teacher_stage``).
+UNLOGGED_TERMS = frozenset({"teacher_total"})
+
+_BUILTIN_TERMS = (
+    "bce",
+    "dice",
+    "stage_sup",
+    "align_kl",
+    "align_l2",
+    "align",
+    "teacher_seg",
+    "teacher_stage",
+    "total",
+    "teacher_total",
+)
+
+
+def run_steps(
+    config: TrainConfig | Mapping[str, Any] | str | Path,
+    batches: Iterable[Mapping[str, Any]],
+    *,
+    device: torch.device | str | None = None,
+) -> dict[str, torch.Tensor]:
+    """Run the real training step of ``config`` over ``batches``; returns the last step's terms
+    (device tensors). See :meth:`TrainingStep.from_config`."""
+    step = TrainingStep.from_config(config, device=device)
+    terms: dict[str, torch.Tensor] = {}
+    for batch in batches:
+        terms = step(batch)
+    return terms

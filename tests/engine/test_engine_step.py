@@ -1,0 +1,92 @@
+"""The public training step (``TrainingStep``, ``run_steps``) and its seams (callbacks, extra
+loss terms, skip-on-non-finite)."""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from medspikeformer.engine import Callback, TrainingStep, run_steps, train
+from medspikeformer.errors import NumericalError
+
+from .helpers import quiet, tiny_config
+
+BUILTIN = ["bce", "dice", "stage_sup", "align_kl", "align_l2", "align"]
+BUILTIN += ["teacher_seg", "teacher_stage", "total", "teacher_total"]
+
+
+def _batch(n: int = 2, size: int = 32, seed: int = 0) -> dict[str, torch.Tensor]:
+    gen = torch.Generator().manual_seed(seed)
+    return {
+        "image": torch.rand(n, 3, size, size, generator=gen),
+        "mask": (torch.rand(n, 1, size, size, generator=gen) > 0.5).float(),
+    }
+
+
+def test_run_steps_runs_the_real_step(tmp_path: Path) -> None:
+    cfg = tiny_config(tmp_path / "r", teacher={"mode": "joint"})
+    step = TrainingStep.from_config(cfg)
+    assert step.teacher_mode == "joint" and step.t_opt is not None
+    before = [p.detach().clone() for p in step.student.parameters()]
+    terms = step(_batch())
+    assert list(terms) == BUILTIN
+    assert all(t.dim() == 0 and math.isfinite(float(t.detach())) for t in terms.values())
+    assert step.steps == 1
+    assert any(not torch.equal(a, b) for a, b in zip(before, step.student.parameters()))
+    last = run_steps(cfg, [_batch(seed=1), _batch(seed=2)])
+    assert list(last) == BUILTIN
+    assert not (tmp_path / "r").exists()  # no run directory: the step alone
+
+
+def test_step_skips_a_non_finite_batch(tmp_path: Path) -> None:
+    cfg = tiny_config(tmp_path / "r", teacher={"mode": "none"}, train={"nan_policy": "skip"})
+    step = TrainingStep.from_config(cfg)
+    bad = _batch()
+    bad["image"][0, 0, 0, 0] = float("nan")
+    weights = {k: v.clone() for k, v in step.student.state_dict().items()}
+    step(bad)
+    assert step.skipped == 1 and step.steps == 0
+    for k, v in step.student.state_dict().items():  # buffers (BN statistics) put back too
+        assert torch.equal(v, weights[k]), k
+    stop = TrainingStep.from_config(tiny_config(tmp_path / "s", teacher={"mode": "none"}))
+    with pytest.raises(NumericalError, match="non-finite loss or gradient"):
+        stop(bad)
+
+
+class _Probe(Callback):
+    def __init__(self) -> None:
+        self.started: list[Any] = []
+        self.steps: list[int] = []
+        self.epochs: list[tuple[int, dict]] = []
+
+    def on_train_start(self, step: TrainingStep) -> None:
+        self.started.append(step)
+        # A new loss term from outside: the mean logit, weight 0 (logged, changes nothing).
+        step.add_loss_term("mean_logit", lambda out: out.student.logits.float().mean(), 0.0)
+
+    def on_step_end(self, index: int, terms: Any) -> None:
+        assert "mean_logit" in terms
+        self.steps.append(index)
+
+    def on_epoch_end(self, epoch: int, row: Any) -> None:
+        self.epochs.append((epoch, dict(row)))
+
+
+def test_callbacks_and_extra_terms_in_the_loop(tmp_path: Path) -> None:
+    probe = _Probe()
+    cfg = tiny_config(tmp_path / "r", teacher={"mode": "none"})
+    result = train(cfg, log=quiet, callbacks=[probe])
+    assert len(probe.started) == 1
+    # 12 images 50/25/25 → 6 train images, batch 3 → 2 steps per epoch, 2 epochs.
+    assert probe.steps == [1, 2, 3, 4]
+    assert [e for e, _ in probe.epochs] == [1, 2] == list(range(1, result["epochs_run"] + 1))
+    assert math.isfinite(probe.epochs[-1][1]["train_mean_logit"])
+    with (tmp_path / "r" / "metrics.csv").open(newline="") as fh:
+        header = next(csv.reader(fh))
+    assert "train_mean_logit" in header and "train_teacher_total" not in header
+    assert header.index("train_total") > header.index("train_teacher_stage")
