@@ -27,6 +27,7 @@ class PointwiseModel(nn.Module):
 
     def __init__(self, in_channels: int = 3, size_divisor: int = 8) -> None:
         super().__init__()
+        self.config = {"in_channels": in_channels, "size_divisor": size_divisor}
         self.in_channels = in_channels
         self.size_divisor = size_divisor
         self.conv = nn.Conv2d(in_channels, 1, 1)
