@@ -191,16 +191,6 @@ def resize_pair(
     return np.ascontiguousarray(img), (m > 0).astype(np.uint8)
 
 
-def resize_image(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """The datasets' resize of an image ``H×W(×C)`` to ``size = (H', W')``: area averaging when
-    shrinking both sides, bilinear otherwise; returned as is when it already has that size."""
-    h, w = size
-    if img.shape[:2] == (h, w):
-        return img
-    shrink = img.shape[0] >= h and img.shape[1] >= w
-    return cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
-
-
 class SegmentationDataset(Dataset):
     """Items ``{"image": float32 [C,H,W] in [0,1], "mask": float32 [1,H,W] in {0,1}, "id": str}``.
 

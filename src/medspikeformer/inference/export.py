@@ -129,12 +129,12 @@ def export_onnx(
     import onnx
 
     height, width = int(size[0]), int(size[1])
-    divisor = int(getattr(model, "size_divisor", 1) or 1)
+    divisor = int(model.size_divisor)
     if height % divisor or width % divisor:
         raise ConfigError(
             f"export size {height}×{width} is not a multiple of the model's size_divisor {divisor}"
         )
-    in_channels = int(getattr(model, "in_channels", 3))
+    in_channels = int(model.in_channels)
     model = model.cpu().eval()
     wrapper = _EvalLogits(model).eval()
     example = torch.rand(
