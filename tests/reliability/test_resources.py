@@ -86,18 +86,41 @@ def vm_hwm(pid: int) -> int:
     return 0
 
 
+# Fork + exec the command from this small process, wait for it, write its ru_maxrss (kB) and end
+# the way the command ended (exit code, or the same signal).
+_LAUNCHER = """
+import os, sys
+pid = os.fork()
+if pid == 0:
+    os.execv(sys.argv[2], sys.argv[2:])
+_, status, usage = os.wait4(pid, 0)
+with open(sys.argv[1], "w") as fh:
+    fh.write(str(usage.ru_maxrss))
+if os.WIFSIGNALED(status):  # die the same way, so that an OOM kill still reads as one
+    os.kill(os.getpid(), os.WTERMSIG(status))
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
 def run_measured(
     args: list[object], tmp_path: Path, stop_after: float | None = None
 ) -> tuple[CliResult, int, bool]:
     """Run ``python -m medspikeformer ARGS``; returns (result, peak RSS bytes, was_stopped).
 
     With ``stop_after`` the child is stopped (SIGKILL) after that many seconds if still running;
-    the peak is then the last ``VmHWM`` read. Otherwise ``ru_maxrss`` from ``os.wait4``.
+    the peak is then the last ``VmHWM`` read. Otherwise the command's own ``ru_maxrss``, measured
+    by a small launcher process (see ``_LAUNCHER``).
     """
     out, err = tmp_path / "stdout.txt", tmp_path / "stderr.txt"
+    rss_file = str(tmp_path / "child_maxrss_kb.txt")
     with open(out, "w") as fo, open(err, "w") as fe:
+        # Through a small launcher: a child's ru_maxrss includes the RSS it inherits at fork, so a
+        # child forked straight from a grown pytest worker would report the worker's size.
+        command = [sys.executable, "-m", "medspikeformer", *map(str, args)]
+        if stop_after is None:  # the stop path polls VmHWM (per process image) and kills it
+            command = [sys.executable, "-c", _LAUNCHER, rss_file, *command]
         proc = subprocess.Popen(
-            [sys.executable, "-m", "medspikeformer", *map(str, args)],
+            command,
             cwd=REPO,
             env=cli_env(),
             stdout=fo,
@@ -118,9 +141,11 @@ def run_measured(
             peak = max(peak, vm_hwm(proc.pid))
             os.kill(proc.pid, signal.SIGKILL)
             stopped = True
-    _, status, usage = os.wait4(proc.pid, 0)
+    _, status, _usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)
-    peak = max(peak, usage.ru_maxrss * 1024)
+    child = Path(rss_file).read_text().strip() if Path(rss_file).is_file() else ""
+    if child:
+        peak = max(peak, int(child) * 1024)
     result = CliResult(proc.returncode, out.read_text(), err.read_text())
     return result, peak, stopped
 
