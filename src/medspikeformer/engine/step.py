@@ -200,6 +200,10 @@ class TrainingStep:
         self.teacher_fwd: nn.Module | None = (
             _ForwardAll(self.teacher) if self.teacher_mode == "joint" else None
         )
+        # Parameter lists for the gradient norms, built once (not on every step).
+        self._s_params = [p for p in self.student.parameters() if p.requires_grad]
+        self._t_params = list(self.teacher.parameters()) if self.t_opt is not None else []
+        self.last_verdict: StepVerdict | None = None
         self.steps = 0  # applied optimiser steps
         self.skipped = 0  # non-finite steps skipped by step() under nan_policy=skip
         self.last_grad_norm = torch.zeros((), device=self.device)
@@ -415,11 +419,10 @@ class TrainingStep:
         scaler.unscale_(self.opt)
         if self.t_opt is not None:
             scaler.unscale_(self.t_opt)
-        s_params = [p for p in self.student.parameters() if p.requires_grad]
-        self.last_grad_norm = grad_norm(s_params, cfg.optim.grad_clip, self.device)
+        self.last_grad_norm = grad_norm(self._s_params, cfg.optim.grad_clip, self.device)
         t_norm = None
         if self.t_opt is not None:
-            t_norm = grad_norm(list(self.teacher.parameters()), cfg.optim.grad_clip, self.device)
+            t_norm = grad_norm(self._t_params, cfg.optim.grad_clip, self.device)
         checked = [total.detach(), t_total.detach()]
         if not scaler.is_enabled():
             checked += [self.last_grad_norm] + ([t_norm] if t_norm is not None else [])
@@ -455,10 +458,18 @@ class TrainingStep:
         values = ", ".join(f"{k}={float(terms[k].detach()):.4g}" for k in names)
         return f"non-finite loss or gradient ({values}, grad_norm={float(self.last_grad_norm):.4g})"
 
-    def step(self, batch: Mapping[str, Any], *, read_loss: bool = False) -> dict[str, torch.Tensor]:
+    def step(
+        self,
+        batch: Mapping[str, Any],
+        *,
+        read_loss: bool = False,
+        fault_message: Callable[[str], str] | None = None,
+    ) -> dict[str, torch.Tensor]:
         """One training step on ``batch`` (``{"image" [B,C,H,W], "mask" [B,1,H,W]}``); returns the
-        loss terms (device tensors). A non-finite step raises NumericalError under
-        ``train.nan_policy=stop`` and is skipped under ``skip`` (``self.skipped`` counts it)."""
+        loss terms (device tensors); ``self.last_verdict`` says whether it was applied. A
+        non-finite step raises NumericalError under ``train.nan_policy=stop`` (``fault_message``
+        may put the description into context, e.g. epoch and step) and is skipped under ``skip``
+        (``self.skipped`` counts it)."""
         skip = self.cfg.train.nan_policy == "skip"
         saved = self.snapshot_buffers() if skip else []
         self.zero_grad()
@@ -467,9 +478,9 @@ class TrainingStep:
         self.last_verdict = verdict
         if not verdict.applied:
             if not skip:
-                raise NumericalError(
-                    f"{self.describe_nonfinite(terms)}; set train.nan_policy=skip to skip such steps"
-                )
+                what = self.describe_nonfinite(terms)
+                what = fault_message(what) if fault_message is not None else what
+                raise NumericalError(f"{what}; set train.nan_policy=skip to skip such steps")
             self.skipped += 1
         return terms
 

@@ -65,7 +65,7 @@ from medspikeformer.engine.step import (
     TrainingStep,
     resolve_teacher_mode,
 )
-from medspikeformer.errors import CheckpointError, ConfigError, NumericalError
+from medspikeformer.errors import CheckpointError, ConfigError
 from medspikeformer.runtime import resolve_device
 
 __all__ = ["resolve_device", "resolve_teacher_mode", "train"]
@@ -260,27 +260,25 @@ class _Run:
             desc=f"epoch {epoch}/{cfg.train.epochs} train",
             total=len(self.train_loader),
         )
-        skip_policy = cfg.train.nan_policy == "skip"
         last_postfix = -math.inf
         for index, batch in enumerate(loader, 1):
-            saved = step.snapshot_buffers() if skip_policy else []
-            step.zero_grad()
-            terms = step.loss_step(batch)
             now = time.perf_counter()
             show = self.show_progress and now - last_postfix >= PROGRESS_INTERVAL_S
-            verdict = step.optimizer_step(terms, restore=saved, read_loss=show)
+            terms = step.step(
+                batch,
+                read_loss=show,
+                fault_message=lambda what, i=index: (
+                    f"epoch {epoch} step {i}: {what}; {self._kept()}"
+                ),
+            )
+            verdict = step.last_verdict
             if not sums:
                 sums = {
                     k: torch.zeros((), dtype=acc_dtype, device=self.device)
                     for k in terms
                     if k not in UNLOGGED_TERMS
                 }
-            if not verdict.applied:
-                if not skip_policy:
-                    raise NumericalError(
-                        f"epoch {epoch} step {index}: {step.describe_nonfinite(terms)}; "
-                        f"{self._kept()}; set train.nan_policy=skip to skip such steps"
-                    )
+            if not verdict.applied:  # skipped under nan_policy=skip (stop raised above)
                 skipped += 1
                 continue
             for name, total in sums.items():
