@@ -35,20 +35,7 @@ def _spikingjelly():
 
 
 #: Every backend; the compiled one is slow to build on a CPU, as test_compile_path_identical.
-#: Known problem (torch 2.13 Inductor, found while adding these tests, not caused by the backend
-#: setting): the compiled kernels' spikes differ from the eager ones for V_th = 0.5 in training
-#: and, under ``no_grad`` with ``dynamic=True``, for large inputs (3 % of [6, 30, 70, 50]).
-BACKENDS = [
-    "eager",
-    "unrolled",
-    pytest.param(
-        "fused",
-        marks=[
-            pytest.mark.slow,
-            pytest.mark.xfail(reason="compiled LIF differs from eager (see above)", strict=False),
-        ],
-    ),
-]
+BACKENDS = ["eager", "unrolled", pytest.param("fused", marks=pytest.mark.slow)]
 
 
 def _literal_lif(x: torch.Tensor, tau: float = 2.0, vth: float = 1.0) -> torch.Tensor:

@@ -103,9 +103,18 @@ def lif_forward_fused(
     spikes, membranes = [], []
     h = None
     for t in range(x.shape[0]):
-        u = x[t] if h is None else torch.add(x[t], h, alpha=beta)
-        s = (u >= v_threshold).to(x.dtype)
-        h = torch.sub(u, s, alpha=v_threshold)
+        if torch.compiler.is_compiling():
+            # Plain products under the compiler: Dynamo traces a float argument as a symbol, and
+            # an ``alpha=`` keyword of a symbolic float is baked in at its first traced value (a
+            # kernel first compiled for V_th = 1 then ran V_th = 0.5 with a reset of 1).
+            u = x[t] if h is None else x[t] + h * beta
+            s = (u >= v_threshold).to(x.dtype)
+            h = u - s * v_threshold
+        else:
+            # ``alpha=`` eagerly: the same rounding as lif_forward_kernel's out= form.
+            u = x[t] if h is None else torch.add(x[t], h, alpha=beta)
+            s = (u >= v_threshold).to(x.dtype)
+            h = torch.sub(u, s, alpha=v_threshold)
         spikes.append(s)
         membranes.append(u)
     return torch.stack(spikes), (torch.stack(membranes) if keep_membrane else None)
@@ -153,6 +162,29 @@ uses the same surrogate backward.
 """
 
 
+def _flat(t: torch.Tensor) -> torch.Tensor:
+    """``[T, ...]`` as one contiguous ``[T, N]`` block, detached and not a view: the compiled
+    kernels then meet a single layout whatever the caller passed (stride-0 broadcast over T,
+    channels-last, a slice, a tensor that requires grad), so Dynamo has nothing to guard on but
+    the dtype and ``T`` (a view would add guards on its base's sizes)."""
+    return t.reshape(t.shape[0], -1).contiguous().detach()
+
+
+def _compiled_forward(kernel: Callable) -> Callable:
+    def forward(x, tau, v_threshold, keep_membrane):
+        spikes, membrane = kernel(_flat(x), tau, v_threshold, keep_membrane)
+        return spikes.view(x.shape), (None if membrane is None else membrane.view(x.shape))
+
+    return forward
+
+
+def _compiled_backward(kernel: Callable) -> Callable:
+    def backward(grad_spikes, membrane, *params):
+        return kernel(_flat(grad_spikes), _flat(membrane), *params).view(membrane.shape)
+
+    return backward
+
+
 class _Kernels:
     """The forward/backward kernel pair of one backend (see :data:`LIF_BACKENDS`)."""
 
@@ -164,15 +196,14 @@ class _Kernels:
         self.compiled = False
         if backend == "fused":
             try:
-                # One training run meets each kernel in up to ~16 guard variants (input dtype:
-                # bf16 under autocast, float32 after the attention core; the stem's stride-0
-                # broadcast over T; views or not; membrane kept or not in eval). Past Dynamo's
-                # default limit of 8 the rest would run the pure-expression form *eagerly*
-                # (slower than the eager kernel), as a bf16 run at 64² showed.
-                limit = torch._dynamo.config.recompile_limit
-                torch._dynamo.config.recompile_limit = max(limit, 32)
-                self.forward = torch.compile(lif_forward_fused, dynamic=True)
-                self.backward = torch.compile(lif_backward_fused, dynamic=True)
+                # One compiled program per kernel and guard set, not per shape: inputs arrive
+                # flattened to a contiguous [T, N] (N dynamic), and τ, V_th, α are traced as
+                # symbols. What is left to guard on is the dtype (bf16 under autocast or
+                # float32), whether the membrane is kept (training) or not (eval), T, the
+                # surrogate and detach_reset: a handful of variants per run, well inside
+                # Dynamo's recompile limit.
+                self.forward = _compiled_forward(torch.compile(lif_forward_fused, dynamic=True))
+                self.backward = _compiled_backward(torch.compile(lif_backward_fused, dynamic=True))
                 self.compiled = True
             except Exception as exc:  # pragma: no cover - depends on the platform
                 log.warning("torch.compile unavailable for LIF (%s); using eager kernels", exc)
@@ -201,6 +232,7 @@ class _Kernels:
 
 _EAGER = _Kernels("eager")
 _UNROLLED = _Kernels("unrolled")
+_FUSED: _Kernels | None = None
 
 
 def check_backend(backend: str) -> str:
@@ -211,9 +243,13 @@ def check_backend(backend: str) -> str:
 
 
 def _kernels_for(backend: str) -> _Kernels:
-    """The kernels of ``backend``: shared for eager/unrolled, a fresh compiled pair for fused."""
+    """The kernels of ``backend``, one pair per process for each (the compiled pair is built on
+    first use, so that importing the package never touches the compiler)."""
+    global _FUSED
     if check_backend(backend) == "fused":
-        return _Kernels("fused")
+        if _FUSED is None:
+            _FUSED = _Kernels("fused")
+        return _FUSED
     return _EAGER if backend == "eager" else _UNROLLED
 
 
