@@ -312,3 +312,14 @@ def test_dsc_over_time_reads_cumulative_minutes(tmp_path: Path) -> None:
     (tmp_path / "bad.csv").write_text("epoch,val_dsc\n1,0.2\n")
     with pytest.raises(ValueError, match="time_s"):
         dsc_over_time(tmp_path / "bad.csv")
+
+
+def test_experiment_help_names_every_ablation_row(capsys) -> None:
+    from medspikeformer.cli import main
+    from medspikeformer.experiments.rows import ABLATION_ROWS
+
+    with pytest.raises(SystemExit):
+        main(["experiment", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for row in ABLATION_ROWS:
+        assert f" {row.key} " in text or f" {row.key})" in text, row.key

@@ -14,6 +14,8 @@ import argparse
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``experiment`` sub-command."""
+    from medspikeformer.experiments.rows import ABLATION_ROWS
+
     parser = subparsers.add_parser(
         "experiment",
         help="run the comparison or ablation table (train + evaluate + profile every row)",
@@ -44,8 +46,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         nargs="+",
         default=None,
         metavar="ROW",
-        help="rows to run (compare: model names; ablation: full wo_sdsa wo_sa wo_sc wo_aa wo_ai "
-        "wo_ia wo_ii wo_kl wo_l2 t1 t2 t4); default all; the reference row is always added",
+        help=f"rows to run (compare: model names; ablation: {' '.join(r.key for r in ABLATION_ROWS)}"
+        "); default all; the reference row is always added",
     )
     parser.add_argument(
         "--seeds", type=int, default=1, help="seeds per row (mean ± std, paired test)"
