@@ -17,11 +17,14 @@ from .base import (
     resize_pair,
 )
 from .build import build_dataset, build_source
-from .io import read_image, read_mask, to_model_input
+from .io import read_image, read_label_map, read_mask, to_model_input
+from .labels import LabelSpec
 from .registry import list_datasets, register_dataset
 from .synthetic import make_synthetic_pair
 
 __all__ = [
+    "LabelSpec",
+    "read_label_map",
     "DEFAULT_SEED",
     "DatasetSource",
     "Sample",
