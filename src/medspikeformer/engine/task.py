@@ -12,11 +12,14 @@ __all__ = ["class_names", "metrics_for"]
 
 
 def class_names(model: SegmentationModel, config: TrainConfig | None) -> list[str] | None:
-    """The K channel names of ``data.labels`` (``None``: binary, or no mapping given)."""
-    spec = label_spec(config) if config is not None else None
-    if spec is None or model.num_classes == 1:
+    """The K channel names of ``data.labels`` (``class0`` … when the config names none);
+    ``None`` for a binary model."""
+    if model.num_classes == 1:
         return None
-    return list(spec.names) if spec.num_classes == model.num_classes else None
+    spec = label_spec(config) if config is not None else None
+    if spec is not None and spec.num_classes == model.num_classes:
+        return list(spec.names)
+    return [f"class{i}" for i in range(model.num_classes)]
 
 
 def metrics_for(

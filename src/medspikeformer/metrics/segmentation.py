@@ -28,7 +28,8 @@ class (``dsc_<name>`` …) from each class's matrix, and ``miou``, ``dsc``, ``ac
 ``sen`` as the **mean over the classes scored**: by default every class but the background
 (class 0 of a softmax model; a multi-label model has no background channel), because the
 background's near-perfect figures would lift every mean. ``mean_dice`` / ``mean_iou`` average
-the per-image mean over those classes. A softmax prediction is the argmax; a multi-label one
+per image the scored classes present in the target or the prediction (a class absent from
+both would score 1 and lift the image's mean; an image with none of them scores 1). A softmax prediction is the argmax; a multi-label one
 ``prob >= threshold`` per channel. ``tp, fp, fn, tn`` are the sums over the scored classes.
 
 Distributed evaluation: :meth:`SegmentationMetrics.sync` all-reduces the confusion matrix and
@@ -291,10 +292,13 @@ class SegmentationMetrics:
             dice = [dice_from_counts(tp, fp, fn) for tp, fp, fn, _ in per_class]
             iou = [iou_from_counts(tp, fp, fn) for tp, fp, fn, _ in per_class]
             sums = [sum(per_class[c][j] for c in self.scored) for j in range(4)]
+            # Classes absent from both target and prediction would score 1 and lift every
+            # image's mean; they are left out (an image with none of them scores 1).
+            seen = [c for c in self.scored if sum(per_class[c][:3]) > 0]
             row: dict[str, Any] = {
                 "id": image_id,
-                "dice": sum(dice[c] for c in self.scored) / len(self.scored),
-                "iou": sum(iou[c] for c in self.scored) / len(self.scored),
+                "dice": sum(dice[c] for c in seen) / len(seen) if seen else 1.0,
+                "iou": sum(iou[c] for c in seen) / len(seen) if seen else 1.0,
                 **dict(zip(_KEYS, sums)),
             }
             for c, name in enumerate(self.class_names):
