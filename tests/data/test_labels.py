@@ -96,7 +96,7 @@ def test_read_label_map_keeps_ids(tmp_path: Path, kind: str) -> None:
 def test_read_label_map_refuses_colour(tmp_path: Path) -> None:
     path = tmp_path / "c.png"
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (4, 4, 3), np.uint8)).save(path)
-    with pytest.raises(DataError, match="c.png: a colour image is not a label map"):
+    with pytest.raises(DataError, match=r"c\.png: a colour image is not a label map"):
         read_label_map(path)
 
 
@@ -104,7 +104,9 @@ def _folder(tmp_path: Path, ids: list[int]) -> Path:
     for d in ("images", "masks"):
         (tmp_path / d).mkdir()
     for i, top in enumerate(ids):
-        Image.fromarray(np.full((16, 16, 3), 40 * i, np.uint8)).save(tmp_path / "images" / f"{i}.png")
+        Image.fromarray(np.full((16, 16, 3), 40 * i, np.uint8)).save(
+            tmp_path / "images" / f"{i}.png"
+        )
         m = np.zeros((16, 16), np.uint8)
         m[:8] = top
         Image.fromarray(m).save(tmp_path / "masks" / f"{i}.png")
@@ -176,7 +178,10 @@ def test_decathlon_reader_v1_layout_and_errors(tmp_path: Path) -> None:
         (tmp_path / d).mkdir()
     lab = np.zeros((8, 8, 3), np.uint8)
     lab[2:5, 2:5, 1] = 1
-    nib.save(nib.Nifti1Image(np.stack([lab * 1.0, lab * 2.0], -1), np.eye(4)), tmp_path / "imagesTr" / "c1.nii.gz")
+    nib.save(
+        nib.Nifti1Image(np.stack([lab * 1.0, lab * 2.0], -1), np.eye(4)),
+        tmp_path / "imagesTr" / "c1.nii.gz",
+    )
     nib.save(nib.Nifti1Image(lab, np.eye(4)), tmp_path / "labelsTr" / "c1.nii.gz")
     meta = {"modality": {"0": "FLAIR", "1": "T1"}, "labels": {"0": "background", "1": "edema"}}
     (tmp_path / "dataset.json").write_text(json.dumps(meta))
@@ -189,7 +194,7 @@ def test_decathlon_reader_v1_layout_and_errors(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="no channel 'CT'"):
         build_source("decathlon", tmp_path, channels=["CT"])
     (tmp_path / "dataset.json").write_text("{")
-    with pytest.raises(DataError, match="dataset.json: malformed JSON"):
+    with pytest.raises(DataError, match=r"dataset\.json: malformed JSON"):
         build_source("decathlon", tmp_path)
 
 

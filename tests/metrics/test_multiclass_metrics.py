@@ -7,7 +7,6 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from monai.metrics import compute_confusion_matrix_metric
 
 from medspikeformer.metrics import SegmentationMetrics
@@ -63,7 +62,9 @@ def test_per_image_dice_matches_monai() -> None:
     pred = _one_hot(probs.argmax(1, keepdim=True).float(), 3)
     theirs = DiceMetric(include_background=False, reduction="none")(pred, _one_hot(target, 3))
     for row, expected in zip(m.per_image(), theirs):
-        assert [row["dice_class1"], row["dice_class2"]] == pytest.approx(expected.tolist(), rel=1e-6)
+        assert [row["dice_class1"], row["dice_class2"]] == pytest.approx(
+            expected.tolist(), rel=1e-6
+        )
         assert row["dice"] == pytest.approx(float(expected.mean()), rel=1e-6)
 
 

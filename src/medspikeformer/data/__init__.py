@@ -23,10 +23,9 @@ from .registry import list_datasets, register_dataset
 from .synthetic import make_synthetic_pair
 
 __all__ = [
-    "LabelSpec",
-    "read_label_map",
     "DEFAULT_SEED",
     "DatasetSource",
+    "LabelSpec",
     "Sample",
     "SegmentationDataset",
     "as_hw",
@@ -36,6 +35,7 @@ __all__ = [
     "make_synthetic_pair",
     "parse_size",
     "read_image",
+    "read_label_map",
     "read_mask",
     "register_dataset",
     "resize_image",

@@ -118,9 +118,7 @@ def _count_labels(report: CheckReport, labels: LabelSpec, mask: np.ndarray, wher
         )
 
 
-def check_source(
-    source: DatasetSource, progress: bool = True, labels: Any = None
-) -> CheckReport:
+def check_source(source: DatasetSource, progress: bool = True, labels: Any = None) -> CheckReport:
     """Decode every pair of ``source`` at full resolution and collect problems and statistics.
 
     ``labels``: the ``data.labels`` mapping (or a ``LabelSpec``) when masks are label maps;

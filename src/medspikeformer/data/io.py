@@ -180,9 +180,15 @@ def read_label_map(path: str | Path) -> np.ndarray:
 
             with Image.open(path) as im:
                 im.load()
-                if im.mode == "P":  # palette PNG: the indices are the ids
-                    arr = np.asarray(im)
-                elif im.mode in ("I;16", "I;16B", "I;16L", "I", "L", "RGB", "1"):
+                if im.mode == "P" or im.mode in (
+                    "I;16",
+                    "I;16B",
+                    "I;16L",
+                    "I",
+                    "L",
+                    "RGB",
+                    "1",
+                ):  # palette PNG: the indices are the ids
                     arr = np.asarray(im)
                 else:
                     raise DataError(f"{path}: label map in unsupported mode {im.mode}")
@@ -192,8 +198,12 @@ def read_label_map(path: str | Path) -> np.ndarray:
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise DataError(f"{path}: unreadable label map ({msg})") from None
     if arr.ndim == 3 and arr.shape[-1] in (3, 4):
-        if not (np.array_equal(arr[..., 0], arr[..., 1]) and np.array_equal(arr[..., 0], arr[..., 2])):
-            raise DataError(f"{path}: a colour image is not a label map (expected one id per pixel)")
+        if not (
+            np.array_equal(arr[..., 0], arr[..., 1]) and np.array_equal(arr[..., 0], arr[..., 2])
+        ):
+            raise DataError(
+                f"{path}: a colour image is not a label map (expected one id per pixel)"
+            )
         arr = arr[..., 0]
     if arr.ndim != 2:
         raise DataError(f"{path}: label map of shape {tuple(arr.shape)} (expected H×W)")

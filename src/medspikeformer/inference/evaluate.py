@@ -115,8 +115,12 @@ class EvalResult:
             if key in self.metrics:
                 lines.append(f"| {METRIC_LABELS[key]} | {self.metrics[key]:.4f} |")
         if self.class_names:
-            lines += ["", "Per class (one-vs-rest global confusion matrix; the means above leave "
-                      "out the background):", ""]
+            lines += [
+                "",
+                "Per class (one-vs-rest global confusion matrix; the means above leave "
+                "out the background):",
+                "",
+            ]
             lines += ["| class | " + " | ".join(METRIC_LABELS[k] for k in GLOBAL_METRICS) + " |"]
             lines += ["|---" * (len(GLOBAL_METRICS) + 1) + "|"]
             for name in self.class_names:

@@ -164,7 +164,10 @@ def export_onnx(
     if int(getattr(model, "num_classes", 1)) > 1:  # how a consumer reads the K logit channels
         from medspikeformer.inference.sliding import activation_of
 
-        for key, value in (("num_classes", str(model.num_classes)), ("activation", activation_of(model))):
+        for key, value in (
+            ("num_classes", str(model.num_classes)),
+            ("activation", activation_of(model)),
+        ):
             entry = proto.metadata_props.add()
             entry.key, entry.value = key, value
         onnx.save(proto, str(out_path))

@@ -246,7 +246,9 @@ class Predictor:
         import cv2
 
         p8 = np.rint(probs * 255.0).astype(np.uint8)
-        full = np.stack([cv2.resize(p, (width, height), interpolation=cv2.INTER_LINEAR) for p in p8])
+        full = np.stack(
+            [cv2.resize(p, (width, height), interpolation=cv2.INTER_LINEAR) for p in p8]
+        )
         scores = torch.from_numpy(full.astype(np.float32) / 255.0)
         return label_image(scores, activation_of(self.model), self.threshold).numpy()
 

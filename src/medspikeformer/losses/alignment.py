@@ -188,7 +188,9 @@ class AlignmentLoss(nn.Module):
     ) -> None:
         super().__init__()
         if activation not in ("sigmoid", "softmax"):
-            raise ConfigError(f"AlignmentLoss: activation must be sigmoid or softmax, got {activation!r}")
+            raise ConfigError(
+                f"AlignmentLoss: activation must be sigmoid or softmax, got {activation!r}"
+            )
         if kl not in KL_FORMS:
             raise ConfigError(f"AlignmentLoss: kl must be one of {KL_FORMS}, got {kl!r}")
         if not (use_kl or use_l2):

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import torch
-from torch.nn import functional as F
-
 from torch import nn
+from torch.nn import functional as F
 
 __all__ = ["stage_supervision_loss"]
 

@@ -27,10 +27,10 @@ from medspikeformer.viz.overlay import overlay, to_mask, to_rgb_uint8
 __all__ = [
     "CLASS_COLORS",
     "attention_figure",
+    "channel_magnitude",
     "class_color",
     "class_planes",
     "colorize_labels",
-    "channel_magnitude",
     "error_map",
     "heatmap_overlay",
     "multiclass_grid",

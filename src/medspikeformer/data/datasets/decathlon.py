@@ -47,7 +47,9 @@ def read_dataset_json(root: Path) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text())
     except OSError:
-        raise DataError(f"{path}: file not found (an nnU-Net / Decathlon dataset has one)") from None
+        raise DataError(
+            f"{path}: file not found (an nnU-Net / Decathlon dataset has one)"
+        ) from None
     except ValueError as exc:
         raise DataError(f"{path}: malformed JSON ({exc.msg} at line {exc.lineno})") from None
     if not isinstance(data, dict):
@@ -141,7 +143,9 @@ class DecathlonSource(DatasetSource):
             raise ConfigError(f"decathlon: axis must be 0, 1 or 2, got {self.opts['axis']!r}")
         window = self.opts["window"]
         if window is not None and not (len(window) == 2 and window[1] > window[0]):
-            raise ConfigError(f"decathlon: window must be [low, high] with high > low, got {window}")
+            raise ConfigError(
+                f"decathlon: window must be [low, high] with high > low, got {window}"
+            )
         return root
 
     def _channels(self, root: Path) -> list[int]:
@@ -185,7 +189,8 @@ class DecathlonSource(DatasetSource):
         problems: list[str] = []
         samples: list[Sample] = []
         labels = sorted(
-            p for p in (self.root / "labelsTr").iterdir()
+            p
+            for p in (self.root / "labelsTr").iterdir()
             if p.is_file() and not p.name.startswith(".") and p.name.endswith(self.ending)
         )
         for lab in labels:
@@ -210,7 +215,9 @@ class DecathlonSource(DatasetSource):
                 problems.append(str(exc))
                 continue
             if shape[:3] != mvol.shape[:3]:
-                problems.append(f"{lab}: label shape {mvol.shape[:3]} differs from image {shape[:3]}")
+                problems.append(
+                    f"{lab}: label shape {mvol.shape[:3]} differs from image {shape[:3]}"
+                )
                 continue
             axis = self.opts["axis"]
             n = mvol.shape[axis]
@@ -221,8 +228,7 @@ class DecathlonSource(DatasetSource):
                 zs = list(range(n))
             width = max(3, len(str(n - 1)))
             samples += [
-                Sample(id=f"{case}_z{z:0{width}d}", files=files, group=case, extra=(z,))
-                for z in zs
+                Sample(id=f"{case}_z{z:0{width}d}", files=files, group=case, extra=(z,)) for z in zs
             ]
         return ScanResult(samples, problems)
 
@@ -255,7 +261,9 @@ class DecathlonSource(DatasetSource):
             mvol, _ = load_volume(sample.masks[0])
             raw = _slice(mvol, self.opts["axis"], sample.extra[0])
             if not np.array_equal(raw, np.round(raw)) or raw.min(initial=0) < 0:
-                raise DataError(f"{sample.masks[0]}: label map holds non-integer or negative values")
+                raise DataError(
+                    f"{sample.masks[0]}: label map holds non-integer or negative values"
+                )
             label = np.round(raw).astype(np.uint16 if raw.max(initial=0) > 255 else np.uint8)
         else:
             planes = [np.round(p).astype(np.uint8) for p in planes]
