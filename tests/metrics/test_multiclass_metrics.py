@@ -129,3 +129,5 @@ def test_wrong_shapes_raise() -> None:
         m.update(probs[:, :2], target)
     with pytest.raises(ValueError, match="expected target"):
         m.update(probs, target.repeat(1, 3, 1, 1))
+    with pytest.raises(ValueError, match="apply the model's activation"):
+        m.update(probs * 4 - 1, target)  # logits, not probabilities

@@ -235,6 +235,13 @@ class SegmentationMetrics:
         want = (probs.shape[0], k if self.multilabel else 1, *probs.shape[2:])
         if tuple(target.shape) != want:
             raise ValueError(f"expected target {list(want)}, got {tuple(target.shape)}")
+        if probs.is_floating_point() and (
+            probs.isnan().any() or float(probs.min()) < 0.0 or float(probs.max()) > 1.0
+        ):
+            raise ValueError(
+                "probs must be probabilities in [0, 1]; apply the model's activation (softmax "
+                "over the classes, or sigmoid for multi-label regions) to its logits"
+            )
         if self.multilabel:
             pred, truth = probs >= self.threshold, target >= 0.5
         else:
