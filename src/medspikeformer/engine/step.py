@@ -50,7 +50,12 @@ from medspikeformer.engine.distributed import DistInfo, all_reduce_sum
 from medspikeformer.engine.optim import build_optimizer, grad_norm
 from medspikeformer.engine.state import seed_everything
 from medspikeformer.errors import CheckpointError, ConfigError, NumericalError
-from medspikeformer.losses import AlignmentLoss, build_segmentation_loss, stage_supervision_loss
+from medspikeformer.losses import (
+    AlignmentLoss,
+    BCEDiceLoss,
+    MultiClassDiceLoss,
+    stage_supervision_loss,
+)
 from medspikeformer.models import SegmentationModel, SegmentationOutput, build_teacher, model_info
 from medspikeformer.precision import autocast, make_grad_scaler, resolve_precision
 from medspikeformer.runtime import resolve_device
@@ -194,7 +199,10 @@ class TrainingStep:
                 activation=self.student.activation,
             )
         # Eq. 13 for a binary model; softmax CE + Dice / multi-label for K > 1 (losses/multiclass.py)
-        self.seg_loss = build_segmentation_loss(self.student.num_classes, self.student.multilabel)
+        if self.student.num_classes == 1:
+            self.seg_loss: nn.Module = BCEDiceLoss()
+        else:
+            self.seg_loss = MultiClassDiceLoss(multilabel=self.student.multilabel)
         # The student's optimiser first (tests/reliability/hooked_cli.py counts its steps).
         self.opt = build_optimizer(self.student.parameters(), config, config.optim.lr)
         self.t_opt: torch.optim.Optimizer | None = None
