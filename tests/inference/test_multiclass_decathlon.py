@@ -95,3 +95,36 @@ def test_decathlon_folder_trains_and_evaluates(tmp_path: Path) -> None:
     assert main(["export", str(best), "--onnx", str(tmp_path / "m.onnx")]) == 0
     meta = {p.key: p.value for p in onnx.load(str(tmp_path / "m.onnx")).metadata_props}
     assert meta == {"num_classes": "3", "activation": "softmax"}
+
+
+def test_decathlon_regions_train_as_multilabel(tmp_path: Path) -> None:
+    """``data.labels`` with regions (nnU-Net's region-based training): sigmoid channels,
+    ``[K, H, W]`` targets, per-region metrics over every channel (no background channel)."""
+    from medspikeformer.engine import train
+
+    root = make_decathlon(tmp_path, cases=2, depth=2)
+    config = {
+        "model": {"name": "unet", "base_channels": 4, "num_levels": 2, "num_res_units": 0},
+        "data": {
+            "dataset": "decathlon",
+            "root": str(root),
+            "size": 32,
+            "split_spec": "50/0/50",
+            "augment": "none",
+            "cache_dir": "off",
+            "labels": {"lesion": [1, 2], "solid": [2]},
+        },
+        "train": {"epochs": 1, "batch_size": 2, "progress": False},
+        "out": str(tmp_path / "run"),
+    }
+    run = Path(train(config, log=lambda _msg: None)["run_dir"])
+    ckpt = torch.load(run / "last.pt", weights_only=True)
+    assert ckpt["model_config"]["multilabel"] is True and ckpt["model_config"]["num_classes"] == 2
+    metrics = ckpt["metrics"]
+    assert metrics["val_dsc"] == pytest.approx(
+        (metrics["val_dsc_lesion"] + metrics["val_dsc_solid"]) / 2
+    )
+    assert main(["evaluate", str(run / "last.pt"), "--split", "val", "--out", str(tmp_path / "ev"),
+                 "--no-progress", "--grid", "1"]) == 0  # fmt: skip
+    summary = json.loads((tmp_path / "ev" / "summary.json").read_text())["metrics"]
+    assert summary["dsc_solid"] == pytest.approx(metrics["val_dsc_solid"], abs=1e-9)
