@@ -113,6 +113,43 @@ class TestRegisteredModel:
         with pytest.raises(ConfigError, match="expected input"):
             m(torch.randn(1, 3, 32, 32))
 
+    @pytest.mark.parametrize("k", [2, 3])
+    def test_num_classes_shapes(self, name: str, k: int) -> None:
+        """K output channels in the head, every stage head and the ANN twin; the option is kept
+        in ``config`` (a checkpoint rebuilds the model) and the head is a softmax head."""
+        m = tiny(name, num_classes=k).eval()
+        with torch.no_grad():
+            out = m.forward_all(firing_input(m, 32, 48))
+        assert out.logits.shape == (2, k, 32, 48)
+        assert all(s.shape[:2] == (2, k) for s in out.stage_logits)
+        assert m.num_classes == k and m.config["num_classes"] == k
+        assert m.activation == "softmax"
+        rebuilt = create_model(name, **m.config)
+        assert {n: v.shape for n, v in rebuilt.state_dict().items()} == {
+            n: v.shape for n, v in m.state_dict().items()
+        }
+        if m.twin_config() is not None:
+            teacher = build_teacher(m).eval()
+            with torch.no_grad():
+                t_out = teacher.forward_all(firing_input(m, 32, 48))
+            assert t_out.logits.shape == (2, k, 32, 48)
+            assert [s.shape for s in t_out.stage_logits] == [s.shape for s in out.stage_logits]
+
+    def test_binary_default_leaves_config_as_before(self, name: str) -> None:
+        m = tiny(name)
+        assert m.num_classes == 1 and m.activation == "sigmoid"
+        assert "num_classes" not in m.config and "multilabel" not in m.config
+        assert tiny(name, num_classes=1).config == m.config
+
+    def test_multilabel_is_sigmoid(self, name: str) -> None:
+        m = tiny(name, num_classes=3, multilabel=True)
+        assert m.activation == "sigmoid" and m.config["multilabel"] is True
+
+    @pytest.mark.parametrize("bad", [0, -1, 1.5, True, "3"])
+    def test_bad_num_classes(self, name: str, bad) -> None:
+        with pytest.raises(ConfigError, match="num_classes"):
+            tiny(name, num_classes=bad)
+
 
 def test_default_parameter_count() -> None:
     m = msf.create_model("medspikeformer")

@@ -189,3 +189,13 @@ def test_training_curves_errors(tmp_path):
     _write_csv(tmp_path / "odd.csv", ["epoch", "name"], [[1, "x"]])
     with pytest.raises(DataError, match="no loss or metric columns"):
         plot_training_curves(tmp_path / "odd.csv", tmp_path / "c.png")
+
+
+def test_per_class_columns_of_a_k_class_run() -> None:
+    """Per-class mIoU/DSC join the metrics panel; per-class Acc/Spe/Sen stay out of every panel
+    (they are not losses)."""
+    panels = sort_columns(
+        ["train_bce", "val_dsc", "val_dsc_benign", "val_sen_benign", "val_acc_bg"]
+    )
+    assert panels["metrics"] == ["val_dsc", "val_dsc_benign"]
+    assert panels["losses"] == ["train_bce"]

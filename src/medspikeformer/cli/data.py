@@ -40,6 +40,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     c = sub.add_parser("check", help="counts, missing pairs, size mismatches, non-binary masks")
     common(c)
     c.add_argument("--json", action="store_true", help="print the summary as JSON")
+    c.add_argument(
+        "--labels",
+        default=None,
+        metavar="YAML",
+        help="masks are label maps with these classes, e.g. '{background: 0, lesion: 1}': "
+        "report class frequencies and unknown ids (a Decathlon folder's dataset.json labels "
+        "are the default there)",
+    )
     c.set_defaults(func=run)
 
     s = sub.add_parser("show", help="write a PNG grid of image/mask pairs (mask overlaid)")
@@ -76,7 +84,17 @@ def _check(args: argparse.Namespace, options: dict[str, Any]) -> int:
 
     from medspikeformer.data.check import check_dataset
 
-    report = check_dataset(args.name, args.root, progress=True, **options)
+    labels = None
+    if args.labels is not None:
+        import yaml
+
+        from medspikeformer.errors import ConfigError
+
+        try:
+            labels = yaml.safe_load(args.labels)
+        except yaml.YAMLError:
+            raise ConfigError(f"--labels {args.labels!r}: not a YAML mapping") from None
+    report = check_dataset(args.name, args.root, progress=True, labels=labels, **options)
     summary = report.summary()
     if args.json:
         print(json.dumps({**summary, "problems": report.errors, "notes": report.notes}, indent=1))
@@ -102,6 +120,13 @@ def _check(args: argparse.Namespace, options: dict[str, Any]) -> int:
         con.print(
             f"  mask pixels far from 0/255: mean {100 * f['mean']:.3f}%  max {100 * f['max']:.3f}%"
         )
+    for name, c in summary.get("classes", {}).items():
+        con.print(
+            f"  class {name}: {100 * c['fraction']:.3f}% of labelled pixels, in {c['images']} image(s)",
+            markup=False,
+        )
+    for i, n in summary.get("unknown_ids", {}).items():
+        con.print(f"  unknown label id {i}: in {n} image(s)")
     for note in report.notes:
         con.print(f"  note: {note}")
     if report.errors:

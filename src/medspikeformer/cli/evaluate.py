@@ -70,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     from medspikeformer.engine.datasets import dataset_from_config
+    from medspikeformer.engine.task import class_names
     from medspikeformer.errors import ConfigError
     from medspikeformer.inference import evaluate, resolve_device
     from medspikeformer.inference.context import load_context
@@ -128,12 +129,20 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         info=info,
         precision=args.precision,
+        class_names=class_names(ctx.model, cfg),
     )
     paths = result.save(out)
     if result.samples:
         images, masks, probs, ids = zip(*result.samples)
         paths["grid"] = qualitative_grid(
-            images, masks, probs, Path(out) / "qualitative.png", ids=ids, threshold=threshold
+            images,
+            masks,
+            probs,
+            Path(out) / "qualitative.png",
+            ids=ids,
+            threshold=threshold,
+            class_names=class_names(ctx.model, cfg),
+            multilabel=ctx.model.multilabel,
         )
     console.print(f"{dataset}/{args.split}: {len(ds)} images, split from {spec_source}")
     table = Table()
@@ -141,6 +150,8 @@ def run(args: argparse.Namespace) -> int:
     table.add_column("value", justify="right")
     for key in (*GLOBAL_METRICS, *MEAN_METRICS):
         table.add_row(METRIC_LABELS[key], f"{result.metrics[key]:.4f}")
+    for name in result.class_names:
+        table.add_row(f"DSC {name}", f"{result.metrics[f'dsc_{name}']:.4f}")
     Console().print(table)
     for kind, path in paths.items():
         console.print(f"{kind}: {path}")

@@ -17,13 +17,15 @@ from .base import (
     resize_pair,
 )
 from .build import build_dataset, build_source
-from .io import read_image, read_mask, to_model_input
+from .io import read_image, read_label_map, read_mask, to_model_input
+from .labels import LabelSpec
 from .registry import list_datasets, register_dataset
 from .synthetic import make_synthetic_pair
 
 __all__ = [
     "DEFAULT_SEED",
     "DatasetSource",
+    "LabelSpec",
     "Sample",
     "SegmentationDataset",
     "as_hw",
@@ -33,6 +35,7 @@ __all__ = [
     "make_synthetic_pair",
     "parse_size",
     "read_image",
+    "read_label_map",
     "read_mask",
     "register_dataset",
     "resize_image",

@@ -179,20 +179,31 @@ def resize_image(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 
 def resize_pair(
-    img: np.ndarray, mask: np.ndarray, size: tuple[int, int]
+    img: np.ndarray, mask: np.ndarray, size: tuple[int, int], *, label_map: bool = False
 ) -> tuple[np.ndarray, np.ndarray]:
     """Resize to ``size = (H, W)``: image by :func:`resize_image`; mask nearest-neighbour,
-    returned as ``uint8`` in {0, 1}."""
+    returned as ``uint8`` in {0, 1} — or, with ``label_map``, its integer ids kept (``uint8``,
+    ``uint16`` when an id exceeds 255)."""
     h, w = size
     img = resize_image(img, size)
-    m = mask.astype(np.uint8)
+    if label_map:
+        wide = mask.dtype != np.bool_ and int(mask.max(initial=0)) > 255
+        m = mask.astype(np.uint16 if wide else np.uint8)
+    else:
+        m = mask.astype(np.uint8)
     if m.shape[:2] != (h, w):
         m = cv2.resize(m, (w, h), interpolation=cv2.INTER_NEAREST)
+    if label_map:
+        return np.ascontiguousarray(img), np.ascontiguousarray(m)
     return np.ascontiguousarray(img), (m > 0).astype(np.uint8)
 
 
 class SegmentationDataset(Dataset):
     """Items ``{"image": float32 [C,H,W] in [0,1], "mask": float32 [1,H,W] in {0,1}, "id": str}``.
+
+    With ``labels`` (a :class:`~medspikeformer.data.labels.LabelSpec`) masks are label maps:
+    ``"mask"`` holds class indices ``float32 [1,H,W]`` (classes) or ``[K,H,W]`` in {0,1}
+    (regions), and an id the mapping does not name is a ``DataError`` naming the mask file.
 
     Attributes: ``samples`` (the selected pairs), ``split_info`` (JSON-serialisable: dataset, root,
     spec, seed, ids per split, skipped pairs), ``skipped`` (``[(id, message)]`` when
@@ -211,8 +222,10 @@ class SegmentationDataset(Dataset):
         cache: Any,
         samples: list[Sample],
         skipped: list[tuple[str, str]] | None = None,
+        labels: Any = None,
     ) -> None:
         self.source = source
+        self.labels = labels
         self.split = split
         self.size = size
         self.samples = samples
@@ -235,16 +248,21 @@ class SegmentationDataset(Dataset):
 
     def load_arrays(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         """Decoded and resized pair (from the cache when present): ``uint8`` image, ``uint8`` mask
-        in {0,1}; no augmentation."""
+        in {0,1} (label maps: integer ids, checked against ``labels``); no augmentation."""
         sample = self.samples[index]
+        label_map = self.labels is not None
+        hit = None
         if self.cache is not None and self.source.cacheable:
-            hit = self.cache.get(self.source, sample, self.size)
-            if hit is not None:
-                return hit
-        img, mask = self.source.load_checked(sample)
-        img, mask = resize_pair(img, mask, self.size)
-        if self.cache is not None and self.source.cacheable:
-            self.cache.put(self.source, sample, self.size, img, mask)
+            hit = self.cache.get(self.source, sample, self.size, label_map)
+        if hit is not None:
+            img, mask = hit
+        else:
+            img, mask = self.source.load_checked(sample)
+            img, mask = resize_pair(img, mask, self.size, label_map=label_map)
+            if self.cache is not None and self.source.cacheable:
+                self.cache.put(self.source, sample, self.size, img, mask, label_map)
+        if self.labels is not None:
+            self.labels.check(mask, str(sample.masks[0] if sample.masks else sample.image))
         return img, mask
 
     def _seed_augment(self) -> None:
@@ -261,9 +279,13 @@ class SegmentationDataset(Dataset):
             self._seed_augment()
             out = self.augment(image=img, mask=mask)
             img, mask = out["image"], out["mask"]
+        if self.labels is not None:
+            target = self.labels.encode(mask)
+        else:
+            target = torch.from_numpy((np.asarray(mask) > 0).astype(np.float32)).unsqueeze(0)
         return {
             "image": to_model_input(img, self.in_channels),
-            "mask": torch.from_numpy((np.asarray(mask) > 0).astype(np.float32)).unsqueeze(0),
+            "mask": target,
             "id": self.samples[index].id,
         }
 

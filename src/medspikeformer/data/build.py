@@ -13,6 +13,7 @@ from medspikeformer.errors import ConfigError, DataError
 from .augment import build_augment
 from .base import DEFAULT_SEED, SPLITS, DatasetSource, SegmentationDataset, as_hw
 from .cache import ArrayCache, default_cache_dir
+from .labels import LabelSpec
 from .registry import get_source_class
 from .splits import make_split
 
@@ -39,6 +40,7 @@ def build_dataset(
     cache_dir: str | Path | bool | None = None,
     seed: int = DEFAULT_SEED,
     on_error: str = "raise",
+    labels: Any = None,
     **options: Any,
 ) -> SegmentationDataset:
     """Build one split of a dataset.
@@ -56,6 +58,9 @@ def build_dataset(
         seed: seed of the random split (and of the synthetic images).
         on_error: ``"raise"`` (fail fast with ``DataError``) or ``"skip"`` (drop bad pairs; they
             are listed in ``dataset.skipped`` and ``split_info["skipped"]``).
+        labels: ``None`` (binary masks) or the ``data.labels`` mapping / a
+            :class:`~medspikeformer.data.labels.LabelSpec`: masks are label maps, items carry
+            class indices (docs/data.md, "Multi-class labels").
         **options: loader options (see docs/data.md), e.g. ``include_normal=False`` for BUSI.
     """
     if split not in SPLITS:
@@ -65,6 +70,8 @@ def build_dataset(
     if on_error not in ("raise", "skip"):
         raise ConfigError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
     hw = as_hw(size)
+    if labels is not None and not isinstance(labels, LabelSpec):
+        labels = LabelSpec.from_mapping(labels)
     source = build_source(name, root, **options)
     if name == "synthetic":
         gen_seed = options.get("seed")
@@ -103,7 +110,7 @@ def build_dataset(
         "ids": split_ids,
     }
     ds = SegmentationDataset(
-        source, split, hw, split_ids, info, aug, in_channels, cache, samples, skipped
+        source, split, hw, split_ids, info, aug, in_channels, cache, samples, skipped, labels
     )
     if on_error == "skip" and source.needs_root:
         good = []

@@ -41,7 +41,15 @@ class ArrayCache:
         self.hits = 0
         self.misses = 0
 
-    def key(self, source: DatasetSource, sample: Sample, size: tuple[int, int]) -> str:
+    def key(
+        self,
+        source: DatasetSource,
+        sample: Sample,
+        size: tuple[int, int],
+        label_map: bool = False,
+    ) -> str:
+        """Hash of everything the decoded arrays depend on; ``label_map``: masks kept as integer
+        ids (absent from the payload when false, so the keys of binary entries are unchanged)."""
         files = []
         for f in sample.files:
             st = f.stat()
@@ -54,17 +62,29 @@ class ArrayCache:
             "size": list(size),
             "options": source.cache_options(),
         }
+        if label_map:
+            payload["label_map"] = True
         blob = json.dumps(payload, sort_keys=True, default=str).encode()
         return hashlib.sha256(blob).hexdigest()
 
-    def path(self, source: DatasetSource, sample: Sample, size: tuple[int, int]) -> Path:
-        return self.root / source.name / f"{self.key(source, sample, size)}.npz"
+    def path(
+        self,
+        source: DatasetSource,
+        sample: Sample,
+        size: tuple[int, int],
+        label_map: bool = False,
+    ) -> Path:
+        return self.root / source.name / f"{self.key(source, sample, size, label_map)}.npz"
 
     def get(
-        self, source: DatasetSource, sample: Sample, size: tuple[int, int]
+        self,
+        source: DatasetSource,
+        sample: Sample,
+        size: tuple[int, int],
+        label_map: bool = False,
     ) -> tuple[np.ndarray, np.ndarray] | None:
         try:
-            path = self.path(source, sample, size)
+            path = self.path(source, sample, size, label_map)
         except OSError:
             return None  # a source file vanished: let the loader report it
         if not path.is_file():
@@ -86,8 +106,9 @@ class ArrayCache:
         size: tuple[int, int],
         img: np.ndarray,
         mask: np.ndarray,
+        label_map: bool = False,
     ) -> None:
-        path = self.path(source, sample, size)
+        path = self.path(source, sample, size, label_map)
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".npz")
         try:

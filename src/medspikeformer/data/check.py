@@ -4,6 +4,11 @@ Errors (exit status 1): missing pairs (image without mask or mask without image)
 unreadable/truncated files, image/mask size mismatches, non-binary masks (more than 1 % of pixels
 far from 0 and 255, i.e. in 32…223 — JPEG noise stays well below that and is only reported),
 an empty dataset. Statistics: counts, image sizes, foreground fraction per pair.
+
+Label maps (``labels``: the ``data.labels`` mapping, or the ``dataset.json`` labels of a
+Decathlon folder): every id a map holds that the mapping does not name is an error naming the
+file, and the report counts each class's pixels and the images it appears in (class
+frequencies); the binary-mask check does not apply.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from medspikeformer.errors import DataError
 from .base import DatasetSource
 from .build import build_source
 from .io import IMAGE_EXTENSIONS, read_image, to_grey
+from .labels import LabelSpec
 
 FAR_LOW, FAR_HIGH = 32, 223
 NON_BINARY_LIMIT = 0.01
@@ -46,6 +52,10 @@ class CheckReport:
     sizes: list[tuple[int, int]] = field(default_factory=list)
     parts: dict[str, int] = field(default_factory=dict)
     noisy_masks: int = 0
+    #: label maps only: pixels and images per class name, and ids found outside the mapping
+    class_pixels: dict[str, int] = field(default_factory=dict)
+    class_images: dict[str, int] = field(default_factory=dict)
+    unknown_ids: dict[int, int] = field(default_factory=dict)  # id → images holding it
 
     @property
     def ok(self) -> bool:
@@ -76,13 +86,48 @@ class CheckReport:
         if far.size:
             out["mask_pixels_far_from_0_255"] = {"mean": float(far.mean()), "max": float(far.max())}
             out["masks_not_strictly_binary"] = self.noisy_masks
+        if self.class_pixels:
+            total = sum(self.class_pixels.values()) or 1
+            out["classes"] = {
+                name: {
+                    "pixels": n,
+                    "fraction": n / total,
+                    "images": self.class_images.get(name, 0),
+                }
+                for name, n in self.class_pixels.items()
+            }
+            out["unknown_ids"] = {str(k): v for k, v in sorted(self.unknown_ids.items())}
         if hs:
             out["image_size"] = {"min_hw": [min(hs), min(ws)], "max_hw": [max(hs), max(ws)]}
         return out
 
 
-def check_source(source: DatasetSource, progress: bool = True) -> CheckReport:
-    """Decode every pair of ``source`` at full resolution and collect problems and statistics."""
+def _count_labels(report: CheckReport, labels: LabelSpec, mask: np.ndarray, where: str) -> None:
+    """Class frequencies and unknown ids of one label map."""
+    for name, n in labels.frequencies(mask).items():
+        report.class_pixels[name] = report.class_pixels.get(name, 0) + n
+        report.class_images[name] = report.class_images.get(name, 0) + (n > 0)
+    unknown = labels.unknown_ids(mask)
+    for i in unknown:
+        report.unknown_ids[i] = report.unknown_ids.get(i, 0) + 1
+    if unknown:
+        known = ", ".join(map(str, sorted(labels.known_ids)))
+        report.errors.append(
+            f"{where}: label id(s) {', '.join(map(str, unknown))} not in the labels "
+            f"(known ids: {known})"
+        )
+
+
+def check_source(source: DatasetSource, progress: bool = True, labels: Any = None) -> CheckReport:
+    """Decode every pair of ``source`` at full resolution and collect problems and statistics.
+
+    ``labels``: the ``data.labels`` mapping (or a ``LabelSpec``) when masks are label maps;
+    default the source's own (a Decathlon folder's ``dataset.json``), else binary masks.
+    """
+    if labels is None:
+        labels = getattr(source, "labels", None)
+    if labels is not None and not isinstance(labels, LabelSpec):
+        labels = LabelSpec.from_mapping(labels)
     report = CheckReport(source.name, str(source.root))
     scan = source.scan()
     report.errors.extend(scan.problems)
@@ -108,7 +153,10 @@ def check_source(source: DatasetSource, progress: bool = True) -> CheckReport:
             continue
         report.checked += 1
         report.sizes.append(tuple(img.shape[:2]))
-        report.fg_fractions.append(float(mask.mean()))
+        report.fg_fractions.append(float((mask > 0).mean()))
+        if labels is not None:
+            _count_labels(report, labels, mask, str(s.masks[0] if s.masks else s.image))
+            continue
         if s.masks and all(m.suffix.lower() in IMAGE_EXTENSIONS for m in s.masks):
             greys = [to_grey(read_image(m)) for m in s.masks]
             far = max(mask_far_fraction(g) for g in greys)
@@ -130,10 +178,15 @@ def check_source(source: DatasetSource, progress: bool = True) -> CheckReport:
 
 
 def check_dataset(
-    name: str, root: str | Path | None, progress: bool = True, **options: Any
+    name: str,
+    root: str | Path | None,
+    progress: bool = True,
+    labels: Any = None,
+    **options: Any,
 ) -> CheckReport:
-    """Validate a dataset folder; ``DataError`` only for a missing root or an unknown layout."""
-    return check_source(build_source(name, root, **options), progress=progress)
+    """Validate a dataset folder; ``DataError`` only for a missing root or an unknown layout.
+    ``labels``: see :func:`check_source`."""
+    return check_source(build_source(name, root, **options), progress=progress, labels=labels)
 
 
 def overlay(

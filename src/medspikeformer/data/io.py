@@ -158,6 +158,64 @@ def read_mask(path: str | Path, threshold: int = 127) -> np.ndarray:
     return arr > threshold
 
 
+def read_label_map(path: str | Path) -> np.ndarray:
+    """Decode a label map (PNG/TIFF, one integer class id per pixel) to ``[H,W]`` ``uint8`` or
+    ``uint16`` ids, values as stored (no scaling, no threshold).
+
+    A colour file whose three channels are equal is read as grey; a real colour image, a float
+    or a 32-bit image → ``DataError`` naming the file (a label map holds integer ids).
+    """
+    path = Path(path)
+    _check_file(path)
+    try:
+        if path.suffix.lower() in (".tif", ".tiff"):
+            import tifffile
+
+            with tifffile.TiffFile(str(path)) as tif:
+                page = tif.pages[0]
+                _check_tiff_pixels(path, int(page.imagelength), int(page.imagewidth))
+                arr = np.asarray(page.asarray())
+        else:
+            from PIL import Image
+
+            with Image.open(path) as im:
+                im.load()
+                if im.mode == "P" or im.mode in (
+                    "I;16",
+                    "I;16B",
+                    "I;16L",
+                    "I",
+                    "L",
+                    "RGB",
+                    "1",
+                ):  # palette PNG: the indices are the ids
+                    arr = np.asarray(im)
+                else:
+                    raise DataError(f"{path}: label map in unsupported mode {im.mode}")
+    except DataError:
+        raise
+    except Exception as exc:
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise DataError(f"{path}: unreadable label map ({msg})") from None
+    if arr.ndim == 3 and arr.shape[-1] in (3, 4):
+        if not (
+            np.array_equal(arr[..., 0], arr[..., 1]) and np.array_equal(arr[..., 0], arr[..., 2])
+        ):
+            raise DataError(
+                f"{path}: a colour image is not a label map (expected one id per pixel)"
+            )
+        arr = arr[..., 0]
+    if arr.ndim != 2:
+        raise DataError(f"{path}: label map of shape {tuple(arr.shape)} (expected H×W)")
+    if arr.dtype == np.bool_:
+        return arr.astype(np.uint8)
+    if not np.issubdtype(arr.dtype, np.integer):
+        raise DataError(f"{path}: label map of type {arr.dtype} (expected integer ids)")
+    if arr.min(initial=0) < 0 or arr.max(initial=0) > 65535:
+        raise DataError(f"{path}: label ids out of 0..65535")
+    return np.ascontiguousarray(arr.astype(np.uint16 if arr.max(initial=0) > 255 else np.uint8))
+
+
 def to_model_input(img: np.ndarray, in_channels: int = 3) -> torch.Tensor:
     """uint8 ``[H,W]`` or ``[H,W,3]`` image → float32 tensor ``[C,H,W]`` in ``[0,1]``.
 

@@ -17,6 +17,7 @@ _MODULES = (
     "medspikeformer.data.datasets.monuseg",
     "medspikeformer.data.datasets.covid19",
     "medspikeformer.data.datasets.folder",
+    "medspikeformer.data.datasets.decathlon",
 )
 
 

@@ -38,6 +38,8 @@ __all__ = [
     "config_from_dict",
     "config_to_dict",
     "find_config_file",
+    "label_options",
+    "label_spec",
     "load_config",
     "merge_dicts",
     "parse_set_option",
@@ -65,6 +67,9 @@ class DataConfig:
 
     ``split_spec`` is handed to the data layer unchanged (e.g. a split file or fractions); the
     dataset's own default split is used when it is null. ``options`` are dataset-specific keywords.
+    ``labels``: null (binary masks) or the class mapping of label maps (``{name: id}`` classes,
+    ``{name: [ids]}`` regions; ``medspikeformer.data.labels``); it sets the model's
+    ``num_classes`` (and ``multilabel`` for regions).
     """
 
     dataset: str = "synthetic"
@@ -78,6 +83,7 @@ class DataConfig:
     train_split: str = "train"
     val_split: str = "val"
     options: dict[str, Any] = field(default_factory=dict)
+    labels: dict[str, Any] | None = None
 
 
 @dataclass
@@ -508,13 +514,44 @@ def _check_dataset_name(name: str) -> None:
         raise ConfigError(f"unknown dataset {name!r} (known: {', '.join(sorted(known))})")
 
 
+def label_spec(config: TrainConfig) -> Any:
+    """The parsed ``data.labels`` (a ``LabelSpec``), or ``None`` for a binary run."""
+    if config.data.labels is None:
+        return None
+    from medspikeformer.data.labels import LabelSpec
+
+    return LabelSpec.from_mapping(config.data.labels)
+
+
+def label_options(config: TrainConfig) -> dict[str, Any]:
+    """The model options ``data.labels`` implies: ``num_classes`` (and ``multilabel`` for
+    regions); empty for a binary run. A model section that says otherwise → ConfigError."""
+    spec = label_spec(config)
+    if spec is None:
+        return {}
+    implied: dict[str, Any] = {"num_classes": spec.num_classes}
+    if spec.multilabel:
+        implied["multilabel"] = True
+    for key, value in implied.items():
+        given = config.model.options.get(key)
+        if given is not None and given != value:
+            raise ConfigError(
+                f"config value model.{key}={given!r} disagrees with data.labels "
+                f"({spec.num_classes} {'regions' if spec.multilabel else 'classes'}: "
+                f"{', '.join(spec.names)}); leave model.{key} out"
+            )
+    return implied
+
+
 def build_model_from_config(config: TrainConfig, **extra: Any):
-    """``create_model(config.model.name, **config.model.options)``; unknown name → ConfigError."""
+    """``create_model(config.model.name, **config.model.options)``; unknown name → ConfigError.
+    ``data.labels`` supplies ``num_classes`` / ``multilabel`` (:func:`label_options`)."""
     from medspikeformer import create_model
 
     options = dict(config.model.options)
     if config.data.in_channels is not None:
         options.setdefault("in_channels", config.data.in_channels)
+    options.update(label_options(config))
     options.update(extra)
     try:
         return create_model(config.model.name, **options)

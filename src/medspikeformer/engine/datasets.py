@@ -44,5 +44,7 @@ def dataset_from_config(
     }
     if d.split_spec is not None:
         kwargs["split_spec"] = d.split_spec
+    if d.labels is not None:
+        kwargs["labels"] = d.labels
     kwargs.update(overrides)
     return data_pkg.build_dataset(d.dataset, split=split, augment=augment, **kwargs)

@@ -50,7 +50,12 @@ from medspikeformer.engine.distributed import DistInfo, all_reduce_sum
 from medspikeformer.engine.optim import build_optimizer, grad_norm
 from medspikeformer.engine.state import seed_everything
 from medspikeformer.errors import CheckpointError, ConfigError, NumericalError
-from medspikeformer.losses import AlignmentLoss, BCEDiceLoss, stage_supervision_loss
+from medspikeformer.losses import (
+    AlignmentLoss,
+    BCEDiceLoss,
+    MultiClassDiceLoss,
+    stage_supervision_loss,
+)
 from medspikeformer.models import SegmentationModel, SegmentationOutput, build_teacher, model_info
 from medspikeformer.precision import autocast, make_grad_scaler, resolve_precision
 from medspikeformer.runtime import resolve_device
@@ -102,7 +107,8 @@ class StepOutputs:
     """What one step's forwards produced, handed to extra loss terms.
 
     Attributes:
-        image: ``[B, C, H, W]`` input on the device; mask: ``[B, 1, H, W]`` target.
+        image: ``[B, C, H, W]`` input on the device; mask: ``[B, 1, H, W]`` target (binary, or
+            class ids for a softmax model; ``[B, K, H, W]`` for a multi-label one).
         student: the student's :class:`SegmentationOutput` (logits + stage logits).
         teacher_stages: the teacher's stage logits (detached, float32), empty without a teacher.
     """
@@ -186,9 +192,17 @@ class TrainingStep:
         if self.teacher is not None:
             a = config.teacher.align
             self.align_loss = AlignmentLoss(
-                kl=a.kl, use_kl=a.use_kl, use_l2=a.use_l2, stages=a.stages
+                kl=a.kl,
+                use_kl=a.use_kl,
+                use_l2=a.use_l2,
+                stages=a.stages,
+                activation=self.student.activation,
             )
-        self.seg_loss = BCEDiceLoss()
+        # Eq. 13 for a binary model; softmax CE + Dice / multi-label for K > 1 (losses/multiclass.py)
+        if self.student.num_classes == 1:
+            self.seg_loss: nn.Module = BCEDiceLoss()
+        else:
+            self.seg_loss = MultiClassDiceLoss(multilabel=self.student.multilabel)
         # The student's optimiser first (tests/reliability/hooked_cli.py counts its steps).
         self.opt = build_optimizer(self.student.parameters(), config, config.optim.lr)
         self.t_opt: torch.optim.Optimizer | None = None

@@ -65,7 +65,9 @@ from medspikeformer.engine.step import (
     TrainingStep,
     resolve_teacher_mode,
 )
+from medspikeformer.engine.task import metrics_for
 from medspikeformer.errors import CheckpointError, ConfigError
+from medspikeformer.models import to_probabilities
 from medspikeformer.runtime import resolve_device
 
 __all__ = ["resolve_device", "resolve_teacher_mode", "train"]
@@ -317,11 +319,9 @@ class _Run:
 
     @torch.no_grad()
     def validate(self, epoch: int) -> dict[str, float]:
-        from medspikeformer.metrics import SegmentationMetrics
-
         self._sync_buffers()
         self.student.eval()
-        metrics = SegmentationMetrics(self.cfg.train.threshold)
+        metrics = metrics_for(self.student, self.cfg)
         acc_dtype = torch.float32 if self.device.type == "mps" else torch.float64
         loss_sum = torch.zeros(3, dtype=acc_dtype, device=self.device)  # bce·n, dice·n, n
         loader = _progress(
@@ -340,7 +340,7 @@ class _Run:
             loss_sum += torch.stack(
                 [parts["bce"] * b, parts["dice"] * b, torch.ones((), device=self.device) * b]
             ).to(acc_dtype)
-            probs = torch.sigmoid(logits).nan_to_num(0.0)
+            probs = to_probabilities(logits, self.student.activation).nan_to_num(0.0)
             metrics.update(probs.cpu(), y.cpu(), list(batch["id"]))
         metrics.sync()
         bce_sum, dice_sum, count = all_reduce_sum(loss_sum, self.dist).tolist()

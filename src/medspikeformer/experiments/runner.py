@@ -274,6 +274,7 @@ def evaluate_row(config, run_dir: Path, split: str, checkpoint: str = "last") ->
     """Score the run's ``last.pt`` (or ``best.pt``) on ``split`` of the experiment's split file."""
     from medspikeformer.engine.checkpoint import load_model
     from medspikeformer.engine.datasets import dataset_from_config
+    from medspikeformer.engine.task import class_names
     from medspikeformer.inference import evaluate
     from medspikeformer.runtime import resolve_device
 
@@ -283,7 +284,14 @@ def evaluate_row(config, run_dir: Path, split: str, checkpoint: str = "last") ->
     model, ckpt = load_model(ckpt_path)
     dataset = dataset_from_config(config, split, in_channels=model.in_channels)
     device = resolve_device(config.train.device)
-    res = evaluate(model.to(device), dataset, threshold=config.train.threshold, device=device)
+    names = class_names(model, config)  # None for a binary model
+    res = evaluate(
+        model.to(device),
+        dataset,
+        threshold=config.train.threshold,
+        device=device,
+        class_names=names,
+    )
     return {"result": res, "model": model, "dataset": dataset, "ckpt": ckpt, "path": ckpt_path}
 
 

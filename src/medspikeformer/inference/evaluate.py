@@ -3,7 +3,7 @@ mIoU, DSC, Acc, Spe, Sen; plus per-image Dice and IoU (``medspikeformer.metrics`
 
 ``evaluate`` runs the model's eval forward on every image (optionally with flip test-time
 augmentation, :func:`~medspikeformer.inference.sliding.forward_probs`), feeds ``sigmoid`` probabilities
-to :class:`~medspikeformer.metrics.SegmentationMetrics` and returns an :class:`EvalResult` that
+(softmax for a K-class model) to :class:`~medspikeformer.metrics.SegmentationMetrics` and returns an :class:`EvalResult` that
 writes the per-image CSV, the summary JSON and a markdown table.
 """
 
@@ -22,6 +22,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from medspikeformer.inference.sliding import forward_probs
+from medspikeformer.models.base import SegmentationModel
 from medspikeformer.runtime import resolve_device  # re-exported: the public inference name
 
 __all__ = ["GLOBAL_METRICS", "METRIC_LABELS", "EvalResult", "evaluate", "resolve_device"]
@@ -80,10 +81,18 @@ class EvalResult:
         path.write_text(json.dumps(self.summary(), indent=2, sort_keys=False) + "\n")
         return path
 
+    @property
+    def class_names(self) -> list[str]:
+        """The per-class names of a K-class evaluation (empty for a binary one)."""
+        return [k[len("dsc_") :] for k in self.metrics if k.startswith("dsc_")]
+
     def to_csv(self, path: str | Path) -> Path:
-        """Write the per-image rows (``id, dice, iou, tp, fp, fn, tn``) as CSV."""
+        """Write the per-image rows (``id, dice, iou, tp, fp, fn, tn``; K classes: then
+        ``dice_<name>, iou_<name>`` per class) as CSV."""
         path = Path(path)
         columns = ["id", "dice", "iou", "tp", "fp", "fn", "tn"]
+        for name in self.class_names:
+            columns += [f"dice_{name}", f"iou_{name}"]
         with path.open("w", newline="") as fh:
             writer = csv.DictWriter(fh, fieldnames=columns, extrasaction="ignore")
             writer.writeheader()
@@ -105,6 +114,18 @@ class EvalResult:
         for key in (*GLOBAL_METRICS, *MEAN_METRICS):
             if key in self.metrics:
                 lines.append(f"| {METRIC_LABELS[key]} | {self.metrics[key]:.4f} |")
+        if self.class_names:
+            lines += [
+                "",
+                "Per class (one-vs-rest global confusion matrix; the means above leave "
+                "out the background):",
+                "",
+            ]
+            lines += ["| class | " + " | ".join(METRIC_LABELS[k] for k in GLOBAL_METRICS) + " |"]
+            lines += ["|---" * (len(GLOBAL_METRICS) + 1) + "|"]
+            for name in self.class_names:
+                cells = " | ".join(f"{self.metrics[f'{k}_{name}']:.4f}" for k in GLOBAL_METRICS)
+                lines.append(f"| {name} | {cells} |")
         worst = sorted(self.per_image, key=lambda r: r["dice"])[:5]
         if worst:
             lines += ["", "Lowest per-image Dice:", "", "| id | Dice | IoU |", "|---|---|---|"]
@@ -155,6 +176,7 @@ def evaluate(
     progress: bool = False,
     info: dict[str, Any] | None = None,
     precision: str = "fp32",
+    class_names: list[str] | None = None,
 ) -> EvalResult:
     """Evaluate ``model`` on a dataset (items ``{"image", "mask", "id"}``) or a loader of batches.
 
@@ -169,6 +191,8 @@ def evaluate(
         progress: show a progress bar.
         precision: ``fp32``, ``bf16``, ``fp16`` or ``auto`` (bf16 on CUDA): the autocast of the
             forward passes; probabilities and metrics are computed in float32.
+        class_names: names of a K-class model's channels (``data.labels``) for the per-class
+            metrics; default ``class0`` … .
 
     Returns:
         :class:`EvalResult` with the global metrics and the per-image rows.
@@ -178,7 +202,15 @@ def evaluate(
 
     dev = resolve_device(device)
     model = model.to(dev).eval()
-    metrics = SegmentationMetrics(threshold)
+    k = model.num_classes if isinstance(model, SegmentationModel) else 1
+    metrics = SegmentationMetrics(
+        threshold,
+        **(
+            {"num_classes": k, "multilabel": model.multilabel, "class_names": class_names}
+            if k > 1
+            else {}
+        ),
+    )
     loader = _as_loader(dataset_or_loader, batch_size, num_workers)
     samples: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, str]] = []
     total = len(loader) if hasattr(loader, "__len__") else None
@@ -196,7 +228,7 @@ def evaluate(
                 images, masks = images.unsqueeze(0), masks.unsqueeze(0)
             with autocast(dev, precision):
                 probs = forward_probs(model, images, tta_flip=tta_flip)
-            if probs.shape != masks.shape:
+            if k == 1 and probs.shape != masks.shape:
                 raise ValueError(
                     f"model output {tuple(probs.shape)} does not match masks {tuple(masks.shape)}"
                 )

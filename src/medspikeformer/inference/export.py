@@ -1,6 +1,7 @@
 """ONNX export of the spike-driven inference graph, and its check against PyTorch.
 
-What is exported is the model's eval forward ``x [B,C,H,W] → logits [B,1,H,W]``: the direct
+What is exported is the model's eval forward ``x [B,C,H,W] → logits [B,K,H,W]`` (K = the
+model's ``num_classes``; for K > 1 the file's metadata records ``num_classes`` and ``activation``): the direct
 encoding, all ``T`` timesteps of every LIF neuron unrolled, the decoder and the head, averaged
 over T. No teacher and no stage mask heads (they only run in training or ``forward_all``).
 
@@ -160,6 +161,16 @@ def export_onnx(
         )
     proto = onnx.load(str(out_path))
     onnx.checker.check_model(proto)
+    if int(getattr(model, "num_classes", 1)) > 1:  # how a consumer reads the K logit channels
+        from medspikeformer.inference.sliding import activation_of
+
+        for key, value in (
+            ("num_classes", str(model.num_classes)),
+            ("activation", activation_of(model)),
+        ):
+            entry = proto.metadata_props.add()
+            entry.key, entry.value = key, value
+        onnx.save(proto, str(out_path))
     report = ExportReport(
         path=out_path,
         input_shape=(batch, in_channels, height, width),
@@ -200,11 +211,13 @@ def compare_onnx(
 
     Returns:
         (max abs logit error, fraction of logits off by more than ``atol``, fraction of mask
-        pixels — logit ≥ 0 — that differ).
+        pixels — logit ≥ 0; a softmax model's argmax class — that differ).
     """
     import onnxruntime as ort
 
-    from medspikeformer.inference.sliding import logits_of
+    from medspikeformer.inference.sliding import activation_of, logits_of
+
+    softmax = activation_of(model) == "softmax"
 
     options = ort.SessionOptions()
     options.log_severity_level = 3
@@ -215,7 +228,7 @@ def compare_onnx(
     )
     session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
-    worst, bad, flipped, total = 0.0, 0, 0, 0
+    worst, bad, flipped, total, pixels = 0.0, 0, 0, 0, 0
     model = model.cpu().eval()
     for x in inputs:
         with torch.no_grad():
@@ -226,7 +239,12 @@ def compare_onnx(
         diff = np.abs(got.astype(np.float64) - ref.astype(np.float64))
         worst = max(worst, float(diff.max()))
         bad += int((diff > atol).sum())
-        flipped += int(((got >= 0) != (ref >= 0)).sum())
         total += diff.size
-    total = max(total, 1)
-    return worst, bad / total, flipped / total
+        if softmax:
+            flipped += int((got.argmax(1) != ref.argmax(1)).sum())
+            pixels += ref.shape[0] * ref.shape[2] * ref.shape[3]
+        else:
+            flipped += int(((got >= 0) != (ref >= 0)).sum())
+            pixels += diff.size
+    total, pixels = max(total, 1), max(pixels, 1)
+    return worst, bad / total, flipped / pixels

@@ -16,6 +16,11 @@ Two modes:
   enlarging — the datasets' rule), predicted whole, and the probability map resized back
   bilinearly to the original size before thresholding.
 
+A model with K > 1 classes writes label maps instead of 0/255 masks: ``uint8`` class indices
+(softmax; index c is the c-th class of ``data.labels`` in id order) or region bits (multi-label,
+bit c for region c), and its overlay draws each class in its colour
+(:mod:`medspikeformer.viz.classes`).
+
 Memory bound: before anything is decoded, the image size is read from the file header and
 checked against ``max_pixels`` (default :data:`DEFAULT_MAX_PIXELS`) and against the memory the
 machine has available; a too-large image is refused with a ``DataError`` naming the file instead of
@@ -47,7 +52,12 @@ from medspikeformer.data.probe import (
     probe_shape,
 )
 from medspikeformer.errors import ConfigError, DataError
-from medspikeformer.inference.sliding import forward_probs, predict_mask_tiled
+from medspikeformer.inference.sliding import (
+    activation_of,
+    forward_probs,
+    label_image,
+    predict_mask_tiled,
+)
 from medspikeformer.precision import autocast
 
 __all__ = [
@@ -180,7 +190,8 @@ class Predictor:
         return to_model_input(crop, self.in_channels)
 
     def predict_array(self, image: np.ndarray) -> np.ndarray:
-        """``uint8`` image ``H×W`` or ``H×W×3`` → ``uint8`` mask ``H×W`` with values 0/255."""
+        """``uint8`` image ``H×W`` or ``H×W×3`` → ``uint8`` mask ``H×W`` with values 0/255 (a
+        K-class model: the label map, see the module docstring)."""
         height, width = image.shape[:2]
         if self.mode == "sliding":
             bar = None
@@ -213,7 +224,10 @@ class Predictor:
         small = resize_image(image, self.train_size)
         x = self._to_input(np.ascontiguousarray(small)).unsqueeze(0).to(self.device)
         with torch.inference_mode(), autocast(self.device, self.precision):
-            probs = forward_probs(self.model, x, tta_flip=self.tta_flip)[0, 0].cpu().numpy()
+            probs_k = forward_probs(self.model, x, tta_flip=self.tta_flip)[0].cpu()
+        if probs_k.shape[0] > 1:
+            return self._labels_resized(probs_k.numpy(), height, width)
+        probs = probs_k[0].numpy()
         if height * width <= self.block * self.block:
             full = cv2.resize(probs, (width, height), interpolation=cv2.INTER_LINEAR)
             return np.where(full >= self.threshold, 255, 0).astype(np.uint8)
@@ -225,6 +239,18 @@ class Predictor:
         full8[...] = fg
         full8 *= 255
         return full8
+
+    def _labels_resized(self, probs: np.ndarray, height: int, width: int) -> np.ndarray:
+        """K-class ``resize`` mode: each class's probability resized (8-bit, so nothing
+        full-size is float) and the label map taken at full size."""
+        import cv2
+
+        p8 = np.rint(probs * 255.0).astype(np.uint8)
+        full = np.stack(
+            [cv2.resize(p, (width, height), interpolation=cv2.INTER_LINEAR) for p in p8]
+        )
+        scores = torch.from_numpy(full.astype(np.float32) / 255.0)
+        return label_image(scores, activation_of(self.model), self.threshold).numpy()
 
     # ------------------------------------------------------------------ files
     def predict_file(
@@ -260,7 +286,12 @@ class Predictor:
         Image.fromarray(mask, mode="L").save(written[0])
         if overlay:
             written.append(out_dir / f"{stem}_overlay.png")
-            Image.fromarray(_overlay_bounded(image, mask)).save(written[-1])
+            picture = (
+                _overlay_bounded(image, mask)
+                if mask_is_binary(self.model)
+                else class_overlay(image, mask, self.model)
+            )
+            Image.fromarray(picture).save(written[-1])
         return written
 
     def _predict_nifti(self, path: Path, out_dir: Path, stem: str, png_slices: bool) -> list[Path]:
@@ -316,7 +347,8 @@ class Predictor:
             view = axial_slice(ras, z)
             img = np.round(view).astype(np.uint8) if grey else window_ct(view, self.ct_window)
             mask = self.predict_array(img)
-            labels_ras[:, :, z] = np.rot90((mask // 255)[:, ::-1], k=-1)  # inverse of axial_slice
+            ids = mask // 255 if mask_is_binary(self.model) else mask
+            labels_ras[:, :, z] = np.rot90(ids[:, ::-1], k=-1)  # inverse of axial_slice
             if png_slices:
                 slice_dir.mkdir(parents=True, exist_ok=True)
                 written.append(slice_dir / f"{stem}_z{z:04d}_mask.png")
@@ -345,6 +377,33 @@ def _overlay_bounded(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
         image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
         mask = cv2.resize(mask, size, interpolation=cv2.INTER_NEAREST)
     return overlay(image, mask)
+
+
+def mask_is_binary(model: nn.Module) -> bool:
+    """Whether ``model`` writes 0/255 masks (one output channel) rather than label maps."""
+    return int(getattr(model, "num_classes", 1)) == 1
+
+
+def class_overlay(image: np.ndarray, labels: np.ndarray, model: nn.Module) -> np.ndarray:
+    """Class-colour overlay of a K-class label map (:func:`label_image`'s encoding),
+    downscaled like :func:`_overlay_bounded`."""
+    import cv2
+
+    from medspikeformer.viz.classes import overlay_labels
+
+    k = int(model.num_classes)
+    height, width = labels.shape
+    scale = OVERLAY_MAX_SIDE / max(height, width)
+    if scale < 1.0:
+        size = (max(1, round(width * scale)), max(1, round(height * scale)))
+        image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+        labels = cv2.resize(labels, size, interpolation=cv2.INTER_NEAREST)
+    if activation_of(model) == "softmax":
+        planes = np.stack([labels == c for c in range(k)])
+    else:  # region bits; plane 0 stands for "no region" so that colours start at class 1
+        regions = [(labels >> c) & 1 > 0 for c in range(k)]
+        planes = np.stack([~np.any(regions, axis=0), *regions])
+    return overlay_labels(image, planes)
 
 
 def unique_stems(paths: Sequence[Path]) -> list[str]:

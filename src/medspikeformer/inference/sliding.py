@@ -4,7 +4,8 @@ Three levels, each built on the one before:
 
 1. :func:`forward_probs` — one batch through the model: pad H, W up to the model's
    ``size_divisor`` (zeros, i.e. black in the ``v/255`` normalisation), run the eval forward,
-   crop back, sigmoid. Optional flip test-time augmentation (TTA) averages the probabilities of
+   crop back, the model's activation (sigmoid; softmax over the K channels of a multi-class
+   model). Optional flip test-time augmentation (TTA) averages the probabilities of
    the identity, the horizontal flip and the vertical flip (each flipped back):
    ``p = (σ(f(x)) + F_h σ(f(F_h x)) + F_v σ(f(F_v x))) / 3``.
 2. :func:`sliding_window_probs` — MONAI's ``sliding_window_inference`` with windows of the training
@@ -31,10 +32,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from medspikeformer.models.base import SegmentationModel
+from medspikeformer.models.output import to_probabilities
 
 __all__ = [
+    "activation_of",
     "block_grid",
     "forward_probs",
+    "label_image",
     "logits_of",
     "pad_to_multiple",
     "predict_mask_tiled",
@@ -67,12 +71,32 @@ def pad_to_multiple(x: torch.Tensor, divisor: int) -> tuple[torch.Tensor, tuple[
 
 def _probs_once(model: SegmentationModel, x: torch.Tensor) -> torch.Tensor:
     xp, (h, w) = pad_to_multiple(x, model.size_divisor)
-    logits = model(xp)  # the contract: logits [B, 1, H, W] in every mode
-    return torch.sigmoid(logits[..., :h, :w].float())
+    logits = model(xp)  # the contract: logits [B, K, H, W] in every mode
+    return to_probabilities(logits[..., :h, :w].float(), activation_of(model))
+
+
+def activation_of(model: nn.Module) -> str:
+    """The model's activation (``sigmoid``/``softmax``); a bare module (an exported graph's
+    wrapper, a test double) is taken as a binary sigmoid model."""
+    return model.activation if isinstance(model, SegmentationModel) else "sigmoid"
+
+
+def label_image(probs: torch.Tensor, activation: str, threshold: float = 0.5) -> torch.Tensor:
+    """``[K, H, W]`` probabilities → ``uint8 [H, W]``: binary → 0/255 (``prob >= threshold``);
+    softmax → class ids (argmax); multi-label → bit ``c`` set where region ``c`` is on
+    (``prob >= threshold``; up to 8 regions)."""
+    if probs.shape[0] == 1:
+        return torch.where(probs[0] >= threshold, 255, 0).to(torch.uint8)
+    if activation == "softmax":
+        return probs.argmax(0).to(torch.uint8)
+    if probs.shape[0] > 8:
+        raise ValueError(f"a multi-label picture holds at most 8 regions, got {probs.shape[0]}")
+    bits = (2 ** torch.arange(probs.shape[0], device=probs.device)).view(-1, 1, 1)
+    return ((probs >= threshold).long() * bits).sum(0).to(torch.uint8)
 
 
 def forward_probs(model: nn.Module, x: torch.Tensor, tta_flip: bool = False) -> torch.Tensor:
-    """Foreground probabilities ``[B,1,H,W]`` of ``x [B,C,H,W]`` (any H, W; see module doc).
+    """Probabilities ``[B,K,H,W]`` of ``x [B,C,H,W]`` (any H, W; see module doc).
 
     The model must already be in eval mode; call under ``torch.inference_mode()``.
     """
@@ -93,7 +117,7 @@ def sliding_window_probs(
     tta_flip: bool = False,
     blend: str = "gaussian",
 ) -> torch.Tensor:
-    """Sliding-window probabilities ``[B,1,H,W]`` of ``x [B,C,H,W]`` with windows of size ``roi``.
+    """Sliding-window probabilities ``[B,K,H,W]`` of ``x [B,C,H,W]`` with windows of size ``roi``.
 
     MONAI ``sliding_window_inference`` (``mode=blend``, ``sigma_scale=0.125``); each window goes
     through :func:`forward_probs`, so windows are also padded to the model's ``size_divisor``.
@@ -152,7 +176,9 @@ def predict_mask_tiled(
     device: torch.device | str = "cpu",
     progress: Callable[[int], None] | None = None,
 ) -> np.ndarray:
-    """Binary mask (``uint8`` 0/255, ``H×W``) of a ``uint8`` image of any size, in bounded memory.
+    """Binary mask (``uint8`` 0/255, ``H×W``) of a ``uint8`` image of any size, in bounded memory;
+    for a K-class model the class-id map, for a multi-label one the region bits
+    (:func:`label_image`).
 
     Args:
         image: ``H×W`` or ``H×W×C`` ``uint8`` (what ``read_image`` returns).
@@ -171,8 +197,8 @@ def predict_mask_tiled(
         probs = sliding_window_probs(
             model, x, roi, overlap=overlap, sw_batch_size=sw_batch_size, tta_flip=tta_flip
         )
-        core_probs = probs[0, 0][inner].cpu().numpy()
-        out[core] = np.where(core_probs >= threshold, 255, 0).astype(np.uint8)
+        core_probs = probs[0][(slice(None), *inner)]
+        out[core] = label_image(core_probs, activation_of(model), threshold).cpu().numpy()
         del x, probs
         if progress is not None:
             progress((core[0].stop - core[0].start) * (core[1].stop - core[1].start))

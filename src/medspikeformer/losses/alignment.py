@@ -14,6 +14,18 @@ Two KL terms are available:
   in ``p`` is ``log(p/(q+ε)) + 1``, so for a fixed teacher it is minimised at ``p = (q+ε)/e ≈ q/e``,
   not at ``p = q``: it pulls the student's probabilities down by a factor e. Kept for reproduction.
 
+Heads with K > 1 channels (``docs/architecture.md``, "Multi-class heads"):
+
+* sigmoid heads (binary, or K overlapping multi-label regions): the terms above per channel,
+  averaged over channels and pixels — each channel is its own Bernoulli variable;
+* softmax heads (K exclusive classes): ``activation="softmax"``, ``p = clamp(softmax(student))``
+  over the channel axis and the **categorical** KL :func:`categorical_kl`
+  ``Σ_c p_c log(p_c / q_c)`` with ``½ Σ_c (p_c − q_c)²``, averaged over pixels. A pixel's
+  classes are one distribution, not K independent coins: per-channel Bernoulli terms would
+  count every mistake twice (the mass one class loses, another gains) and ignore that the
+  probabilities sum to one. For K = 2 with logits ``[0, z]`` both terms equal the binary ones
+  of ``z`` exactly (the ½ makes the squared error match).
+
 The teacher is always detached: no gradient flows into it from this loss. Stages are chosen by
 0-based index into the list of stage logits (the released code iterated the values of its list).
 """
@@ -34,6 +46,7 @@ __all__ = [
     "AlignmentLoss",
     "alignment_components",
     "bernoulli_kl",
+    "categorical_kl",
     "paper_kl",
     "squared_error",
     "stage_probabilities",
@@ -43,9 +56,17 @@ KL_FORMS = ("bernoulli", "paper")
 KLForm = Literal["bernoulli", "paper"]
 
 
-def stage_probabilities(logits: Tensor, eps: float) -> Tensor:
-    """``Ô = clamp(sigmoid(logits), ε, 1−ε)`` (Eq. 12's hat), same shape as ``logits``."""
-    return torch.sigmoid(logits).clamp(eps, 1.0 - eps)
+def stage_probabilities(logits: Tensor, eps: float, activation: str = "sigmoid") -> Tensor:
+    """``Ô = clamp(sigmoid(logits), ε, 1−ε)`` (Eq. 12's hat), same shape as ``logits``;
+    ``activation="softmax"``: the softmax over the channel axis (dim 1), clamped the same way."""
+    probs = torch.softmax(logits, dim=1) if activation == "softmax" else torch.sigmoid(logits)
+    return probs.clamp(eps, 1.0 - eps)
+
+
+def categorical_kl(p: Tensor, q: Tensor) -> Tensor:
+    """Per-pixel categorical KL ``Σ_c p_c log(p_c / q_c)`` over the channel axis (dim 1):
+    ``[B, K, h, w]`` → ``[B, h, w]``. Non-negative for distributions, zero iff ``p = q``."""
+    return (p * (torch.log(p) - torch.log(q))).sum(1)
 
 
 def bernoulli_kl(p: Tensor, q: Tensor) -> Tensor:
@@ -96,16 +117,19 @@ def alignment_components(
     kl: KLForm = "bernoulli",
     stages: Sequence[int] | None = None,
     eps: float = 1e-6,
+    activation: str = "sigmoid",
 ) -> dict[str, Tensor]:
     """Eq. 12 split in its two terms: ``{"kl": ..., "l2": ...}``, each averaged over pixels and
     then over the aligned stages.
 
     Args:
-        student: stage logits of the SNN, one ``[B, 1, h_i, w_i]`` tensor per encoder unit.
+        student: stage logits of the SNN, one ``[B, K, h_i, w_i]`` tensor per encoder unit.
         teacher: stage logits of the ANN teacher, same shapes; detached here.
         kl: ``"bernoulli"`` or ``"paper"`` (see module docstring).
         stages: 0-based indices of the stages to align; ``None`` → all.
         eps: clamp ε for the probabilities (and the ε of the paper's ``q + ε``).
+        activation: ``"sigmoid"`` (per-channel Bernoulli terms; binary and multi-label heads)
+            or ``"softmax"`` (categorical terms over the K classes).
     """
     if kl not in KL_FORMS:
         raise ConfigError(f"alignment kl must be one of {KL_FORMS}, got {kl!r}")
@@ -125,8 +149,13 @@ def alignment_components(
                 f"alignment stage {i}: student shape {tuple(s_logits.shape)} != teacher shape "
                 f"{tuple(t_logits.shape)} (teacher built with another config?)"
             )
-        p = stage_probabilities(s_logits, eps)
-        q = stage_probabilities(t_logits.detach(), eps)
+        p = stage_probabilities(s_logits, eps, activation)
+        q = stage_probabilities(t_logits.detach(), eps, activation)
+        if activation == "softmax":
+            kl_map = categorical_kl(p, q) if kl == "bernoulli" else paper_kl(p, q, eps).sum(1)
+            kl_terms.append(kl_map.mean())
+            l2_terms.append(0.5 * squared_error(p, q).sum(1).mean())
+            continue
         kl_map = bernoulli_kl(p, q) if kl == "bernoulli" else paper_kl(p, q, eps)
         kl_terms.append(kl_map.mean())
         l2_terms.append(squared_error(p, q).mean())
@@ -141,6 +170,8 @@ class AlignmentLoss(nn.Module):
         use_kl, use_l2: include the KL / the squared-error term (at least one must be on).
         stages: 0-based stage indices to align, ``None`` → all stages.
         eps: probability clamp ε.
+        activation: ``"sigmoid"`` (default; per-channel Bernoulli) or ``"softmax"``
+            (categorical, for K-class softmax heads).
 
     ``forward(student_stage_logits, teacher_stage_logits) -> scalar``;
     :meth:`components` returns ``{"kl", "l2"}`` (both always computed, for logging).
@@ -153,8 +184,13 @@ class AlignmentLoss(nn.Module):
         use_l2: bool = True,
         stages: Sequence[int] | None = None,
         eps: float = 1e-6,
+        activation: str = "sigmoid",
     ) -> None:
         super().__init__()
+        if activation not in ("sigmoid", "softmax"):
+            raise ConfigError(
+                f"AlignmentLoss: activation must be sigmoid or softmax, got {activation!r}"
+            )
         if kl not in KL_FORMS:
             raise ConfigError(f"AlignmentLoss: kl must be one of {KL_FORMS}, got {kl!r}")
         if not (use_kl or use_l2):
@@ -172,13 +208,19 @@ class AlignmentLoss(nn.Module):
         self.use_l2 = bool(use_l2)
         self.stages = None if stages is None else list(stages)
         self.eps = float(eps)
+        self.activation = activation
 
     def components(self, student: Sequence[Tensor], teacher: Sequence[Tensor]) -> dict[str, Tensor]:
         """Unweighted ``{"kl", "l2"}`` terms (scalars), in float32 (bf16/fp16 stage logits are
         upcast, autocast is off)."""
         if not student:
             return alignment_components(
-                student, teacher, kl=self.kl, stages=self.stages, eps=self.eps
+                student,
+                teacher,
+                kl=self.kl,
+                stages=self.stages,
+                eps=self.eps,
+                activation=self.activation,
             )
         with float32_region(student[0].device.type):
             return alignment_components(
@@ -187,6 +229,7 @@ class AlignmentLoss(nn.Module):
                 kl=self.kl,
                 stages=self.stages,
                 eps=self.eps,
+                activation=self.activation,
             )
 
     def forward(self, student: Sequence[Tensor], teacher: Sequence[Tensor]) -> Tensor:

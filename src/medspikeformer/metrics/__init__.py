@@ -8,7 +8,9 @@ from medspikeformer.metrics.segmentation import (
     confusion_counts,
     dice_from_counts,
     iou_from_counts,
+    mean_metrics,
     metrics_from_confusion,
+    multiclass_confusion,
     safe_ratio,
 )
 
@@ -17,6 +19,8 @@ __all__ = [
     "confusion_counts",
     "dice_from_counts",
     "iou_from_counts",
+    "mean_metrics",
     "metrics_from_confusion",
+    "multiclass_confusion",
     "safe_ratio",
 ]

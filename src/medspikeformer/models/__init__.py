@@ -18,7 +18,13 @@ from medspikeformer.models.medspikeformer import (
     build_teacher,
     default_config,
 )
-from medspikeformer.models.output import SegmentationOutput
+from medspikeformer.models.output import (
+    ACTIVATIONS,
+    SegmentationOutput,
+    head_activation,
+    to_labels,
+    to_probabilities,
+)
 from medspikeformer.models.registry import (
     ModelInfo,
     create_model,
@@ -110,6 +116,7 @@ def unet(**overrides: Any) -> UNetBaseline:
 
 
 __all__ = [
+    "ACTIVATIONS",
     "ATTENTIONS",
     "MedSpikeFormer",
     "ModelInfo",
@@ -119,7 +126,10 @@ __all__ = [
     "build_teacher",
     "create_model",
     "default_config",
+    "head_activation",
     "list_models",
     "model_info",
     "register_model",
+    "to_labels",
+    "to_probabilities",
 ]

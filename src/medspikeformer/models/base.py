@@ -9,6 +9,8 @@ directly; a new model subclasses this base, sets the attributes in ``__init__`` 
 ``config``         JSON-serialisable constructor options: ``create_model(name, **config)``
                    rebuilds the same architecture
 ``in_channels``    input channels C_in
+``num_classes``    output channels K: 1 = binary (sigmoid), K > 1 = K classes (softmax over the
+                   channels, class 0 the background) or K overlapping regions (sigmoid each)
 ``size_divisor``   H and W of an input must be multiples of it
 ``timesteps``      simulation steps T (1 for non-spiking models)
 ``is_spiking``     whether the model computes with spiking neurons
@@ -23,15 +25,34 @@ import torch
 from torch import nn
 
 from medspikeformer.errors import ConfigError
-from medspikeformer.models.output import SegmentationOutput
+from medspikeformer.models.output import SegmentationOutput, head_activation
 
-__all__ = ["SegmentationModel"]
+__all__ = ["SegmentationModel", "pop_multilabel", "pop_num_classes"]
+
+
+def pop_num_classes(config: dict[str, Any], model: str) -> int:
+    """Remove ``num_classes`` from a model's options and return it (default 1); anything but a
+    positive integer → ``ConfigError`` naming ``model``."""
+    k = config.pop("num_classes", 1)
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ConfigError(f"{model} option num_classes must be a positive integer (got {k!r})")
+    return k
+
+
+def pop_multilabel(config: dict[str, Any], model: str) -> bool:
+    """Remove ``multilabel`` (K overlapping sigmoid regions instead of K softmax classes) from a
+    model's options and return it (default false)."""
+    value = config.pop("multilabel", False)
+    if not isinstance(value, bool):
+        raise ConfigError(f"{model} option multilabel must be true or false (got {value!r})")
+    return value
 
 
 class SegmentationModel(nn.Module):
-    """Base of every binary-segmentation model of the package.
+    """Base of every segmentation model of the package.
 
-    * ``forward(x [B, C_in, H, W])`` → logits ``[B, 1, H, W]`` in every mode (train and eval);
+    * ``forward(x [B, C_in, H, W])`` → logits ``[B, K, H, W]`` in every mode (train and eval),
+      ``K = num_classes`` (1 for binary segmentation, the default);
     * ``forward_all(x)`` → :class:`SegmentationOutput` (logits, stage logits — empty for models
       without stage heads — and attention maps or ``None``) in every mode;
     * ``twin_config()`` → the ``create_model("ann", **cfg)`` options of the model's ANN teacher
@@ -44,11 +65,31 @@ class SegmentationModel(nn.Module):
     model_name: str
     config: dict[str, Any]
     in_channels: int
+    #: Output channels K (1 = binary). A model built with the default leaves it out of ``config``
+    #: so that binary configs and checkpoints read as before.
+    num_classes: int = 1
+    #: K > 1 only: the channels are overlapping regions (sigmoid each), not softmax classes.
+    multilabel: bool = False
     size_divisor: int
     timesteps: int
     is_spiking: bool
     #: Appended to the divisibility error after the divisor (e.g. how the divisor arises).
     divisor_hint: str = ""
+
+    @property
+    def activation(self) -> str:
+        """``"sigmoid"`` (binary, or multi-label regions) or ``"softmax"`` (K > 1 classes)."""
+        return head_activation(self.num_classes, self.multilabel)
+
+    def label_config(self) -> dict[str, Any]:
+        """``num_classes`` / ``multilabel`` as they belong in ``config`` (left out at their
+        defaults, so that binary configs and checkpoints read as before)."""
+        out: dict[str, Any] = {}
+        if self.num_classes != 1:
+            out["num_classes"] = self.num_classes
+        if self.multilabel:
+            out["multilabel"] = True
+        return out
 
     def check_input(self, x: torch.Tensor) -> None:
         """Raise ``ConfigError`` unless ``x`` is ``[B, in_channels, H, W]`` with H, W divisible
@@ -66,7 +107,7 @@ class SegmentationModel(nn.Module):
             )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits ``[B, 1, H, W]`` of ``x [B, C_in, H, W]``, in every mode."""
+        """Logits ``[B, K, H, W]`` of ``x [B, C_in, H, W]``, in every mode."""
         return self.forward_all(x).logits
 
     def forward_all(self, x: torch.Tensor, *, attention: bool = True) -> SegmentationOutput:

@@ -31,9 +31,9 @@ __all__ = [
 
 
 class Head(nn.Module):
-    """Segmentation head: LIF → 1×1 conv → 1 logit channel, mean over T, × ``gain``.
+    """Segmentation head: LIF → 1×1 conv → ``num_classes`` logit channels, mean over T, × ``gain``.
 
-    ``[T, B, C, H, W]`` → ``[B, 1, H, W]``. In the spiking model the conv sees 0/1 spikes, so a
+    ``[T, B, C, H, W]`` → ``[B, num_classes, H, W]`` (1 for binary segmentation). In the spiking model the conv sees 0/1 spikes, so a
     logit is bounded by the weights: ``b + Σ_c min(w_c, 0) ≤ logit ≤ b + Σ_c max(w_c, 0)``. Adam
     moves each weight by about ``lr`` per step, so with few channels and few steps the head cannot
     express a confident mask (docs/results.md, "why the spiking model learned less"). ``gain``
@@ -42,11 +42,17 @@ class Head(nn.Module):
     """
 
     def __init__(
-        self, c_in: int, spiking: bool = True, neuron: dict | None = None, gain: float = 1.0
+        self,
+        c_in: int,
+        spiking: bool = True,
+        neuron: dict | None = None,
+        gain: float = 1.0,
+        num_classes: int = 1,
     ) -> None:
         super().__init__()
         self.act = make_activation(spiking, dict(neuron or {}))
-        self.conv = SpikeSavingConv2d(c_in, 1, 1) if spiking else nn.Conv2d(c_in, 1, 1)
+        conv = SpikeSavingConv2d if spiking else nn.Conv2d
+        self.conv = conv(c_in, num_classes, 1)
         self.gain = float(gain)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -58,11 +64,12 @@ class Head(nn.Module):
 
 
 class StageHead(nn.Module):
-    """Stage mask head (training only): 1×1 conv on the real-valued ``f_e^i``, mean over T."""
+    """Stage mask head (training only): 1×1 conv on the real-valued ``f_e^i``, mean over T;
+    ``[T, B, C_i, h, w]`` → ``[B, num_classes, h, w]``."""
 
-    def __init__(self, c_in: int) -> None:
+    def __init__(self, c_in: int, num_classes: int = 1) -> None:
         super().__init__()
-        self.conv = nn.Conv2d(c_in, 1, 1)
+        self.conv = nn.Conv2d(c_in, num_classes, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return seq_apply(self.conv, x).mean(0)

@@ -7,7 +7,7 @@ resolution H/2^(i−1)):
     unit i:  f = SC(SC'(SC_down(f_e^(i−1))))           (stride-2 LIF→conv→BN, then PE)
     f_e^i = Attn(f) + f                                 (Eq. 10)
     f_s^L = SC(f_e^L),  f_s^i = SC(f_e^i + Up(f_s^(i+1)))  (Eq. 11; SC changes the width)
-    Ŷ = mean_T conv1×1(LIF(f_s^1))                      (Eq. 12)
+    Ŷ = mean_T conv1×1(LIF(f_s^1))                      (Eq. 12; K = num_classes channels)
 
 Every conv after the first is preceded by a LIF (spike-driven); additions happen on real values
 before that LIF; upsampling is nearest-neighbour on real values.
@@ -32,7 +32,7 @@ from medspikeformer.attention import (
 )
 from medspikeformer.errors import ConfigError
 from medspikeformer.layers import ConvBN, SpikeConv, upsample2x
-from medspikeformer.models.base import SegmentationModel
+from medspikeformer.models.base import SegmentationModel, pop_multilabel, pop_num_classes
 from medspikeformer.models.blocks import Head, StageHead
 from medspikeformer.models.output import SegmentationOutput
 
@@ -133,11 +133,12 @@ def checkpointed(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 
 class MedSpikeFormer(SegmentationModel):
-    """Spike-driven encoder–decoder transformer for binary segmentation.
+    """Spike-driven encoder–decoder transformer for segmentation.
 
     The :class:`SegmentationModel` contract: ``forward(x [B, C_in, H, W])`` → logits
-    ``[B, 1, H, W]`` and ``forward_all(x)`` → :class:`SegmentationOutput` (logits + one stage
-    logit map per encoder unit + attention maps), in every mode. H and W must be multiples of
+    ``[B, K, H, W]`` and ``forward_all(x)`` → :class:`SegmentationOutput` (logits + one
+    ``[B, K, h_i, w_i]`` stage logit map per encoder unit + attention maps), in every mode;
+    ``K = num_classes`` (default 1, binary). H and W must be multiples of
     ``size_divisor = 2^(num_units−1)``. See :func:`default_config` for the options;
     ``spiking=False`` builds the ANN twin (ReLU instead of LIF, softmax attention, T = 1).
     """
@@ -146,6 +147,9 @@ class MedSpikeFormer(SegmentationModel):
 
     def __init__(self, **config: Any) -> None:
         super().__init__()
+        config = dict(config)
+        self.num_classes = pop_num_classes(config, "MedSpikeFormer")
+        self.multilabel = pop_multilabel(config, "MedSpikeFormer")
         cfg = default_config()
         cfg.update(config)
         if not cfg["spiking"]:
@@ -154,6 +158,7 @@ class MedSpikeFormer(SegmentationModel):
             cfg["interactions"] = [cfg["interactions"]]
         cfg["interactions"] = list(normalise_interactions(cfg["interactions"]))
         _validate(cfg)
+        cfg.update(self.label_config())  # empty for binary: configs stay as they were
         self.config = cfg
         self.model_name = "medspikeformer" if cfg["spiking"] else "ann"
         self.in_channels = cfg["in_channels"]
@@ -190,8 +195,9 @@ class MedSpikeFormer(SegmentationModel):
         self.dec = nn.ModuleList(
             spike_conv(c, o) if sc else pointwise(c, o) for c, o in zip(widths, outs)
         )
-        self.head = Head(widths[0], spiking, neuron, gain=cfg["head_gain"])
-        self.stage_heads = nn.ModuleList(StageHead(c) for c in widths)
+        k = self.num_classes
+        self.head = Head(widths[0], spiking, neuron, gain=cfg["head_gain"], num_classes=k)
+        self.stage_heads = nn.ModuleList(StageHead(c, k) for c in widths)
 
     @staticmethod
     def _attention(dim: int, cfg: dict[str, Any], neuron: dict) -> nn.Module:
@@ -240,14 +246,14 @@ class MedSpikeFormer(SegmentationModel):
         return feats, attns
 
     def decode(self, feats: list[torch.Tensor]) -> torch.Tensor:
-        """Stage II (Eq. 11) + head (Eq. 12): encoder features → logits ``[B, 1, H, W]``."""
+        """Stage II (Eq. 11) + head (Eq. 12): encoder features → logits ``[B, K, H, W]``."""
         f_s = self.dec[-1](feats[-1])
         for i in range(len(feats) - 2, -1, -1):
             f_s = self.dec[i](feats[i] + upsample2x(f_s))
         return self.head(f_s)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits ``[B, 1, H, W]`` in every mode (no stage heads run)."""
+        """Logits ``[B, K, H, W]`` in every mode (no stage heads run)."""
         self.check_input(x)
         feats, _ = self.encode(x)
         return self.decode(feats)
@@ -275,6 +281,7 @@ class MedSpikeFormer(SegmentationModel):
         keep = ("in_channels", "base_channels", "num_units", "head_dim", "num_heads", "n_kv")
         return {
             **{k: cfg[k] for k in keep},
+            **self.label_config(),
             "use_spike_conv": cfg["use_spike_conv"],
             "spiking": False,
             "attention": "none" if cfg["attention"] == "none" else "softmax",

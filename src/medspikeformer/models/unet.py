@@ -7,7 +7,7 @@ from typing import Any
 import torch
 
 from medspikeformer.errors import ConfigError
-from medspikeformer.models.base import SegmentationModel
+from medspikeformer.models.base import SegmentationModel, pop_multilabel, pop_num_classes
 from medspikeformer.models.output import SegmentationOutput
 
 
@@ -17,10 +17,10 @@ def default_unet_config() -> dict[str, Any]:
 
 
 class UNetBaseline(SegmentationModel):
-    """``monai.networks.nets.UNet`` (2-D, one logit channel) with the :class:`SegmentationModel`
-    contract.
+    """``monai.networks.nets.UNet`` (2-D, ``num_classes`` logit channels, default 1) with the
+    :class:`SegmentationModel` contract.
 
-    ``forward`` → logits ``[B, 1, H, W]``; ``forward_all`` → :class:`SegmentationOutput` with
+    ``forward`` → logits ``[B, K, H, W]``; ``forward_all`` → :class:`SegmentationOutput` with
     empty ``stage_logits`` and no attention; no ANN twin (``twin_config()`` is ``None``). ``timesteps`` is accepted and ignored (an ANN), recorded as 1, and so are
     the spiking models' speed-only options ``compile_neurons`` and ``checkpoint_attention`` (a
     dataset config may set them for every model).
@@ -30,6 +30,9 @@ class UNetBaseline(SegmentationModel):
         super().__init__()
         from monai.networks.nets import UNet
 
+        config = dict(config)
+        self.num_classes = pop_num_classes(config, "unet")
+        self.multilabel = pop_multilabel(config, "unet")
         for ignored in ("timesteps", "compile_neurons", "checkpoint_attention"):
             config.pop(ignored, None)
         cfg = default_unet_config()
@@ -42,6 +45,7 @@ class UNetBaseline(SegmentationModel):
                 raise ConfigError(f"unet option {key} must be a positive integer")
         if cfg["num_levels"] < 2:
             raise ConfigError("unet option num_levels must be at least 2")
+        cfg.update(self.label_config())  # empty for binary: configs stay as they were
         self.config = cfg
         self.model_name = "unet"
         self.in_channels = cfg["in_channels"]
@@ -52,7 +56,7 @@ class UNetBaseline(SegmentationModel):
         self.net = UNet(
             spatial_dims=2,
             in_channels=cfg["in_channels"],
-            out_channels=1,
+            out_channels=self.num_classes,
             channels=channels,
             strides=(2,) * (cfg["num_levels"] - 1),
             num_res_units=cfg["num_res_units"],
@@ -60,7 +64,7 @@ class UNetBaseline(SegmentationModel):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits ``[B, 1, H, W]`` in every mode."""
+        """Logits ``[B, K, H, W]`` in every mode."""
         self.check_input(x)
         return self.net(x)
 

@@ -6,6 +6,14 @@ global state), so it works on servers and in worker processes.
 
 from __future__ import annotations
 
+from medspikeformer.viz.classes import (
+    CLASS_COLORS,
+    class_color,
+    class_planes,
+    colorize_labels,
+    multiclass_grid,
+    overlay_labels,
+)
 from medspikeformer.viz.curves import plot_training_curves
 from medspikeformer.viz.grid import error_map, qualitative_grid
 from medspikeformer.viz.heatmap import (
@@ -17,12 +25,18 @@ from medspikeformer.viz.heatmap import (
 from medspikeformer.viz.overlay import overlay, to_mask, to_rgb_uint8
 
 __all__ = [
+    "CLASS_COLORS",
     "attention_figure",
     "channel_magnitude",
+    "class_color",
+    "class_planes",
+    "colorize_labels",
     "error_map",
     "heatmap_overlay",
+    "multiclass_grid",
     "normalize_map",
     "overlay",
+    "overlay_labels",
     "plot_training_curves",
     "qualitative_grid",
     "to_mask",

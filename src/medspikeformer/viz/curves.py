@@ -10,7 +10,7 @@ name:
 - **learning rate**: ``lr`` (log scale).
 
 Not drawn: ``epoch``, ``time_s`` and other timings, counters (``nan_skipped``, ``*num_images``),
-the confusion counts (``*_tp``, ``*_fp``, ``*_fn``, ``*_tn``), ``acc``/``spe``/``sen`` (near 1
+the confusion counts (``*_tp``, ``*_fp``, ``*_fn``, ``*_tn``), ``acc``/``spe``/``sen`` and their per-class columns (near 1
 for small foregrounds, they would flatten the panel), and columns that are empty or all NaN
 (e.g. teacher terms of a run without a teacher).
 """
@@ -31,6 +31,7 @@ _LR = re.compile(r"(^|_)lr($|_)")
 _SKIP = re.compile(
     r"epoch|step|time|second|duration|skipped|count|nan_|^n_|samples|images"
     r"|(^|_)(tp|fp|fn|tn|acc|spe|sen)$"
+    r"|(^|_)(acc|spe|sen)_"  # a K-class run's per-class Acc/Spe/Sen (val_sen_<class>)
 )
 
 

@@ -65,8 +65,14 @@ def qualitative_grid(
     out_png: str | Path,
     ids: Sequence[str] | None = None,
     threshold: float = 0.5,
+    class_names: Sequence[str] | None = None,
+    multilabel: bool = False,
 ) -> Path:
     """Write a grid of rows ``image | ground truth | prediction | errors`` to ``out_png``.
+
+    With ``class_names`` (a K-class model's predictions ``[K, H, W]``) the grid is
+    :func:`~medspikeformer.viz.classes.multiclass_grid`: class colours with their legend and one
+    error map per foreground class.
 
     With ``preds`` a mapping ``{method: predictions}`` (a comparison like Fig. 3), each method gets
     one error-map column instead (its title is the method name). Each prediction cell is titled with
@@ -85,6 +91,19 @@ def qualitative_grid(
     from matplotlib.figure import Figure
     from matplotlib.patches import Patch
 
+    if class_names is not None and not isinstance(preds, Mapping):
+        from medspikeformer.viz.classes import multiclass_grid
+
+        return multiclass_grid(
+            images,
+            gts,
+            preds,
+            out_png,
+            class_names,
+            multilabel=multilabel,
+            ids=ids,
+            threshold=threshold,
+        )
     n = len(images)
     if n == 0:
         raise ValueError("qualitative_grid needs at least one image")

@@ -3,7 +3,10 @@
 ``Dataset_BUSI_with_GT/<class>/<class> (N).png`` with ``<class> (N)_mask.png`` and, for images with
 several lesions, ``_mask_1.png``, ``_mask_2.png``… — the mask is their union. Classes ``benign``,
 ``malignant``, ``normal`` (empty masks; included by default, the paper's 780-image protocol;
-``include_normal=False`` drops them). Images are grey stored as RGB. ``root`` may be
+``include_normal=False`` drops them). Images are grey stored as RGB. ``class_labels=True``
+makes the mask a label map whose id is the lesion's class, from its folder (:data:`CLASS_IDS`:
+benign 1, malignant 2; background and normal images 0) — the 3-class task of
+``configs/busi-3class.yaml``. ``root`` may be
 ``Dataset_BUSI_with_GT`` or its parent. Sample ids are the file stems, e.g. ``"benign (12)"``.
 """
 
@@ -22,6 +25,8 @@ from ..io import read_image, read_mask
 from ..registry import register_dataset
 
 CLASSES = ("benign", "malignant", "normal")
+#: Label-map id of each folder's lesions under ``class_labels=True`` (0 is the background).
+CLASS_IDS = {"benign": 1, "malignant": 2, "normal": 0}
 _IMAGE = re.compile(r"^(?P<stem>.+\(\d+\))\.png$", re.IGNORECASE)
 _MASK = re.compile(r"^(?P<stem>.+\(\d+\))_mask(_\d+)?\.png$", re.IGNORECASE)
 
@@ -29,7 +34,11 @@ _MASK = re.compile(r"^(?P<stem>.+\(\d+\))_mask(_\d+)?\.png$", re.IGNORECASE)
 @register_dataset
 class BUSISource(DatasetSource):
     name: ClassVar[str] = "busi"
-    options: ClassVar[dict[str, Any]] = {"include_normal": True, "threshold": 127}
+    options: ClassVar[dict[str, Any]] = {
+        "include_normal": True,
+        "threshold": 127,
+        "class_labels": False,
+    }
 
     def resolve_root(self, root: Path) -> Path:
         if (root / "Dataset_BUSI_with_GT").is_dir():
@@ -41,6 +50,8 @@ class BUSISource(DatasetSource):
         return root
 
     def cache_options(self) -> dict[str, Any]:
+        if self.opts["class_labels"]:
+            return {"threshold": self.opts["threshold"], "class_labels": True}
         return {"threshold": self.opts["threshold"]}
 
     def scan(self) -> ScanResult:
@@ -88,4 +99,6 @@ class BUSISource(DatasetSource):
                     f"{sample.masks[0].name} ({mask.shape[1]}×{mask.shape[0]})"
                 )
             mask = m if mask is None else (mask | m)
+        if self.opts["class_labels"]:
+            return img, mask.astype(np.uint8) * CLASS_IDS[sample.image.parent.name]
         return img, mask

@@ -4,7 +4,8 @@ Options: ``image_dir`` ("images"), ``mask_dir`` ("masks"), ``mask_suffix`` ("", 
 "_segmentation"), ``mask_ext`` (None = the image's extension, then .png/.jpg/.bmp/.tif),
 ``threshold`` (127: mask grey value > threshold is foreground; 0/1 masks are recognised). If the
 root holds ``train/`` and ``test/`` (and optionally ``val/``) sub-folders each in this layout, they
-form the official split.
+form the official split. ``label_map`` (false): masks are label maps of integer class ids, read
+as stored (PNG/TIFF; ``data.labels`` names the ids) instead of thresholded binary masks.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import numpy as np
 from medspikeformer.errors import DataError
 
 from ..base import DatasetSource, Sample, ScanResult
-from ..io import IMAGE_EXTENSIONS, read_image, read_mask
+from ..io import IMAGE_EXTENSIONS, read_image, read_label_map, read_mask
 from ..registry import register_dataset
 from ._common import list_images, pair_by_name
 
@@ -34,7 +35,14 @@ class FolderSource(DatasetSource):
         "mask_suffix": "",
         "mask_ext": None,
         "threshold": 127,
+        "label_map": False,
     }
+
+    def cache_options(self) -> dict[str, Any]:
+        opts = super().cache_options()
+        if not opts.get("label_map"):
+            opts.pop("label_map", None)  # binary entries keep their keys
+        return opts
 
     def _parts(self, root: Path) -> list[tuple[Path, str | None]]:
         i, m = self.opts["image_dir"], self.opts["mask_dir"]
@@ -86,4 +94,6 @@ class FolderSource(DatasetSource):
         return ScanResult(samples, problems)
 
     def load(self, sample: Sample) -> tuple[np.ndarray, np.ndarray]:
+        if self.opts["label_map"]:
+            return read_image(sample.image), read_label_map(sample.masks[0])
         return read_image(sample.image), read_mask(sample.masks[0], self.opts["threshold"])
