@@ -1,7 +1,7 @@
 """``medspikeformer demo``: train, evaluate and draw on the synthetic set in a few minutes on a CPU.
 
 What ``make demo`` runs. It trains the default model (MedSpikeFormer with its jointly trained ANN
-teacher) with ``configs/synthetic.yaml`` + ``configs/recipes/demo.yaml`` (small images, narrow
+teacher) with the shipped ``synthetic`` config + ``demo`` recipe (small images, narrow
 network, T = 2), evaluates the best checkpoint on the synthetic *test* split, and writes under
 ``--out`` (default ``runs/demo``)::
 

@@ -39,15 +39,14 @@ RESUMABLE = {"epochs", "device", "num_workers", "precision"}
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "train",
-        help="train a model (configs/*.yaml, recipes, --set overrides, --resume)",
+        help="train a model (dataset configs, recipes, --set overrides, --resume)",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    p.add_argument("--config", help="dataset config: a shipped name (e.g. kvasir) or a YAML path")
     p.add_argument(
-        "--config", help="dataset config: a name in configs/ (e.g. kvasir) or a YAML path"
-    )
-    p.add_argument(
-        "--recipe", help="recipe merged over the config: a name in configs/recipes/ or a YAML path"
+        "--recipe",
+        help="recipe merged over the config: a shipped name (e.g. cpu-quick) or a YAML path",
     )
     p.add_argument(
         "--set",

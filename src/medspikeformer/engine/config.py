@@ -5,7 +5,7 @@ Resolution order (later wins)::
     dataclass defaults  <  --config FILE  <  --recipe NAME|FILE  <  common flags  <  --set key=value
 
 A *recipe* is a partial config (same schema) merged over the dataset config, e.g.
-``configs/recipes/cpu-quick.yaml``. Values given as strings on the command line are parsed as YAML
+the shipped ``cpu-quick`` recipe (``src/medspikeformer/configs/recipes/``). Values given as strings on the command line are parsed as YAML
 scalars (``--set optim.lr=3e-4``, ``--set teacher.align.stages=[1,2,3]``) and coerced to the field's
 type. See ``docs/training.md`` for the full reference.
 """
@@ -18,6 +18,7 @@ import types
 import typing
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any, Union
 
@@ -44,8 +45,9 @@ __all__ = [
     "validate_config",
 ]
 
-#: Where ``configs/`` lives in a source checkout (editable installs resolve here too).
-CONFIG_DIR = Path(__file__).resolve().parents[3] / "configs"
+#: The shipped dataset configs (and ``recipes/``): package data of ``medspikeformer``, so a wheel
+#: install finds them as a checkout does (docs/training.md, "Where configs come from").
+CONFIG_DIR = Path(str(resources.files("medspikeformer") / "configs"))
 
 
 @dataclass
@@ -315,7 +317,9 @@ def config_to_dict(config: TrainConfig) -> dict[str, Any]:
 
 
 def find_config_file(name_or_path: str | Path, kind: str = "config") -> Path:
-    """Resolve ``kvasir`` / ``kvasir.yaml`` / a path (``kind='recipe'`` looks in configs/recipes)."""
+    """Resolve ``kvasir`` / ``kvasir.yaml`` / a path: an existing file, else the shipped configs
+    (:data:`CONFIG_DIR`, ``recipes/`` for ``kind='recipe'``), else ``./configs/`` of the current
+    folder (a user's own)."""
     path = Path(name_or_path)
     if path.is_file():
         return path

@@ -16,7 +16,7 @@ loss detached, the student's gradients come only from ``L_total`` and the teache
 Public use — time or drive the true step over any iterable of batches (``{"image", "mask"}``)::
 
     from medspikeformer.engine import TrainingStep, run_steps
-    step = TrainingStep.from_config("configs/kvasir.yaml")   # or a TrainConfig / nested dict
+    step = TrainingStep.from_config("kvasir")   # or a TrainConfig / nested dict
     for batch in batches:
         terms = step(batch)            # {"bce", "dice", ..., "total"}: device tensors, no read
     run_steps(config, batches)         # the same, returns the last step's terms

@@ -68,7 +68,7 @@ class ExperimentSpec:
         out: experiment folder.
         data_root: dataset root (``None`` for the synthetic set).
         recipe: recipe name/path merged over the dataset config (e.g. ``cpu-quick``).
-        config: dataset config name/path; default: ``configs/<dataset>.yaml`` when it exists.
+        config: dataset config name/path; default: the shipped ``<dataset>`` config when there is one.
         rows: row keys (``None``: all rows of the experiment).
         seeds: number of seeds per row.
         sets: extra ``key=value`` overrides applied to every row (same budget for all).
