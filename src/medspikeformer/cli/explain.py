@@ -49,13 +49,18 @@ def run(args: argparse.Namespace) -> int:
     from medspikeformer.data import read_image
     from medspikeformer.data.probe import probe_shape
     from medspikeformer.inference import resolve_device
-    from medspikeformer.inference.context import load_context, load_teacher
+    from medspikeformer.inference.context import load_context, load_teacher, policy_warnings
     from medspikeformer.inference.explain import attention_maps, prepare_image
     from medspikeformer.viz import attention_figure
 
     console = Console(stderr=True, markup=False, highlight=False, soft_wrap=True)
     device = resolve_device(args.device)
     ctx = load_context(args.checkpoint, device=device, size=args.size)
+    # explain shows one whole image at the policy's size (a sliding-trained model too)
+    for message in policy_warnings(
+        ctx.preprocessing, mode=None, size=ctx.train_size if args.size else None
+    ):
+        console.print(f"warning: {args.checkpoint}: {message}")
     probe_shape(args.image)  # DataError naming the file for a missing/unreadable image
     image = read_image(args.image)
     x, _ = prepare_image(image, ctx.train_size, ctx.in_channels)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 PIP = (sys.executable, "-m", "pip")
 SHIPPED = sorted(
     p.relative_to(ROOT / "src").as_posix()
