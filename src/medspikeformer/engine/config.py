@@ -41,7 +41,10 @@ __all__ = [
     "find_config_file",
     "load_config",
     "merge_dicts",
+    "model_options_for",
     "parse_set_option",
+    "same_model_family",
+    "switch_model",
     "validate_config",
 ]
 
@@ -389,12 +392,51 @@ def load_config(
         data = merge_dicts(data, read_yaml(find_config_file(config, "config")))
     if recipe is not None:
         data = merge_dicts(data, read_yaml(find_config_file(recipe, "recipe")))
-    if overrides:
-        data = merge_dicts(data, overrides)
+    given: dict[str, Any] = dict(overrides or {})
     for text in sets:
-        data = merge_dicts(data, parse_set_option(text))
+        given = merge_dicts(given, parse_set_option(text))
+    new_name = (given.get("model") or {}).get("name")
+    if new_name is not None:
+        data = switch_model(data, str(new_name))
+    data = merge_dicts(data, given)
     # A flat ``model`` section (name + options) must merge option by option.
     return config_from_dict(data)
+
+
+#: Model options that mean the same for every model family (kept when the model is switched).
+SHARED_MODEL_OPTIONS = ("in_channels",)
+
+
+def same_model_family(name: str, other: str) -> bool:
+    """Whether two registered models take the same constructor options (``ModelInfo.family``);
+    an unknown name → ConfigError listing the registered models."""
+    from medspikeformer.models import model_info
+
+    return model_info(name).family == model_info(other).family
+
+
+def model_options_for(name: str, from_name: str | None, options: Mapping[str, Any]) -> dict:
+    """The options of ``from_name``'s model section that still apply to model ``name``: all of
+    them within one family, only :data:`SHARED_MODEL_OPTIONS` across families (the U-Net has no
+    ``num_units``, and its ``base_channels`` means another width)."""
+    if from_name is None or same_model_family(name, from_name):
+        return dict(options)
+    return {k: v for k, v in options.items() if k in SHARED_MODEL_OPTIONS}
+
+
+def switch_model(data: Mapping[str, Any], name: str) -> dict[str, Any]:
+    """A nested config dict whose model becomes ``name`` (``--model``): the file's model options
+    are kept as :func:`model_options_for` says; across families the file's teacher mode, chosen
+    for its own model, goes back to ``auto`` (the new model's registered default)."""
+    out = dict(data)
+    section = _model_section_to_dict(out.get("model") or {})
+    old = section["name"]
+    if old == name:
+        return out
+    out["model"] = {"name": name, **model_options_for(name, old, section["options"])}
+    if not same_model_family(name, old) and isinstance(out.get("teacher"), Mapping):
+        out["teacher"] = {**out["teacher"], "mode": "auto"}
+    return out
 
 
 def save_config(config: TrainConfig, path: str | Path) -> None:
