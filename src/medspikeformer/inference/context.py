@@ -31,6 +31,7 @@ from medspikeformer.errors import CheckpointError, ConfigError
 __all__ = [
     "InferenceContext",
     "load_context",
+    "load_pretrained",
     "load_teacher",
     "parse_size",
     "policy_warnings",
@@ -165,6 +166,12 @@ def load_context(
         preprocessing=policy,
         preprocessing_recorded=recorded is not None,
     )
+
+
+def load_pretrained(path: str | Path, device: torch.device | str = "cpu") -> nn.Module:
+    """The trained model of the checkpoint at ``path``, in eval mode on ``device`` — the model
+    alone (``load_model`` returns ``(model, checkpoint)``; :func:`load_context` everything)."""
+    return load_context(path, device=device).model
 
 
 def policy_warnings(

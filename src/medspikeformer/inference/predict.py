@@ -121,6 +121,36 @@ class Predictor:
             )
         self.model.eval()
 
+    @classmethod
+    def from_checkpoint(
+        cls,
+        path: str | Path,
+        *,
+        device: torch.device | str = "cpu",
+        size: Any = None,
+        **options: Any,
+    ) -> Predictor:
+        """A predictor for the checkpoint at ``path`` with what training used: its size,
+        channels, preprocessing mode (``ckpt["preprocessing"]``) and ``train.threshold``.
+
+        ``options`` are the other fields (``mode``, ``threshold``, ``tta_flip``, …) and win over
+        the checkpoint's; ``size`` (``H`` or ``(H, W)``) overrides the training size.
+        """
+        from medspikeformer.inference.context import load_context
+        from medspikeformer.runtime import resolve_device
+
+        device = resolve_device(device)
+        ctx = load_context(path, device=device, size=size)
+        options.setdefault("mode", ctx.preprocessing.mode)
+        options.setdefault("threshold", ctx.config.train.threshold)
+        return cls(
+            model=ctx.model,
+            train_size=ctx.train_size,
+            in_channels=ctx.in_channels,
+            device=device,
+            **options,
+        )
+
     # ------------------------------------------------------------------ memory guard
     def _channels(self) -> int:
         return max(3, self.in_channels)
