@@ -135,10 +135,10 @@ def run_demo(
 
 
 def _pictures(out_dir: Any, ev: Any) -> list[Any]:
-    """Training curves and a qualitative grid (``medspikeformer.viz``)."""
-    from medspikeformer.viz import plot_training_curves, qualitative_grid
+    """The training curves (drawn by the trainer) and a qualitative grid (``medspikeformer.viz``)."""
+    from medspikeformer.viz import qualitative_grid
 
-    written = [plot_training_curves(out_dir / "metrics.csv", out_dir / "training_curves.png")]
+    written = [out_dir / "training_curves.png"]
     if ev.samples:
         images = [s[0] for s in ev.samples]
         gts = [s[1] for s in ev.samples]

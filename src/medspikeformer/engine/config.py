@@ -149,7 +149,10 @@ class TrainLoopConfig:
     (``default``, ``reduce-overhead`` = CUDA graphs, ``max-autotune``,
     ``max-autotune-no-cudagraphs``). ``channels_last``: NHWC weights and input images.
     ``stage_supervision``: weight of deep supervision of the trained model's own stage heads (0 in
-    the paper recipe; set 1 when training an ``ann`` model to be used later as a frozen teacher)."""
+    the paper recipe; set 1 when training an ``ann`` model to be used later as a frozen teacher).
+    ``init_from``: a checkpoint whose student weights start the run (fine-tuning; fresh optimiser
+    and schedule, epoch 1). ``loggers``: names of registered loggers
+    (``medspikeformer.engine.loggers``, e.g. ``tensorboard``) besides ``metrics.csv``."""
 
     epochs: int = 200
     batch_size: int = 8
@@ -167,6 +170,8 @@ class TrainLoopConfig:
     threshold: float = 0.5
     stage_supervision: float = 0.0
     progress: bool = True
+    init_from: str | None = None
+    loggers: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -493,6 +498,9 @@ def validate_config(config: TrainConfig, *, check_model: bool = True) -> None:
         raise ConfigError(
             f"config value train.device={t.device!r} is not auto, cpu, cuda[:N] or mps"
         )
+    if t.init_from is not None and not Path(t.init_from).is_file():
+        raise ConfigError(f"config value train.init_from={t.init_from!r}: no such checkpoint file")
+    _check_loggers(t.loggers)
     o = config.optim
     _choice(o.name, _OPTIMS, "optim.name")
     if o.lr <= 0:
@@ -541,6 +549,17 @@ def validate_config(config: TrainConfig, *, check_model: bool = True) -> None:
                 f"config value data.size={d.size} is not divisible by {divisor}, which model "
                 f"{config.model.name!r} needs (size_divisor); use e.g. {max(divisor, d.size // divisor * divisor)}"
             )
+
+
+def _check_loggers(names: list[str]) -> None:
+    from medspikeformer.engine.loggers import list_loggers
+
+    unknown = [n for n in names if n not in list_loggers()]
+    if unknown:
+        raise ConfigError(
+            f"config value train.loggers: unknown logger {unknown[0]!r} "
+            f"(known: {', '.join(list_loggers())})"
+        )
 
 
 def _check_dataset_name(name: str) -> None:

@@ -43,6 +43,7 @@ from medspikeformer.engine.distributed import (
     init_distributed,
     shutdown_distributed,
 )
+from medspikeformer.engine.loggers import build_loggers
 from medspikeformer.engine.optim import build_scheduler
 from medspikeformer.engine.run_dir import (
     RunLock,
@@ -170,6 +171,8 @@ class _Run:
                 f"`medspikeformer train --resume {self.run_dir}` or choose another --out"
             )
 
+        if self.main:  # loggers beside metrics.csv (train.loggers), on rank 0 only
+            self.callbacks += build_loggers(cfg.train.loggers, self.run_dir)
         seed_everything(cfg.train.seed)
         # Models, losses and optimisers (in this order: the RNG draws of a run depend on it).
         self.step = TrainingStep(cfg, device=self.device, dist=self.dist, callbacks=self.callbacks)
@@ -177,6 +180,8 @@ class _Run:
         self.sched = build_scheduler(self.opt, cfg)
         if self.resume_dir is not None:
             self._restore(self.resume_dir / "last.pt")
+        elif cfg.train.init_from:
+            self._init_from(Path(cfg.train.init_from))
         # Wrappers (after loading weights into the plain modules).
         self.step.wrap(ddp=self.dist.enabled, compile=cfg.train.compile)
 
@@ -232,6 +237,24 @@ class _Run:
             world_size=self.dist.world_size,
         )
         self.log(f"resumed {self.resume_dir} after epoch {self.state.epoch}")
+
+    def _init_from(self, path: Path) -> None:
+        """Fine-tuning: the student's weights (strict) from ``path``, and a joint teacher's when
+        the file holds them (a run's ``last.pt``); optimisers, schedule and epochs start afresh."""
+        ckpt = ckpt_mod.load_weights_into(self.student, path)
+        teacher_state = (ckpt.get("resume") or {}).get("teacher_state_dict")
+        with_teacher = self.teacher_mode == "joint" and bool(teacher_state)
+        if with_teacher:
+            ckpt_mod.load_state_dict_checked(
+                self.teacher,
+                teacher_state,
+                source=f"{path} (teacher_state_dict)",
+                target=f"the joint teacher of model {self.cfg.model.name!r}",
+            )
+        self.log(
+            f"initialised from {path} (model {ckpt['model_name']!r}, epoch {ckpt.get('epoch')}"
+            + (", with its teacher)" if with_teacher else ")")
+        )
 
     def _payload(self, metrics: dict[str, Any], *, with_resume: bool) -> dict[str, Any]:
         return training_payload(
@@ -453,7 +476,7 @@ class _Run:
             for k, v in (st.history[-1].items() if st.history else {}.items())
             if k.startswith("val_")
         }
-        return {
+        result = {
             "run_dir": str(self.run_dir),
             "best_metrics": best_metrics,
             "final_metrics": final or {k: v for k, v in last_val.items()},
@@ -469,6 +492,27 @@ class _Run:
             "best_checkpoint": str(self.run_dir / "best.pt"),
             "last_checkpoint": str(self.run_dir / "last.pt"),
         }
+        if self.main and st.history:
+            self._write_summary(result)
+        for cb in self.callbacks:
+            cb.on_train_end(result)
+        return result
+
+    def _write_summary(self, result: dict[str, Any]) -> None:
+        """``summary.json`` (the run's outcome) and ``training_curves.png`` (from metrics.csv)."""
+        from medspikeformer.viz import plot_training_curves
+
+        def plain(value: Any) -> Any:  # NaN/inf are not JSON
+            if isinstance(value, float) and not math.isfinite(value):
+                return None
+            if isinstance(value, dict):
+                return {k: plain(v) for k, v in value.items()}
+            return value
+
+        keep = {k: v for k, v in result.items() if k != "is_main"}
+        summary = {"model": self.cfg.model.name, "dataset": self.cfg.data.dataset, **keep}
+        write_json(self.run_dir / "summary.json", plain(summary))
+        plot_training_curves(self.run_dir / "metrics.csv", self.run_dir / "training_curves.png")
 
     def close(self) -> None:
         if self.lock is not None:
