@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from medspikeformer.errors import DataError
+from medspikeformer.runtime import progress_enabled
 
 from .base import DatasetSource
 from .build import build_source
@@ -96,7 +97,7 @@ def check_source(source: DatasetSource, progress: bool = True) -> CheckReport:
         report.errors.append(f"{source.root}: no image/mask pairs found")
         return report
     iterator = scan.samples
-    if progress:
+    if progress_enabled(progress):
         from tqdm import tqdm
 
         iterator = tqdm(scan.samples, desc=f"checking {source.name}", leave=False)

@@ -67,7 +67,7 @@ from medspikeformer.engine.step import (
     resolve_teacher_mode,
 )
 from medspikeformer.errors import CheckpointError, ConfigError
-from medspikeformer.runtime import resolve_device
+from medspikeformer.runtime import progress_enabled, resolve_device
 
 __all__ = ["resolve_device", "resolve_teacher_mode", "train"]
 
@@ -107,7 +107,7 @@ class _Run:
         self.device = resolve_device(t.device, self.dist.local_rank)
         self.main = self.dist.is_main
         self._log = log if log is not None else (lambda msg: print(msg, flush=True))
-        self.show_progress = bool(t.progress and self.main and sys.stderr.isatty())
+        self.show_progress = self.main and progress_enabled(t.progress)
         self.teacher_mode = resolve_teacher_mode(config)
         self.state = LoopState()
         self.lock: RunLock | None = None

@@ -49,6 +49,7 @@ from medspikeformer.data.probe import (
 from medspikeformer.errors import ConfigError, DataError
 from medspikeformer.inference.sliding import forward_probs, predict_mask_tiled
 from medspikeformer.precision import autocast
+from medspikeformer.runtime import progress_enabled
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
@@ -214,7 +215,8 @@ class Predictor:
         height, width = image.shape[:2]
         if self.mode == "sliding":
             bar = None
-            if self.progress and max(height, width) > max(self.block, max(self.train_size)):
+            big = max(height, width) > max(self.block, max(self.train_size))
+            if big and progress_enabled(self.progress):
                 from tqdm.auto import tqdm
 
                 bar = tqdm(total=height * width, unit="px", unit_scale=True, leave=False)
@@ -407,7 +409,7 @@ def predict_paths(
         raise DataError(f"{out_dir}: output folder is not writable")
     stems = unique_stems(paths)
     iterator: Any = zip(paths, stems)
-    if progress:
+    if progress_enabled(progress):
         from tqdm.auto import tqdm
 
         iterator = tqdm(iterator, total=len(paths), desc="predict", unit="image")
