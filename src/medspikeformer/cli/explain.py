@@ -15,7 +15,13 @@ def register(subparsers: Any) -> None:
     p = subparsers.add_parser("explain", help=HELP, description=HELP)
     p.add_argument("checkpoint", type=Path, help="checkpoint of the spiking model")
     p.add_argument("image", type=Path, help="one image (jpg, png, tif, bmp)")
-    p.add_argument("--out", type=Path, default=Path("heatmaps.png"), help="PNG to write")
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="PNG to write (default: CKPT_DIR/explain-<image stem>.png, beside the checkpoint "
+        "as evaluate's folder)",
+    )
     p.add_argument(
         "--teacher",
         type=Path,
@@ -75,14 +81,15 @@ def run(args: argparse.Namespace) -> int:
             teacher_maps = attention_maps(teacher, x.to(device))
             console.print(f"teacher: {source}")
     name = ctx.checkpoint.get("model_name", "model")
+    out = args.out or args.checkpoint.parent / f"explain-{args.image.stem}.png"
     attention_figure(
         shown,
         student,
-        args.out,
+        out,
         teacher_maps=teacher_maps,
         student_label=f"{name} (SNN)" if ctx.model.is_spiking else name,
         title=f"{args.image.name} — mean |attention output| over channels",
         alpha=args.alpha,
     )
-    console.print(f"heatmaps: {args.out}")
+    console.print(f"heatmaps: {out}")
     return 0
