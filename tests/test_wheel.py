@@ -77,17 +77,21 @@ def test_installed_wheel_runs_demo(wheel: Path, tmp_path: Path) -> None:
         capture_output=True,
         text=True,
     ).stdout.strip()
-    Path(purelib, "borrowed_deps.pth").write_text(f"{_site_packages()}\n")
+    # No PYTHONPATH (a checkout's src/ on it would make pip think the package is installed).
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update(OMP_NUM_THREADS="1", CUDA_VISIBLE_DEVICES="")
     subprocess.run(
         [*PIP, "--python", str(py), "install", "--no-deps", "--no-index", "-q", str(wheel)],
+        env=env,
         check=True,
         capture_output=True,
         text=True,
     )
+    # After the install: pip must not see (nor touch) the borrowed environment's packages.
+    Path(purelib, "borrowed_deps.pth").write_text(f"{_site_packages()}\n")
+    assert (venv / "bin" / "medspikeformer").is_file()
     work = tmp_path / "elsewhere"
     work.mkdir()
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    env.update(OMP_NUM_THREADS="1", CUDA_VISIBLE_DEVICES="")
     where = subprocess.run(
         [str(py), "-c", "import medspikeformer; print(medspikeformer.__file__)"],
         cwd=work,
