@@ -67,8 +67,23 @@ def test_init_from_cli_and_a_wrong_model(first_run: Path, tmp_path: Path, capsys
     cfg["train"]["init_from"] = str(first_run / "best.pt")
     with pytest.raises(CheckpointError, match="unet"):
         train(cfg, log=quiet)
+    missing = tiny_config(tmp_path / "m", train={"init_from": str(tmp_path / "no.pt")})
     with pytest.raises(ConfigError, match=r"train\.init_from"):
-        validate_config(load_config(overrides={"train": {"init_from": str(tmp_path / "no.pt")}}))
+        train(missing, log=quiet)
+
+
+def test_resuming_a_fine_tuned_run_does_not_need_the_source(first_run: Path, tmp_path: Path):
+    """--resume takes the weights from the run's own last.pt: the checkpoint it was fine-tuned
+    from may be gone by then."""
+    import shutil
+
+    source = tmp_path / "source.pt"
+    shutil.copy(first_run / "last.pt", source)
+    run = tmp_path / "ft"
+    train(tiny_config(run, train={"epochs": 1, "init_from": str(source)}), log=quiet)
+    source.unlink()
+    assert main(["train", "--resume", str(run), "--epochs", "2"]) == 0
+    assert json.loads((run / "summary.json").read_text())["epochs_run"] == 2
 
 
 def test_cli_init_from_flag_reaches_the_config(first_run: Path, tmp_path: Path) -> None:

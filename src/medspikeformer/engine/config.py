@@ -498,8 +498,6 @@ def validate_config(config: TrainConfig, *, check_model: bool = True) -> None:
         raise ConfigError(
             f"config value train.device={t.device!r} is not auto, cpu, cuda[:N] or mps"
         )
-    if t.init_from is not None and not Path(t.init_from).is_file():
-        raise ConfigError(f"config value train.init_from={t.init_from!r}: no such checkpoint file")
     _check_loggers(t.loggers)
     o = config.optim
     _choice(o.name, _OPTIMS, "optim.name")

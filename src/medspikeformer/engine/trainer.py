@@ -241,6 +241,10 @@ class _Run:
     def _init_from(self, path: Path) -> None:
         """Fine-tuning: the student's weights (strict) from ``path``, and a joint teacher's when
         the file holds them (a run's ``last.pt``); optimisers, schedule and epochs start afresh."""
+        if not path.is_file():  # checked here, not in validate_config: a resumed run never reads it
+            raise ConfigError(
+                f"config value train.init_from={str(path)!r}: no such checkpoint file"
+            )
         ckpt = ckpt_mod.load_weights_into(self.student, path)
         teacher_state = (ckpt.get("resume") or {}).get("teacher_state_dict")
         with_teacher = self.teacher_mode == "joint" and bool(teacher_state)
