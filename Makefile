@@ -44,7 +44,7 @@ format: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/run_all.py --out bench-results $(BENCH_ARGS)
 
-# The paper recipe (configs/<DATASET>.yaml: 256², T = 4, 200 epochs, joint teacher) on a dataset
+# The paper recipe (the shipped <DATASET> config: 256², T = 4, 200 epochs, joint teacher) on a dataset
 # folder; prints Table 1's row. A GPU run: see benchmarks/gpu_paper_tables.sh.
 DATASET ?= kvasir
 DATA_ROOT ?= ../shared/data/kvasir-seg

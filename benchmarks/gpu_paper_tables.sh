@@ -3,7 +3,7 @@
 #
 #   bash benchmarks/gpu_paper_tables.sh [DATA_ROOT] [OUT] [MINUTES]
 #
-# Trains Table 1's MedSpikeFormer row at configs/kvasir.yaml (256², batch 8, T = 4, joint ANN
+# Trains Table 1's MedSpikeFormer row at src/medspikeformer/configs/kvasir.yaml (256², batch 8, T = 4, joint ANN
 # teacher, Adam 1e-4, plateau), then `experiment compare` and `experiment ablation` at the same
 # recipe, each part under its share of MINUTES (default 8) of wall time. A part cut by its time
 # limit keeps its finished epochs (last.pt); re-running the same command resumes every row.

@@ -22,7 +22,7 @@ def test_every_documented_command_is_registered() -> None:
     parser = build_parser()
     sub = next(a for a in parser._actions if a.dest == "command")
     expected = {"data", "demo", "evaluate", "experiment", "explain", "export", "predict"}
-    expected |= {"profile", "train"}
+    expected |= {"list-models", "profile", "train"}
     assert expected <= set(sub.choices)
 
 

@@ -117,3 +117,12 @@ def resolve_device(
     if name == "cuda" and local_rank is not None:
         return torch.device("cuda", local_rank)
     return torch.device(name)
+
+
+def progress_enabled(requested: bool = True) -> bool:
+    """Whether to draw a progress bar: asked for *and* stderr is a terminal (a bar in a log file,
+    a pipe or a CI log is noise: every redraw becomes another line)."""
+    import sys
+
+    isatty = getattr(sys.stderr, "isatty", None)
+    return bool(requested and isatty is not None and isatty())

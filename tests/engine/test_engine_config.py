@@ -167,3 +167,45 @@ def test_cli_reports_config_errors_on_one_line(
     assert err.startswith("error: ") and err.count("\n") == 1
     assert "train.epochs=-1" in err
     assert not (tmp_path / "r").exists()
+
+
+# ----------------------------------------------------------------------------- --model switch
+
+
+def test_model_of_another_family_drops_the_config_model_options() -> None:
+    """``train --config kvasir --model unet``: the config's MedSpikeFormer options (num_units,
+    timesteps …) and its joint teacher belonged to its own model, not to the U-Net."""
+    config = load_config("kvasir", overrides={"model": {"name": "unet"}})
+    assert config.model.name == "unet"
+    assert config.model.options == {}
+    assert config.teacher.mode == "auto"  # → none for the U-Net
+    validate_config(config)
+
+
+def test_model_switch_keeps_options_given_on_the_command_line() -> None:
+    config = load_config(
+        "kvasir",
+        overrides={"model": {"name": "unet"}, "teacher": {"mode": "none"}},
+        sets=["model.base_channels=4", "model.num_levels=2"],
+    )
+    assert config.model.options == {"base_channels": 4, "num_levels": 2}
+    assert config.teacher.mode == "none"
+
+
+def test_model_of_the_same_family_keeps_the_config_model_options() -> None:
+    config = load_config("kvasir", overrides={"model": {"name": "ssa"}})
+    assert config.model.options["num_units"] == 4 and config.model.options["timesteps"] == 4
+    assert config.teacher.mode == "joint"
+
+
+def test_cli_train_kvasir_config_with_unet(tmp_path: Path, capsys) -> None:
+    run = tmp_path / "run"
+    rc = main(
+        ["train", "--config", "kvasir", "--model", "unet", "--dataset", "synthetic",
+         "--size", "32", "--epochs", "1", "--batch-size", "4", "--num-workers", "0",
+         "--set", "data.options.num_samples=8", "--set", "data.split_spec=50/25/25",
+         "--set", "data.cache_dir=false", "--set", "model.base_channels=4",
+         "--set", "model.num_levels=2", "--out", str(run), "--no-progress"]
+    )  # fmt: skip
+    assert rc == 0, capsys.readouterr().err
+    assert (run / "best.pt").is_file()

@@ -178,3 +178,16 @@ def test_cli_defaults_match_the_library():
 
     assert cli_predict.DEFAULT_MAX_PIXELS == lib.DEFAULT_MAX_PIXELS
     assert cli_predict.DEFAULT_BLOCK == lib.DEFAULT_BLOCK
+
+
+def test_explain_without_out_writes_beside_the_checkpoint(run_dir, tmp_path, monkeypatch, capsys):
+    """Not silently into the current folder: CKPT_DIR/explain-<image stem>.png, and it says so."""
+    img = tmp_path / "pic.png"
+    Image.fromarray(np.random.default_rng(1).integers(0, 256, (40, 40, 3), np.uint8)).save(img)
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    assert main(["explain", str(run_dir / "best.pt"), str(img), "--no-teacher"]) == 0
+    expected = run_dir / "explain-pic.png"
+    assert expected.is_file() and not list(cwd.iterdir())
+    assert str(expected) in capsys.readouterr().err

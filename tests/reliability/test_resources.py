@@ -205,11 +205,20 @@ def test_huge_image_resize_mode_completes_with_bounded_memory(
 def test_huge_image_sliding_mode_memory_stays_bounded(
     tmp_path: Path, huge_png: Path, checkpoint: Path
 ) -> None:
-    """Default sliding windows on 20 000 × 20 000, watched for 120 s: peak RSS stays below 6 GB
+    """Sliding windows on 20 000 × 20 000, watched for 120 s: peak RSS stays below 6 GB
     (whole-image MONAI sliding windows would need ≥ 3 full-size float maps, > 5 GB, plus the
     float input, 4.8 GB)."""
     res, peak, stopped = run_measured(
-        ["predict", checkpoint, huge_png, "--out", tmp_path / "o", "--no-progress"],
+        [
+            "predict",
+            checkpoint,
+            huge_png,
+            "--out",
+            tmp_path / "o",
+            "--no-progress",
+            "--mode",
+            "sliding",
+        ],
         tmp_path,
         stop_after=120,
     )

@@ -199,3 +199,26 @@ def test_per_class_columns_of_a_k_class_run() -> None:
     )
     assert panels["metrics"] == ["val_dsc", "val_dsc_benign"]
     assert panels["losses"] == ["train_bce"]
+
+
+def test_attention_figure_has_a_colour_bar():
+    from medspikeformer.viz.heatmap import COLORBAR_LABEL, build_attention_figure
+
+    maps = [torch.rand(4, 8, 8), torch.rand(8, 4, 4)]
+    fig = build_attention_figure(np.zeros((32, 32, 3), dtype=np.uint8), maps)
+    labels = [ax.get_ylabel() for ax in fig.axes]
+    assert COLORBAR_LABEL in labels
+    assert len(fig.axes) == 1 + len(maps) + 1  # image, stages, colour bar
+
+
+def test_predict_overlay_uses_the_data_show_colour():
+    """``predict --overlay`` and ``data show`` tint masks alike (it was red on red tissue)."""
+    from medspikeformer.data.check import overlay as data_show_overlay
+
+    img = np.full((20, 20, 3), (200, 60, 60), dtype=np.uint8)  # reddish tissue
+    mask = np.zeros((20, 20), dtype=np.uint8)
+    mask[5:15, 5:15] = 255
+    ours = overlay(img, mask).astype(int)
+    theirs = data_show_overlay(img, mask > 0).astype(int)
+    assert np.abs(ours[8:12, 8:12] - theirs[8:12, 8:12]).max() <= 1
+    assert ours[10, 10, 1] > ours[10, 10, 0]  # green dominates inside the mask

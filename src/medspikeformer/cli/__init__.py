@@ -21,7 +21,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="medspikeformer",
         description="Spike-driven transformer for 2-D medical image segmentation.",
     )
-    parser.add_argument("--version", action="version", version=f"medspikeformer {__version__}")
+    parser.add_argument(
+        "-V", "--version", action="version", version=f"medspikeformer {__version__}"
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):

@@ -6,6 +6,9 @@ import argparse
 import json
 from typing import Any
 
+#: ``--set data.options.KEY=VALUE`` (as ``train`` spells a loader option) or ``-o KEY=VALUE``.
+OPTION_PREFIX = "data.options."
+
 
 def _parse_options(items: list[str] | None) -> dict[str, Any]:
     import yaml
@@ -15,9 +18,16 @@ def _parse_options(items: list[str] | None) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for item in items or []:
         if "=" not in item:
-            raise ConfigError(f"--option expects KEY=VALUE, got {item!r}")
+            raise ConfigError(f"--set expects data.options.KEY=VALUE, got {item!r}")
         key, value = item.split("=", 1)
-        out[key.strip()] = yaml.safe_load(value)
+        key = key.strip()
+        key = key[len(OPTION_PREFIX) :] if key.startswith(OPTION_PREFIX) else key
+        if not key or "." in key:
+            raise ConfigError(
+                f"--set {item!r}: data check/show take loader options only, "
+                f"{OPTION_PREFIX}KEY=VALUE"
+            )
+        out[key] = yaml.safe_load(value)
     return out
 
 
@@ -28,13 +38,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     def common(q: argparse.ArgumentParser) -> None:
         q.add_argument("name", help="dataset name (see `medspikeformer data list`)")
-        q.add_argument("--root", default=None, help="dataset folder as downloaded")
+        q.add_argument("--root", "--data-root", default=None, help="dataset folder as downloaded")
         q.add_argument(
+            "--set",
             "--option",
             "-o",
+            dest="option",
             action="append",
-            metavar="KEY=VALUE",
-            help="loader option, e.g. -o include_normal=false (repeatable)",
+            metavar="data.options.KEY=VALUE",
+            help="loader option as train spells it, e.g. --set data.options.mask_suffix=_mask "
+            "(short: -o mask_suffix=_mask; repeatable)",
         )
 
     c = sub.add_parser("check", help="counts, missing pairs, size mismatches, non-binary masks")

@@ -1,7 +1,7 @@
 """``medspikeformer demo``: train, evaluate and draw on the synthetic set in a few minutes on a CPU.
 
 What ``make demo`` runs. It trains the default model (MedSpikeFormer with its jointly trained ANN
-teacher) with ``configs/synthetic.yaml`` + ``configs/recipes/demo.yaml`` (small images, narrow
+teacher) with the shipped ``synthetic`` config + ``demo`` recipe (small images, narrow
 network, T = 2), evaluates the best checkpoint on the synthetic *test* split, and writes under
 ``--out`` (default ``runs/demo``)::
 
@@ -135,10 +135,10 @@ def run_demo(
 
 
 def _pictures(out_dir: Any, ev: Any) -> list[Any]:
-    """Training curves and a qualitative grid (``medspikeformer.viz``)."""
-    from medspikeformer.viz import plot_training_curves, qualitative_grid
+    """The training curves (drawn by the trainer) and a qualitative grid (``medspikeformer.viz``)."""
+    from medspikeformer.viz import qualitative_grid
 
-    written = [plot_training_curves(out_dir / "metrics.csv", out_dir / "training_curves.png")]
+    written = [out_dir / "training_curves.png"]
     if ev.samples:
         images = [s[0] for s in ev.samples]
         gts = [s[1] for s in ev.samples]

@@ -36,7 +36,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--recipe", default=None, help="recipe merged over the dataset config, e.g. cpu-quick"
     )
     parser.add_argument(
-        "--config", default=None, help="dataset config (default configs/<dataset>.yaml)"
+        "--config",
+        default=None,
+        help="dataset config (default: the shipped config named after --dataset)",
     )
     parser.add_argument("--out", required=True, help="experiment folder (re-use it to resume)")
     parser.add_argument(

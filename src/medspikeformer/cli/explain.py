@@ -15,7 +15,13 @@ def register(subparsers: Any) -> None:
     p = subparsers.add_parser("explain", help=HELP, description=HELP)
     p.add_argument("checkpoint", type=Path, help="checkpoint of the spiking model")
     p.add_argument("image", type=Path, help="one image (jpg, png, tif, bmp)")
-    p.add_argument("--out", type=Path, default=Path("heatmaps.png"), help="PNG to write")
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="PNG to write (default: CKPT_DIR/explain-<image stem>.png, beside the checkpoint "
+        "as evaluate's folder)",
+    )
     p.add_argument(
         "--teacher",
         type=Path,
@@ -49,13 +55,18 @@ def run(args: argparse.Namespace) -> int:
     from medspikeformer.data import read_image
     from medspikeformer.data.probe import probe_shape
     from medspikeformer.inference import resolve_device
-    from medspikeformer.inference.context import load_context, load_teacher
+    from medspikeformer.inference.context import load_context, load_teacher, policy_warnings
     from medspikeformer.inference.explain import attention_maps, prepare_image
     from medspikeformer.viz import attention_figure
 
     console = Console(stderr=True, markup=False, highlight=False, soft_wrap=True)
     device = resolve_device(args.device)
     ctx = load_context(args.checkpoint, device=device, size=args.size)
+    # explain shows one whole image at the policy's size (a sliding-trained model too)
+    for message in policy_warnings(
+        ctx.preprocessing, mode=None, size=ctx.train_size if args.size else None
+    ):
+        console.print(f"warning: {args.checkpoint}: {message}")
     probe_shape(args.image)  # DataError naming the file for a missing/unreadable image
     image = read_image(args.image)
     x, _ = prepare_image(image, ctx.train_size, ctx.in_channels)
@@ -70,14 +81,15 @@ def run(args: argparse.Namespace) -> int:
             teacher_maps = attention_maps(teacher, x.to(device))
             console.print(f"teacher: {source}")
     name = ctx.checkpoint.get("model_name", "model")
+    out = args.out or args.checkpoint.parent / f"explain-{args.image.stem}.png"
     attention_figure(
         shown,
         student,
-        args.out,
+        out,
         teacher_maps=teacher_maps,
         student_label=f"{name} (SNN)" if ctx.model.is_spiking else name,
         title=f"{args.image.name} — mean |attention output| over channels",
         alpha=args.alpha,
     )
-    console.print(f"heatmaps: {args.out}")
+    console.print(f"heatmaps: {out}")
     return 0

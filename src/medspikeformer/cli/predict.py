@@ -21,9 +21,10 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "--mode",
         choices=["sliding", "resize"],
-        default="sliding",
-        help="sliding: windows of the training size at the image's own resolution (default); "
-        "resize: resize to the training size and back",
+        default=None,
+        help="resize: resize to the training size and back; sliding: windows of the training "
+        "size at the image's own resolution (default: what the checkpoint's preprocessing "
+        "policy says training did; resize for every shipped dataset)",
     )
     p.add_argument("--threshold", type=float, default=None, help="probability threshold (0.5)")
     p.add_argument("--overlap", type=float, default=0.25, help="sliding-window overlap [0, 1)")
@@ -64,11 +65,17 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from medspikeformer.inference import resolve_device
-    from medspikeformer.inference.context import load_context
+    from medspikeformer.inference.context import load_context, policy_warnings
     from medspikeformer.inference.predict import DEFAULT_CT_WINDOW, Predictor, predict_paths
 
+    console = Console(stderr=True, markup=False, highlight=False, soft_wrap=True)
     device = resolve_device(args.device)
     ctx = load_context(args.checkpoint, device=device, size=args.size)
+    mode = args.mode or ctx.preprocessing.mode
+    for message in policy_warnings(
+        ctx.preprocessing, mode=args.mode, size=ctx.train_size if args.size else None
+    ):
+        console.print(f"warning: {args.checkpoint}: {message}")
     threshold = args.threshold
     if threshold is None:
         threshold = ctx.config.train.threshold
@@ -76,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
         model=ctx.model,
         train_size=ctx.train_size,
         in_channels=ctx.in_channels,
-        mode=args.mode,
+        mode=mode,
         threshold=threshold,
         overlap=args.overlap,
         tta_flip=args.tta,
@@ -97,8 +104,8 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
     )
     n_files = sum(len(v) for v in results.values())
-    Console(stderr=True, markup=False, highlight=False, soft_wrap=True).print(
-        f"predicted {len(results)} input(s) ({args.mode}, training size "
+    console.print(
+        f"predicted {len(results)} input(s) ({mode}, training size "
         f"{ctx.train_size[0]}×{ctx.train_size[1]}): {n_files} file(s) in {args.out}"
     )
     return 0

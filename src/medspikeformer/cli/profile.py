@@ -90,8 +90,10 @@ def run(args: argparse.Namespace) -> int:
         )
     else:
         model = create_model(args.model, **overrides)
+    from medspikeformer.runtime import resolve_device
+
     try:
-        device = torch.device(args.device)
+        device = resolve_device(args.device)  # CUDA asked for without CUDA → one-line error
     except RuntimeError as exc:
         raise ConfigError(f"--device {args.device!r}: {exc}") from None
     model.to(device)

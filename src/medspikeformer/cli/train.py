@@ -6,6 +6,7 @@ Examples::
     medspikeformer train --config kvasir --recipe cpu-quick --data-root DIR --out runs/quick
     medspikeformer train --config synthetic --model ssa --teacher none --set model.timesteps=2
     medspikeformer train --resume runs/kvasir                  # continue after the last epoch
+    medspikeformer train --config busi --data-root DIR --init-from runs/kvasir/best.pt   # fine-tune
     torchrun --nproc_per_node 2 -m medspikeformer train --config kvasir ...   # data-parallel
 """
 
@@ -29,6 +30,7 @@ COMMON_FLAGS: dict[str, tuple[str, type]] = {
     "split": ("data.split_spec", str),
     "num_workers": ("data.num_workers", int),
     "teacher": ("teacher.mode", str),
+    "init_from": ("train.init_from", str),
     "out": ("out", str),
 }
 
@@ -39,15 +41,14 @@ RESUMABLE = {"epochs", "device", "num_workers", "precision"}
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "train",
-        help="train a model (configs/*.yaml, recipes, --set overrides, --resume)",
+        help="train a model (dataset configs, recipes, --set overrides, --resume)",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    p.add_argument("--config", help="dataset config: a shipped name (e.g. kvasir) or a YAML path")
     p.add_argument(
-        "--config", help="dataset config: a name in configs/ (e.g. kvasir) or a YAML path"
-    )
-    p.add_argument(
-        "--recipe", help="recipe merged over the config: a name in configs/recipes/ or a YAML path"
+        "--recipe",
+        help="recipe merged over the config: a shipped name (e.g. cpu-quick) or a YAML path",
     )
     p.add_argument(
         "--set",
@@ -69,6 +70,21 @@ def register(subparsers: Any) -> None:
     p.add_argument("--split", help="split spec: paper, official, 70/10/20 or a JSON file")
     p.add_argument("--num-workers", type=int)
     p.add_argument("--teacher", help="auto | joint | none | PATH of a frozen ANN-twin checkpoint")
+    p.add_argument(
+        "--init-from",
+        metavar="CKPT",
+        help="fine-tune: start from the weights of CKPT (same model and options; a run's last.pt "
+        "also gives a joint teacher its weights); fresh optimiser, schedule and epochs",
+    )
+    p.add_argument(
+        "--logger",
+        dest="loggers",
+        action="append",
+        default=None,
+        metavar="NAME",
+        help="also log to NAME besides metrics.csv (tensorboard: pip install "
+        "'medspikeformer[tensorboard]'); repeatable",
+    )
     p.add_argument("--out", help="run directory (default runs/<dataset>-<model>)")
     p.add_argument("--device", help="auto | cpu | cuda | cuda:N")
     p.add_argument(
@@ -101,6 +117,8 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
             out.setdefault("train", {})[flag] = True
     if getattr(args, "no_progress", False):
         out.setdefault("train", {})["progress"] = False
+    if getattr(args, "loggers", None):
+        out.setdefault("train", {})["loggers"] = list(args.loggers)
     return out
 
 
@@ -140,6 +158,7 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"done: best val mIoU {best.get('val_miou', float('nan')):.4f} "
         f"DSC {best.get('val_dsc', float('nan')):.4f} at epoch {result['best_epoch']}; "
-        f"run directory {result['run_dir']} (best.pt, last.pt, metrics.csv)"
+        f"run directory {result['run_dir']} (best.pt, last.pt, metrics.csv, summary.json, "
+        "training_curves.png)"
     )
     return 0

@@ -9,6 +9,7 @@ from typing import Any
 from tqdm import tqdm
 
 from medspikeformer.errors import ConfigError, DataError
+from medspikeformer.runtime import progress_enabled
 
 from .augment import build_augment
 from .base import DEFAULT_SEED, SPLITS, DatasetSource, SegmentationDataset, as_hw
@@ -114,7 +115,10 @@ def build_dataset(
     )
     if on_error == "skip" and source.needs_root:
         good = []
-        for i, s in enumerate(tqdm(samples, desc=f"checking {name}/{split}", leave=False)):
+        checking = tqdm(
+            samples, desc=f"checking {name}/{split}", leave=False, disable=not progress_enabled()
+        )
+        for i, s in enumerate(checking):
             try:
                 ds.load_arrays(i)
             except DataError as exc:

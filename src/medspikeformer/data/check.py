@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from medspikeformer.errors import DataError
+from medspikeformer.runtime import progress_enabled
 
 from .base import DatasetSource
 from .build import build_source
@@ -141,7 +142,7 @@ def check_source(source: DatasetSource, progress: bool = True, labels: Any = Non
         report.errors.append(f"{source.root}: no image/mask pairs found")
         return report
     iterator = scan.samples
-    if progress:
+    if progress_enabled(progress):
         from tqdm import tqdm
 
         iterator = tqdm(scan.samples, desc=f"checking {source.name}", leave=False)

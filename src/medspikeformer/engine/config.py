@@ -5,7 +5,7 @@ Resolution order (later wins)::
     dataclass defaults  <  --config FILE  <  --recipe NAME|FILE  <  common flags  <  --set key=value
 
 A *recipe* is a partial config (same schema) merged over the dataset config, e.g.
-``configs/recipes/cpu-quick.yaml``. Values given as strings on the command line are parsed as YAML
+the shipped ``cpu-quick`` recipe (``src/medspikeformer/configs/recipes/``). Values given as strings on the command line are parsed as YAML
 scalars (``--set optim.lr=3e-4``, ``--set teacher.align.stages=[1,2,3]``) and coerced to the field's
 type. See ``docs/training.md`` for the full reference.
 """
@@ -18,6 +18,7 @@ import types
 import typing
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any, Union
 
@@ -42,12 +43,16 @@ __all__ = [
     "label_spec",
     "load_config",
     "merge_dicts",
+    "model_options_for",
     "parse_set_option",
+    "same_model_family",
+    "switch_model",
     "validate_config",
 ]
 
-#: Where ``configs/`` lives in a source checkout (editable installs resolve here too).
-CONFIG_DIR = Path(__file__).resolve().parents[3] / "configs"
+#: The shipped dataset configs (and ``recipes/``): package data of ``medspikeformer``, so a wheel
+#: install finds them as a checkout does (docs/training.md, "Where configs come from").
+CONFIG_DIR = Path(str(resources.files("medspikeformer") / "configs"))
 
 
 @dataclass
@@ -150,7 +155,10 @@ class TrainLoopConfig:
     (``default``, ``reduce-overhead`` = CUDA graphs, ``max-autotune``,
     ``max-autotune-no-cudagraphs``). ``channels_last``: NHWC weights and input images.
     ``stage_supervision``: weight of deep supervision of the trained model's own stage heads (0 in
-    the paper recipe; set 1 when training an ``ann`` model to be used later as a frozen teacher)."""
+    the paper recipe; set 1 when training an ``ann`` model to be used later as a frozen teacher).
+    ``init_from``: a checkpoint whose student weights start the run (fine-tuning; fresh optimiser
+    and schedule, epoch 1). ``loggers``: names of registered loggers
+    (``medspikeformer.engine.loggers``, e.g. ``tensorboard``) besides ``metrics.csv``."""
 
     epochs: int = 200
     batch_size: int = 8
@@ -168,6 +176,8 @@ class TrainLoopConfig:
     threshold: float = 0.5
     stage_supervision: float = 0.0
     progress: bool = True
+    init_from: str | None = None
+    loggers: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -321,7 +331,9 @@ def config_to_dict(config: TrainConfig) -> dict[str, Any]:
 
 
 def find_config_file(name_or_path: str | Path, kind: str = "config") -> Path:
-    """Resolve ``kvasir`` / ``kvasir.yaml`` / a path (``kind='recipe'`` looks in configs/recipes)."""
+    """Resolve ``kvasir`` / ``kvasir.yaml`` / a path: an existing file, else the shipped configs
+    (:data:`CONFIG_DIR`, ``recipes/`` for ``kind='recipe'``), else ``./configs/`` of the current
+    folder (a user's own)."""
     path = Path(name_or_path)
     if path.is_file():
         return path
@@ -391,12 +403,51 @@ def load_config(
         data = merge_dicts(data, read_yaml(find_config_file(config, "config")))
     if recipe is not None:
         data = merge_dicts(data, read_yaml(find_config_file(recipe, "recipe")))
-    if overrides:
-        data = merge_dicts(data, overrides)
+    given: dict[str, Any] = dict(overrides or {})
     for text in sets:
-        data = merge_dicts(data, parse_set_option(text))
+        given = merge_dicts(given, parse_set_option(text))
+    new_name = (given.get("model") or {}).get("name")
+    if new_name is not None:
+        data = switch_model(data, str(new_name))
+    data = merge_dicts(data, given)
     # A flat ``model`` section (name + options) must merge option by option.
     return config_from_dict(data)
+
+
+#: Model options that mean the same for every model family (kept when the model is switched).
+SHARED_MODEL_OPTIONS = ("in_channels",)
+
+
+def same_model_family(name: str, other: str) -> bool:
+    """Whether two registered models take the same constructor options (``ModelInfo.family``);
+    an unknown name → ConfigError listing the registered models."""
+    from medspikeformer.models import model_info
+
+    return model_info(name).family == model_info(other).family
+
+
+def model_options_for(name: str, from_name: str | None, options: Mapping[str, Any]) -> dict:
+    """The options of ``from_name``'s model section that still apply to model ``name``: all of
+    them within one family, only :data:`SHARED_MODEL_OPTIONS` across families (the U-Net has no
+    ``num_units``, and its ``base_channels`` means another width)."""
+    if from_name is None or same_model_family(name, from_name):
+        return dict(options)
+    return {k: v for k, v in options.items() if k in SHARED_MODEL_OPTIONS}
+
+
+def switch_model(data: Mapping[str, Any], name: str) -> dict[str, Any]:
+    """A nested config dict whose model becomes ``name`` (``--model``): the file's model options
+    are kept as :func:`model_options_for` says; across families the file's teacher mode, chosen
+    for its own model, goes back to ``auto`` (the new model's registered default)."""
+    out = dict(data)
+    section = _model_section_to_dict(out.get("model") or {})
+    old = section["name"]
+    if old == name:
+        return out
+    out["model"] = {"name": name, **model_options_for(name, old, section["options"])}
+    if not same_model_family(name, old) and isinstance(out.get("teacher"), Mapping):
+        out["teacher"] = {**out["teacher"], "mode": "auto"}
+    return out
 
 
 def save_config(config: TrainConfig, path: str | Path) -> None:
@@ -453,6 +504,7 @@ def validate_config(config: TrainConfig, *, check_model: bool = True) -> None:
         raise ConfigError(
             f"config value train.device={t.device!r} is not auto, cpu, cuda[:N] or mps"
         )
+    _check_loggers(t.loggers)
     o = config.optim
     _choice(o.name, _OPTIMS, "optim.name")
     if o.lr <= 0:
@@ -501,6 +553,17 @@ def validate_config(config: TrainConfig, *, check_model: bool = True) -> None:
                 f"config value data.size={d.size} is not divisible by {divisor}, which model "
                 f"{config.model.name!r} needs (size_divisor); use e.g. {max(divisor, d.size // divisor * divisor)}"
             )
+
+
+def _check_loggers(names: list[str]) -> None:
+    from medspikeformer.engine.loggers import list_loggers
+
+    unknown = [n for n in names if n not in list_loggers()]
+    if unknown:
+        raise ConfigError(
+            f"config value train.loggers: unknown logger {unknown[0]!r} "
+            f"(known: {', '.join(list_loggers())})"
+        )
 
 
 def _check_dataset_name(name: str) -> None:

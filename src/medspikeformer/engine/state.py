@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from medspikeformer.data.preprocessing import training_policy
 from medspikeformer.engine import checkpoint as ckpt_mod
 from medspikeformer.errors import CheckpointError
 
@@ -139,8 +140,14 @@ def training_payload(
     """best.pt (``resume=None``) or last.pt: the student's :func:`checkpoint.build_payload` plus,
     for last.pt, the ``resume`` section. ``resume`` holds ``scheduler`` (or None), ``rng`` (every
     rank's :func:`capture_rng`) and ``dist`` (:class:`DistInfo`)."""
+    student = ckpt_mod.unwrap_model(step.student)
     payload = ckpt_mod.build_payload(
-        step.student, epoch=loop.epoch, metrics=metrics, train_config=train_config
+        student,
+        epoch=loop.epoch,
+        metrics=metrics,
+        train_config=train_config,
+        # how training turned images into inputs: what predict / explain repeat by default
+        preprocessing=training_policy(step.cfg.data.size, student.in_channels).to_dict(),
     )
     if resume is None:
         return payload

@@ -16,7 +16,7 @@ loss detached, the student's gradients come only from ``L_total`` and the teache
 Public use — time or drive the true step over any iterable of batches (``{"image", "mask"}``)::
 
     from medspikeformer.engine import TrainingStep, run_steps
-    step = TrainingStep.from_config("configs/kvasir.yaml")   # or a TrainConfig / nested dict
+    step = TrainingStep.from_config("kvasir")   # or a TrainConfig / nested dict
     for batch in batches:
         terms = step(batch)            # {"bce", "dice", ..., "total"}: device tensors, no read
     run_steps(config, batches)         # the same, returns the last step's terms
@@ -24,7 +24,8 @@ Public use — time or drive the true step over any iterable of batches (``{"ima
 Seams: :meth:`TrainingStep.loss_step` (forwards + every loss term by name),
 :meth:`TrainingStep.optimizer_step` (backward, clipping, skip-on-non-finite, update),
 :meth:`TrainingStep.add_loss_term` (a new weighted term of the student's objective) and
-:class:`Callback` (``on_train_start`` / ``on_step_end`` / ``on_epoch_end``) for loggers.
+:class:`Callback` (``on_train_start`` / ``on_step_end`` / ``on_epoch_end`` / ``on_train_end``)
+for loggers.
 """
 
 from __future__ import annotations
@@ -100,6 +101,10 @@ class Callback:
 
     def on_epoch_end(self, epoch: int, row: Mapping[str, Any]) -> None:
         """After each epoch's validation, with its metrics row."""
+
+    def on_train_end(self, summary: Mapping[str, Any]) -> None:
+        """Once, after the last epoch, with the run's summary (what ``summary.json`` holds);
+        also where a logger flushes and closes its files."""
 
 
 @dataclass

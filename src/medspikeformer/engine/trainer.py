@@ -43,6 +43,7 @@ from medspikeformer.engine.distributed import (
     init_distributed,
     shutdown_distributed,
 )
+from medspikeformer.engine.loggers import build_loggers
 from medspikeformer.engine.optim import build_scheduler
 from medspikeformer.engine.run_dir import (
     RunLock,
@@ -68,7 +69,7 @@ from medspikeformer.engine.step import (
 from medspikeformer.engine.task import metrics_for
 from medspikeformer.errors import CheckpointError, ConfigError
 from medspikeformer.models import to_probabilities
-from medspikeformer.runtime import resolve_device
+from medspikeformer.runtime import progress_enabled, resolve_device
 
 __all__ = ["resolve_device", "resolve_teacher_mode", "train"]
 
@@ -108,7 +109,7 @@ class _Run:
         self.device = resolve_device(t.device, self.dist.local_rank)
         self.main = self.dist.is_main
         self._log = log if log is not None else (lambda msg: print(msg, flush=True))
-        self.show_progress = bool(t.progress and self.main and sys.stderr.isatty())
+        self.show_progress = self.main and progress_enabled(t.progress)
         self.teacher_mode = resolve_teacher_mode(config)
         self.state = LoopState()
         self.lock: RunLock | None = None
@@ -172,6 +173,8 @@ class _Run:
                 f"`medspikeformer train --resume {self.run_dir}` or choose another --out"
             )
 
+        if self.main:  # loggers beside metrics.csv (train.loggers), on rank 0 only
+            self.callbacks += build_loggers(cfg.train.loggers, self.run_dir)
         seed_everything(cfg.train.seed)
         # Models, losses and optimisers (in this order: the RNG draws of a run depend on it).
         self.step = TrainingStep(cfg, device=self.device, dist=self.dist, callbacks=self.callbacks)
@@ -179,6 +182,8 @@ class _Run:
         self.sched = build_scheduler(self.opt, cfg)
         if self.resume_dir is not None:
             self._restore(self.resume_dir / "last.pt")
+        elif cfg.train.init_from:
+            self._init_from(Path(cfg.train.init_from))
         # Wrappers (after loading weights into the plain modules).
         self.step.wrap(ddp=self.dist.enabled, compile=cfg.train.compile)
 
@@ -234,6 +239,28 @@ class _Run:
             world_size=self.dist.world_size,
         )
         self.log(f"resumed {self.resume_dir} after epoch {self.state.epoch}")
+
+    def _init_from(self, path: Path) -> None:
+        """Fine-tuning: the student's weights (strict) from ``path``, and a joint teacher's when
+        the file holds them (a run's ``last.pt``); optimisers, schedule and epochs start afresh."""
+        if not path.is_file():  # checked here, not in validate_config: a resumed run never reads it
+            raise ConfigError(
+                f"config value train.init_from={str(path)!r}: no such checkpoint file"
+            )
+        ckpt = ckpt_mod.load_weights_into(self.student, path)
+        teacher_state = (ckpt.get("resume") or {}).get("teacher_state_dict")
+        with_teacher = self.teacher_mode == "joint" and bool(teacher_state)
+        if with_teacher:
+            ckpt_mod.load_state_dict_checked(
+                self.teacher,
+                teacher_state,
+                source=f"{path} (teacher_state_dict)",
+                target=f"the joint teacher of model {self.cfg.model.name!r}",
+            )
+        self.log(
+            f"initialised from {path} (model {ckpt['model_name']!r}, epoch {ckpt.get('epoch')}"
+            + (", with its teacher)" if with_teacher else ")")
+        )
 
     def _payload(self, metrics: dict[str, Any], *, with_resume: bool) -> dict[str, Any]:
         return training_payload(
@@ -453,7 +480,7 @@ class _Run:
             for k, v in (st.history[-1].items() if st.history else {}.items())
             if k.startswith("val_")
         }
-        return {
+        result = {
             "run_dir": str(self.run_dir),
             "best_metrics": best_metrics,
             "final_metrics": final or {k: v for k, v in last_val.items()},
@@ -469,6 +496,27 @@ class _Run:
             "best_checkpoint": str(self.run_dir / "best.pt"),
             "last_checkpoint": str(self.run_dir / "last.pt"),
         }
+        if self.main and st.history:
+            self._write_summary(result)
+        for cb in self.callbacks:
+            cb.on_train_end(result)
+        return result
+
+    def _write_summary(self, result: dict[str, Any]) -> None:
+        """``summary.json`` (the run's outcome) and ``training_curves.png`` (from metrics.csv)."""
+        from medspikeformer.viz import plot_training_curves
+
+        def plain(value: Any) -> Any:  # NaN/inf are not JSON
+            if isinstance(value, float) and not math.isfinite(value):
+                return None
+            if isinstance(value, dict):
+                return {k: plain(v) for k, v in value.items()}
+            return value
+
+        keep = {k: v for k, v in result.items() if k != "is_main"}
+        summary = {"model": self.cfg.model.name, "dataset": self.cfg.data.dataset, **keep}
+        write_json(self.run_dir / "summary.json", plain(summary))
+        plot_training_curves(self.run_dir / "metrics.csv", self.run_dir / "training_curves.png")
 
     def close(self) -> None:
         if self.lock is not None:

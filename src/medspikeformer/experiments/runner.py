@@ -68,7 +68,7 @@ class ExperimentSpec:
         out: experiment folder.
         data_root: dataset root (``None`` for the synthetic set).
         recipe: recipe name/path merged over the dataset config (e.g. ``cpu-quick``).
-        config: dataset config name/path; default: ``configs/<dataset>.yaml`` when it exists.
+        config: dataset config name/path; default: the shipped ``<dataset>`` config when there is one.
         rows: row keys (``None``: all rows of the experiment).
         seeds: number of seeds per row.
         sets: extra ``key=value`` overrides applied to every row (same budget for all).
@@ -179,18 +179,6 @@ def pin_split(config, out: Path):
     return config
 
 
-# Options of the shared model section that carry over to every row of the MedSpikeFormer family
-# (same width, depth, timesteps, neuron); a row of another family (the U-Net) only gets the
-# input channel count, since "base_channels" means another thing there.
-_FOREIGN_FAMILY_OPTIONS = ("in_channels",)
-
-
-def _family(model: str) -> str:
-    from medspikeformer.models import model_info
-
-    return model_info(model).family
-
-
 def resolve_row_config(spec: ExperimentSpec, row: Row, seed_index: int, run_dir: Path, shared=None):
     """The full TrainConfig of ``row`` / seed ``seed_index``: the shared config + the row's switch.
 
@@ -204,15 +192,19 @@ def resolve_row_config(spec: ExperimentSpec, row: Row, seed_index: int, run_dir:
       the shared teacher mode (joint by default);
     * the seed becomes ``train.seed + seed_index``.
     """
-    from medspikeformer.engine.config import config_from_dict, config_to_dict, merge_dicts
+    from medspikeformer.engine.config import (
+        config_from_dict,
+        config_to_dict,
+        merge_dicts,
+        model_options_for,
+    )
     from medspikeformer.models import model_info
 
     shared = shared if shared is not None else base_config(spec)
     base = config_to_dict(shared)
     shared_model = dict(base.get("model") or {})
     shared_name = shared_model.pop("name", None)
-    if _family(row.model) != _family(shared_name or row.model):
-        shared_model = {k: v for k, v in shared_model.items() if k in _FOREIGN_FAMILY_OPTIONS}
+    shared_model = model_options_for(row.model, shared_name, shared_model)
     model = {"name": row.model, **shared_model, **dict(row.model_overrides)}
     data = dict(base)
     data["model"] = model

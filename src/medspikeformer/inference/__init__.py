@@ -3,6 +3,7 @@ resize, NIfTI), attention maps for ``explain`` and ONNX export (docs/inference.m
 
 from __future__ import annotations
 
+from medspikeformer.inference.context import load_context, load_pretrained
 from medspikeformer.inference.evaluate import EvalResult, evaluate, resolve_device
 from medspikeformer.inference.export import ExportReport, compare_onnx, export_onnx
 from medspikeformer.inference.predict import (
@@ -29,6 +30,8 @@ __all__ = [
     "expand_inputs",
     "export_onnx",
     "forward_probs",
+    "load_context",
+    "load_pretrained",
     "pad_to_multiple",
     "predict_mask_tiled",
     "predict_paths",

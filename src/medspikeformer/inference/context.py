@@ -24,14 +24,17 @@ import torch
 from torch import nn
 
 from medspikeformer.data.base import parse_size  # re-exported: the one size parser
+from medspikeformer.data.preprocessing import PreprocessingPolicy, training_policy
 from medspikeformer.engine.config import ModelConfig, TrainConfig, config_from_dict
 from medspikeformer.errors import CheckpointError, ConfigError
 
 __all__ = [
     "InferenceContext",
     "load_context",
+    "load_pretrained",
     "load_teacher",
     "parse_size",
+    "policy_warnings",
     "read_train_config",
 ]
 
@@ -84,6 +87,10 @@ class InferenceContext:
         config: the same as a typed :class:`TrainConfig` (defaults where nothing was saved).
         has_config: whether the checkpoint recorded a training config at all (else ``config``
             is all defaults and names no dataset of its own).
+        preprocessing: how training turned images into inputs (the checkpoint's
+            ``"preprocessing"``; for a checkpoint written before it was recorded, the training
+            rule of this package — whole images resized to ``data.size``).
+        preprocessing_recorded: whether the checkpoint recorded the policy itself.
     """
 
     model: nn.Module
@@ -94,6 +101,8 @@ class InferenceContext:
     train_config: dict[str, Any] = field(default_factory=dict)
     config: TrainConfig = field(default_factory=TrainConfig)
     has_config: bool = False
+    preprocessing: PreprocessingPolicy | None = None
+    preprocessing_recorded: bool = False
 
     @property
     def run_dir(self) -> Path | None:
@@ -132,7 +141,12 @@ def load_context(
     if not isinstance(train_config, dict):
         train_config = {}
     config = read_train_config(train_config, where=str(path))
-    raw_size = size if size is not None else config.data.size
+    recorded = ckpt.get("preprocessing")
+    if recorded is not None:
+        policy = PreprocessingPolicy.from_dict(recorded, where=str(path))
+    else:  # written before the policy was recorded: training always resized to data.size
+        policy = training_policy(config.data.size, model.in_channels)
+    raw_size = size if size is not None else policy.size
     train_size = parse_size(raw_size, where=f"{path}: training size")
     divisor = model.size_divisor
     if train_size[0] % divisor or train_size[1] % divisor:
@@ -149,7 +163,37 @@ def load_context(
         train_config=train_config,
         config=config,
         has_config=bool(train_config.get("data")),
+        preprocessing=policy,
+        preprocessing_recorded=recorded is not None,
     )
+
+
+def load_pretrained(path: str | Path, device: torch.device | str = "cpu") -> nn.Module:
+    """The trained model of the checkpoint at ``path``, in eval mode on ``device`` — the model
+    alone (``load_model`` returns ``(model, checkpoint)``; :func:`load_context` everything)."""
+    return load_context(path, device=device).model
+
+
+def policy_warnings(
+    policy: PreprocessingPolicy, *, mode: str | None, size: tuple[int, int] | None
+) -> list[str]:
+    """One message per user override (``--mode``, ``--size``; None = not given) that departs
+    from how the model was trained; empty when the overrides agree with ``policy``."""
+    trained = f"the model was trained on {policy.describe()}"
+    out = []
+    if mode is not None and mode != policy.mode:
+        what = (
+            "windows of the training size over each image at its own resolution"
+            if mode == "sliding"
+            else "each image resized whole to the training size"
+        )
+        out.append(f"{trained}; --mode {mode} runs {what} instead, so results may differ")
+    if size is not None and tuple(size) != tuple(policy.size):
+        out.append(
+            f"{trained}; --size {size[0]} {size[1]} feeds the model another scale, so results "
+            "may differ"
+        )
+    return out
 
 
 def load_teacher(

@@ -23,7 +23,10 @@ from torch.utils.data import DataLoader, Dataset
 
 from medspikeformer.inference.sliding import forward_probs
 from medspikeformer.models.base import SegmentationModel
-from medspikeformer.runtime import resolve_device  # re-exported: the public inference name
+from medspikeformer.runtime import (
+    progress_enabled,
+    resolve_device,  # re-exported: the public inference name
+)
 
 __all__ = ["GLOBAL_METRICS", "METRIC_LABELS", "EvalResult", "evaluate", "resolve_device"]
 
@@ -215,7 +218,7 @@ def evaluate(
     samples: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, str]] = []
     total = len(loader) if hasattr(loader, "__len__") else None
     iterator: Iterable[dict[str, Any]] = loader
-    if progress:
+    if progress_enabled(progress):
         from tqdm.auto import tqdm
 
         iterator = tqdm(loader, total=total, desc="evaluate", unit="batch", leave=False)

@@ -59,6 +59,7 @@ from medspikeformer.inference.sliding import (
     predict_mask_tiled,
 )
 from medspikeformer.precision import autocast
+from medspikeformer.runtime import progress_enabled
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
@@ -131,6 +132,36 @@ class Predictor:
             )
         self.model.eval()
 
+    @classmethod
+    def from_checkpoint(
+        cls,
+        path: str | Path,
+        *,
+        device: torch.device | str = "cpu",
+        size: Any = None,
+        **options: Any,
+    ) -> Predictor:
+        """A predictor for the checkpoint at ``path`` with what training used: its size,
+        channels, preprocessing mode (``ckpt["preprocessing"]``) and ``train.threshold``.
+
+        ``options`` are the other fields (``mode``, ``threshold``, ``tta_flip``, …) and win over
+        the checkpoint's; ``size`` (``H`` or ``(H, W)``) overrides the training size.
+        """
+        from medspikeformer.inference.context import load_context
+        from medspikeformer.runtime import resolve_device
+
+        device = resolve_device(device)
+        ctx = load_context(path, device=device, size=size)
+        options.setdefault("mode", ctx.preprocessing.mode)
+        options.setdefault("threshold", ctx.config.train.threshold)
+        return cls(
+            model=ctx.model,
+            train_size=ctx.train_size,
+            in_channels=ctx.in_channels,
+            device=device,
+            **options,
+        )
+
     # ------------------------------------------------------------------ memory guard
     def _channels(self) -> int:
         return max(3, self.in_channels)
@@ -195,7 +226,8 @@ class Predictor:
         height, width = image.shape[:2]
         if self.mode == "sliding":
             bar = None
-            if self.progress and max(height, width) > max(self.block, max(self.train_size)):
+            big = max(height, width) > max(self.block, max(self.train_size))
+            if big and progress_enabled(self.progress):
                 from tqdm.auto import tqdm
 
                 bar = tqdm(total=height * width, unit="px", unit_scale=True, leave=False)
@@ -436,7 +468,7 @@ def predict_paths(
         raise DataError(f"{out_dir}: output folder is not writable")
     stems = unique_stems(paths)
     iterator: Any = zip(paths, stems)
-    if progress:
+    if progress_enabled(progress):
         from tqdm.auto import tqdm
 
         iterator = tqdm(iterator, total=len(paths), desc="predict", unit="image")

@@ -20,7 +20,14 @@ import numpy as np
 
 from medspikeformer.viz.overlay import as_numpy, to_rgb_uint8
 
-__all__ = ["attention_figure", "channel_magnitude", "colorize", "heatmap_overlay", "normalize_map"]
+__all__ = [
+    "attention_figure",
+    "build_attention_figure",
+    "channel_magnitude",
+    "colorize",
+    "heatmap_overlay",
+    "normalize_map",
+]
 
 CELL_INCHES = 2.2
 DPI = 100
@@ -101,6 +108,38 @@ def attention_figure(
     Returns:
         The path written; the PNG is ``(1 + stages)·220`` × ``rows·220 (+30 with a title)`` pixels.
     """
+    fig = build_attention_figure(
+        image,
+        student_maps,
+        teacher_maps=teacher_maps,
+        student_label=student_label,
+        teacher_label=teacher_label,
+        title=title,
+        alpha=alpha,
+    )
+    out_png = Path(out_png)
+    out_png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out_png, dpi=DPI)
+    return out_png
+
+
+#: Label of the heatmaps' colour bar (each stage's map is min–max normalised on its own).
+COLORBAR_LABEL = "relative |attention| (per stage: 0 = min, 1 = max)"
+
+
+def build_attention_figure(
+    image: Any,
+    student_maps: Sequence[Any],
+    teacher_maps: Sequence[Any] | None = None,
+    student_label: str = "SNN (SDSA)",
+    teacher_label: str = "ANN teacher (SA)",
+    title: str | None = None,
+    alpha: float = 0.5,
+) -> Any:
+    """The matplotlib ``Figure`` that :func:`attention_figure` saves, with a colour bar of the
+    heatmap scale (:data:`COLORBAR_LABEL`) on the right."""
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
     from matplotlib.figure import Figure
 
     rgb = to_rgb_uint8(image)
@@ -116,9 +155,8 @@ def attention_figure(
     height = len(rows) * CELL_INCHES + title_in
     fig = Figure(figsize=((1 + n_stages) * CELL_INCHES, height), dpi=DPI)
     axes = fig.subplots(len(rows), 1 + n_stages, squeeze=False)
-    fig.subplots_adjust(
-        left=0.05, right=0.99, bottom=0.02, top=1.0 - (0.3 + title_in) / height, wspace=0.04
-    )
+    top = 1.0 - (0.3 + title_in) / height
+    fig.subplots_adjust(left=0.05, right=0.93, bottom=0.02, top=top, wspace=0.04)
     for r, (label, maps) in enumerate(rows):
         axes[r][0].imshow(rgb)
         axes[r][0].set_ylabel(label, fontsize=8)
@@ -135,7 +173,8 @@ def attention_figure(
             ax.set_yticks([])
     if title:
         fig.suptitle(title, fontsize=9)
-    out_png = Path(out_png)
-    out_png.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_png, dpi=DPI)
-    return out_png
+    cax = fig.add_axes((0.945, 0.06, 0.012, top - 0.12))
+    bar = fig.colorbar(ScalarMappable(norm=Normalize(0.0, 1.0), cmap="jet"), cax=cax)
+    bar.set_label(COLORBAR_LABEL, fontsize=6)
+    bar.ax.tick_params(labelsize=6)
+    return fig

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["as_numpy", "overlay", "to_mask", "to_rgb_uint8"]
+__all__ = ["MASK_COLOR", "as_numpy", "overlay", "to_mask", "to_rgb_uint8"]
 
 RGB = tuple[int, int, int]
 
@@ -77,10 +77,15 @@ def to_mask(mask: Any, threshold: float = 0.5) -> np.ndarray:
     return arr.astype(np.float32) >= threshold
 
 
+#: Mask colour of every overlay (predict's ``_overlay.png``, ``data show``): green, which stands out
+#: on the red/pink tissue of endoscopy, dermoscopy and H&E images where red would not.
+MASK_COLOR: RGB = (0, 255, 0)
+
+
 def overlay(
     image: Any,
     mask: Any,
-    color: RGB = (255, 64, 64),
+    color: RGB = MASK_COLOR,
     alpha: float = 0.4,
     contour: bool = True,
     contour_color: RGB | None = None,

@@ -56,8 +56,13 @@ class FolderSource(DatasetSource):
     def resolve_root(self, root: Path) -> Path:
         if not self._parts(root):
             i, m = self.opts["image_dir"], self.opts["mask_dir"]
+            found = sorted(p.name + "/" for p in root.iterdir() if p.is_dir())[:6]
+            holds = f"it holds {', '.join(found)}" if found else "it holds no folders"
             raise DataError(
-                f"{root}: expected {i}/ and {m}/ folders (or train/ and test/ holding them)"
+                f"{root}: expected {i}/ and {m}/ folders (or train/ and test/ holding them); "
+                f"{holds} — name yours with the options image_dir and mask_dir "
+                f"(e.g. --set data.options.image_dir=IMAGES --set data.options.mask_dir=MASKS; "
+                f"also mask_suffix, mask_ext, threshold: docs/data.md)"
             )
         return root
 
@@ -82,16 +87,44 @@ class FolderSource(DatasetSource):
             images = list_images(base / self.opts["image_dir"])
             masks = list_images(base / self.opts["mask_dir"], (*IMAGE_EXTENSIONS, ".gif"))
             prefix = f"{part}/" if part and len(parts) > 1 else ""
-            samples += pair_by_name(
+            found: list[str] = []
+            paired = pair_by_name(
                 images,
                 masks,
                 self._mask_names,
-                problems,
+                found,
                 base / self.opts["mask_dir"],
                 part,
                 prefix,
             )
+            if not paired and images and masks:
+                found.insert(0, self._suffix_hint(images, masks, base))
+            samples += paired
+            problems += found
         return ScanResult(samples, problems)
+
+    def _suffix_hint(self, images: list[Path], masks: list[Path], base: Path) -> str:
+        """Why no image found its mask, with the ``mask_suffix`` that would pair them."""
+        stems = {img.stem for img in images}
+        suffixes = {
+            m.stem[len(stem) :]
+            for m in masks
+            for stem in stems
+            if m.stem.startswith(stem) and m.stem != stem
+        }
+        example = masks[0].name
+        if len(suffixes) == 1:
+            (suffix,) = suffixes
+            return (
+                f"{base / self.opts['mask_dir']}: no image has a mask named like it (masks look "
+                f"like {example}); set the option mask_suffix={suffix} "
+                f"(--set data.options.mask_suffix={suffix})"
+            )
+        return (
+            f"{base / self.opts['mask_dir']}: no image has a mask named like it (masks look like "
+            f"{example}; expected <image stem>{self.opts['mask_suffix']}.<ext>); see the options "
+            "mask_suffix and mask_ext (--set data.options.mask_suffix=...)"
+        )
 
     def load(self, sample: Sample) -> tuple[np.ndarray, np.ndarray]:
         if self.opts["label_map"]:
