@@ -20,6 +20,7 @@ import torch
 from torch.utils.data import Dataset
 
 from medspikeformer.errors import ConfigError, DataError
+from medspikeformer.outputs import atomic_write_text
 
 from .io import to_model_input
 
@@ -269,7 +270,4 @@ class SegmentationDataset(Dataset):
 
     def save_split(self, path: str | Path) -> Path:
         """Write ``split_info`` as JSON (reusable as ``split_spec=path``)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.split_info, indent=1) + "\n")
-        return path
+        return atomic_write_text(path, json.dumps(self.split_info, indent=1) + "\n")
