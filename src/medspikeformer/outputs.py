@@ -4,9 +4,9 @@ Every file the tool writes (checkpoints, run files, split.json, predictions, ONN
 pictures) goes through this module:
 
 * :func:`atomic_write_bytes` / :func:`atomic_path` — the bytes go to a temporary file in the
-  target's folder (same name with a ``.<random>.tmp`` infix, the extension kept so that writers
-  that pick a format by it still work), which is flushed, fsync'ed and ``os.replace``-d over the
-  target, then the folder is fsync'ed. A full disk or a kill leaves the previous file (or none),
+  target's folder (``.<name>.<random>.tmp``: writers that pick a format by the extension must be
+  told the format), which is flushed, fsync'ed and ``os.replace``-d over the target, then the
+  folder is fsync'ed. A full disk or a kill leaves the previous file (or none),
   never a truncated one; the temp file is removed on error.
 * a target that is a symbolic link is refused (``os.replace`` would swap the link, a plain
   ``open`` would write through it to wherever it points);
@@ -81,18 +81,16 @@ def atomic_path(
 ) -> Iterator[Path]:
     """Yield a temporary path beside ``path`` to write to; on success it replaces ``path``.
 
-    For writers that take a file name (Pillow, nibabel, ONNX, matplotlib). On any exception the
+    For writers that take a file name (Pillow, ONNX, matplotlib; pass the format explicitly: the
+    temp name ends in ``.tmp``). On any exception the
     temp file is removed and ``path`` is left as it was; an ``OSError`` becomes ``error`` (one
     line naming ``path``).
     """
     path = check_output_target(path)
     directory = path.parent
-    suffix = "".join(path.suffixes[-2:]) if path.name.endswith(".nii.gz") else path.suffix
     try:
         directory.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(
-            prefix=f".{path.name}.", suffix=f".tmp{suffix}", dir=directory
-        )
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
         os.close(fd)
     except OSError as exc:
         raise error(f"{path}: cannot write there ({_describe(exc)})") from None
@@ -168,6 +166,17 @@ class OutputNames:
             return False
         return (st.st_dev, st.st_ino) in self._inodes
 
+    def check_not_input(self, path: str | os.PathLike[str], *, source: str | None = None) -> None:
+        """:class:`OutputError` when writing ``path`` would replace an input (or it is a link)."""
+        path = Path(path)
+        if self._is_input(path):
+            raise OutputError(
+                f"{path}: output would overwrite an input file"
+                + (f" (the result for {source})" if source else "")
+                + "; choose another output folder"
+            )
+        check_output_target(path)
+
     def claim(self, path: str | os.PathLike[str], *, source: str | None = None) -> Path:
         """The path to write for ``path``: itself, or with a ``-N`` suffix if this run already
         wrote one of that name (with a warning). An input there → :class:`OutputError`."""
@@ -177,12 +186,7 @@ class OutputNames:
         """Claim files that belong together (mask, probability map, overlay of one image) so that
         they share one suffix: the first free ``-N`` for all of them."""
         for p in paths:
-            if self._is_input(p):
-                raise OutputError(
-                    f"{p}: output would overwrite an input file"
-                    + (f" (while writing the result for {source})" if source else "")
-                    + "; choose another --out folder"
-                )
+            self.check_not_input(p, source=source)
         n = 1
         while True:
             names = [p if n == 1 else p.with_name(_with_index(p.name, n)) for p in paths]
