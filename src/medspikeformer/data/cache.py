@@ -17,6 +17,7 @@ import hashlib
 import json
 import os
 import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +41,9 @@ class ArrayCache:
         self.root = Path(root).expanduser() / "data"
         self.hits = 0
         self.misses = 0
+        #: Set at the first failed write: a cache that cannot be written (full disk, read-only or
+        #: misplaced folder) is a warning and the run goes on without it, never a crash.
+        self.disabled = False
 
     def key(self, source: DatasetSource, sample: Sample, size: tuple[int, int]) -> str:
         files = []
@@ -63,6 +67,8 @@ class ArrayCache:
     def get(
         self, source: DatasetSource, sample: Sample, size: tuple[int, int]
     ) -> tuple[np.ndarray, np.ndarray] | None:
+        if self.disabled:
+            return None
         try:
             path = self.path(source, sample, size)
         except OSError:
@@ -87,13 +93,30 @@ class ArrayCache:
         img: np.ndarray,
         mask: np.ndarray,
     ) -> None:
-        path = self.path(source, sample, size)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".npz")
+        if self.disabled:
+            return
+        try:
+            path = self.path(source, sample, size)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".npz")
+        except OSError as exc:
+            self._disable(exc)
+            return
         try:
             with os.fdopen(fd, "wb") as fh:
                 np.savez(fh, image=img, mask=mask)
             os.replace(tmp, path)
+        except OSError as exc:
+            Path(tmp).unlink(missing_ok=True)
+            self._disable(exc)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+
+    def _disable(self, exc: OSError) -> None:
+        self.disabled = True
+        warnings.warn(
+            f"{self.root}: cannot write the data cache ({exc.strerror or exc}); continuing "
+            "without it (set data.cache_dir to a writable folder, or false)",
+            stacklevel=3,
+        )
