@@ -152,6 +152,13 @@ def _verify_archive(path: Path) -> None:
     try:
         with zipfile.ZipFile(path) as zf:
             for info in zf.infolist():
+                if info.is_dir() or info.external_attr & 0x10:
+                    # torch's reader skips an entry flagged as a (DOS) directory and leaves the
+                    # tensor's memory uninitialised: found by the checkpoint fuzzer.
+                    raise CheckpointError(
+                        f"{path}: corrupt checkpoint (entry {info.filename!r} is flagged as a "
+                        "directory)"
+                    )
                 if info.compress_type != zipfile.ZIP_STORED:
                     raise CheckpointError(
                         f"{path}: entry {info.filename!r} is compressed; checkpoints written by "
