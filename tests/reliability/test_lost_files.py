@@ -209,3 +209,28 @@ def test_predict_reports_every_file_it_wrote(ckpt: Path, tmp_path: Path) -> None
     res = run_cli(["predict", ckpt, *imgs, tmp_path / "in2" / "a.png", "--out", out])
     assert res.returncode == 0, res.stderr
     assert len(list(out.glob("*.png"))) == 3
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="RLIMIT_FSIZE semantics checked on Linux")
+def test_train_on_a_full_disk_gives_one_line_and_no_partial_checkpoint(tmp_path: Path) -> None:
+    import yaml
+
+    run = tmp_path / "run"
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        yaml.safe_dump(
+            {
+                "model": {"name": "medspikeformer", "base_channels": 4, "num_units": 2,
+                          "timesteps": 2},
+                "data": {"dataset": "synthetic", "size": 32, "split_spec": "50/25/25",
+                         "augment": "none", "options": {"num_samples": 4}},
+                "train": {"epochs": 1, "batch_size": 2, "progress": False},
+            }
+        )
+    )  # fmt: skip
+    res = run_cli_with_file_size_limit(
+        ["train", "--config", cfg, "--out", run], max_bytes=16384
+    )  # the run's small files fit, a checkpoint does not
+    assert_user_error(res, "run")
+    assert not (run / "best.pt").exists() and not (run / "last.pt").exists()
+    assert _no_temp_files(run)
