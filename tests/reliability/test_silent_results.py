@@ -241,3 +241,16 @@ def test_checkpoint_with_nan_weights_is_refused(trained_ckpt: Path, tmp_path: Pa
     torch.save(ck, bad)
     with pytest.raises(CheckpointError, match=rf"nan\.pt.*{name}.*(NaN|finite)"):
         load_model(bad)
+
+
+def test_resume_refuses_nan_joint_teacher_weights(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    train(_tiny(run, epochs=1), log=_quiet)
+    ck = torch.load(run / "last.pt", map_location="cpu", weights_only=True)
+    teacher = ck["resume"]["teacher_state_dict"]
+    name = next(k for k, v in teacher.items() if v.is_floating_point() and v.numel() > 1)
+    teacher[name] = torch.full_like(teacher[name], float("nan"))
+    torch.save(ck, run / "last.pt")
+    cfg = _tiny(run, epochs=2)
+    with pytest.raises(CheckpointError, match=rf"last\.pt.*teacher_state_dict.*{name}"):
+        train(cfg, resume=run, log=_quiet)

@@ -53,6 +53,7 @@ __all__ = [
     "atomic_write_bytes",
     "build_payload",
     "check_state_dict_fits",
+    "check_tensors",
     "export_safetensors",
     "load_checkpoint",
     "load_model",
@@ -203,7 +204,7 @@ def _check_config_value(value: Any, where: str, depth: int = 0) -> str | None:
     return f"{where} is a {type(value).__name__}"
 
 
-def _check_state_dict(path: Path, state_dict: Mapping[str, Any], what: str) -> None:
+def check_tensors(path: Path, state_dict: Mapping[str, Any], what: str) -> None:
     """Every entry a tensor, every floating-point tensor finite."""
     for key, value in state_dict.items():
         if not isinstance(value, torch.Tensor):
@@ -263,7 +264,7 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     problem = _check_config_value(obj["model_config"], "model_config")
     if problem:
         raise CheckpointError(f"{path}: implausible checkpoint: {problem}")
-    _check_state_dict(path, obj["state_dict"], "state_dict")
+    check_tensors(path, obj["state_dict"], "state_dict")
     return obj
 
 

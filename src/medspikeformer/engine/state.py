@@ -207,6 +207,7 @@ def _restore(
     if step.teacher_mode == "joint":
         if res.get("teacher_state_dict") is None:
             raise CheckpointError(f"{path}: no joint-teacher state to resume from")
+        ckpt_mod.check_tensors(path, res["teacher_state_dict"], "resume.teacher_state_dict")
         step.teacher.load_state_dict(res["teacher_state_dict"])
         step.t_opt.load_state_dict(res["teacher_optimizer"])
     if step.scaler.is_enabled() and res.get("grad_scaler"):
