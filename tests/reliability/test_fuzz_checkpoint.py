@@ -113,6 +113,18 @@ def test_every_single_bit_flip_in_tensor_data_is_refused(tmp_path: Path) -> None
     assert log.outcomes["CheckpointError"] > 0
 
 
+def test_flips_in_the_zip_end_records_are_refused(tmp_path: Path) -> None:
+    """Every bit of the last 64 bytes (ZIP64 end record, locator, end of central directory): a
+    damaged "number of disks" field made ``zipfile.is_zipfile`` raise past the loader."""
+    log = FuzzLog("end records")
+    path = tmp_path / "end.pt"
+    for pos in range(len(SEED) - 64, len(SEED)):
+        for bit in range(8):
+            path.write_bytes(mutate(SEED, [("flip", pos, 1 << bit)]))
+            check_checkpoint(path, log)
+    assert log.outcomes["CheckpointError"] > 0
+
+
 def test_fuzz_checkpoint_loader_quick(tmp_path: Path, record_property: object) -> None:
     """Flipped/truncated checkpoints: CheckpointError or identical weights (quick variant)."""
     log = FuzzLog("checkpoint loader (quick)")

@@ -148,7 +148,11 @@ def _verify_archive(path: Path) -> None:
     ``torch.save`` stores entries uncompressed; a compressed entry would decompress to an unknown
     size, so it is refused rather than read.
     """
-    if not zipfile.is_zipfile(path):
+    try:
+        is_zip = zipfile.is_zipfile(path)
+    except zipfile.BadZipFile as exc:  # a damaged end record (found by the checkpoint fuzzer)
+        raise CheckpointError(f"{path}: corrupt checkpoint ({_one_line(exc)})") from None
+    if not is_zip:
         return
     try:
         with zipfile.ZipFile(path) as zf:
