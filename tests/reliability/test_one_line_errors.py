@@ -371,3 +371,13 @@ def test_only_one_process_takes_over_a_stale_lock(
     for lk in locks:
         lk.release()
     assert sorted(outcomes) == ["held", "refused"], outcomes
+
+
+def test_unknown_keys_of_any_kind_give_one_line(tmp_path: Path) -> None:
+    """Found by the config fuzzer: a key holding a newline split the error over two lines."""
+    for text in ['data: {"a\\nb": 1}\n', "data: {1: x, b: y}\n", "{null: 1}\n"]:
+        path = tmp_path / "k.yaml"
+        path.write_text(text)
+        with pytest.raises(ConfigError) as info:
+            load_config(path)
+        assert "\n" not in str(info.value), str(info.value)

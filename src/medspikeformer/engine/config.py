@@ -289,11 +289,13 @@ def _build(cls: type, data: Mapping[str, Any], where: str) -> Any:
         data = _model_section_to_dict(data)
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - names)
+    unknown = sorted((k for k in data if k not in names), key=str)  # keys may be any YAML type
     if unknown:
         prefix = f"{where}." if where else ""
+        key = unknown[0]
+        shown = key if isinstance(key, str) and key.isprintable() and key else repr(key)
         raise ConfigError(
-            f"unknown config key {prefix}{unknown[0]} (known in {where or 'top level'}: "
+            f"unknown config key {prefix}{shown} (known in {where or 'top level'}: "
             f"{', '.join(sorted(names))})"
         )
     kwargs = {}
