@@ -111,3 +111,49 @@ def run_main(args: list[object], capsys: object) -> CliResult:
         code = exc.code if isinstance(exc.code, int) else 2
     captured = capsys.readouterr()  # type: ignore[attr-defined]
     return CliResult(int(code), captured.out, captured.err)
+
+
+def run_cli_with_file_size_limit(args: list[object], max_bytes: int, **env: str) -> CliResult:
+    """``run_cli`` with writes beyond ``max_bytes`` per file failing (``RLIMIT_FSIZE``; SIGXFSZ
+    ignored, so ``write`` returns ``EFBIG``): a disk that fills up while an output is written,
+    for any user and without mounting anything."""
+    import resource
+    import signal
+
+    def limit() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (max_bytes, max_bytes))
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "medspikeformer", *map(str, args)],
+        env=cli_env(PYTHONDONTWRITEBYTECODE="1", **env),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        preexec_fn=limit,
+    )
+    return CliResult(proc.returncode, proc.stdout, proc.stderr)
+
+
+def run_cli_as_nobody(args: list[object], cwd: Path, **env: str) -> CliResult:
+    """``run_cli`` as user ``nobody`` (uid 65534), for whom a read-only folder really is read-only
+    (the tests run as root, who writes anywhere). Callers skip when not root."""
+
+    def drop() -> None:
+        os.setgid(65534)
+        os.setuid(65534)
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "medspikeformer", *map(str, args)],
+        cwd=cwd,
+        env=cli_env(
+            HOME=str(cwd), XDG_CACHE_HOME=str(cwd / ".cache"), MPLCONFIGDIR=str(cwd), **env
+        ),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        preexec_fn=drop,
+    )
+    return CliResult(proc.returncode, proc.stdout, proc.stderr)

@@ -10,7 +10,7 @@ sample. Hooks (all optional):
     ``ckpt NAME PHASE`` at each phase of each checkpoint write (see below).
 ``MSF_HOOK_PAUSE=NAME:K:PHASE``
     At the K-th write of checkpoint NAME (``last.pt``/``best.pt``), stop at PHASE and wait to be
-    killed. Phases of ``engine.checkpoint.atomic_write_bytes``, in order:
+    killed. Phases of the atomic writer (``medspikeformer.outputs``, used for checkpoints), in order:
     ``half-written`` (half of the bytes in the temp file, flushed), ``before-fsync`` (all bytes
     written and flushed), ``before-rename`` (fsync'ed, ``os.replace`` pending), ``after-rename``
     (target replaced, directory not yet fsync'ed).
@@ -72,6 +72,7 @@ def install() -> None:
     import torch
     from torch.optim.optimizer import register_optimizer_step_post_hook
 
+    from medspikeformer import outputs
     from medspikeformer.engine import checkpoint as ckpt
 
     def on_step(opt: torch.optim.Optimizer, *_: Any) -> None:
@@ -85,7 +86,11 @@ def install() -> None:
 
     real_atomic = ckpt.atomic_write_bytes
     real_fdopen, real_replace = os.fdopen, os.replace
-    real_fsync_dir = ckpt._fsync_dir
+    real_fsync_dir = outputs.fsync_dir
+    # The writer's frames: the bytes are written in outputs.atomic_write_bytes, the rename is done
+    # by the outputs.atomic_path context manager.
+    write_code = outputs.atomic_write_bytes.__code__
+    rename_code = outputs.atomic_path.__wrapped__.__code__
 
     class HalfPausingFile:
         """File wrapper: writes half of the first payload, flushes, then pauses if asked."""
@@ -116,17 +121,18 @@ def install() -> None:
 
     def fdopen(fd: int, *args: Any, **kwargs: Any) -> Any:
         fh = real_fdopen(fd, *args, **kwargs)
-        if _state["current"] is not None and sys._getframe(1).f_code is real_atomic.__code__:
+        if _state["current"] is not None and sys._getframe(1).f_code is write_code:
             return HalfPausingFile(fh)
         return fh
 
     def replace(src: Any, dst: Any, *args: Any, **kwargs: Any) -> None:
-        if _state["current"] is not None and sys._getframe(1).f_code is real_atomic.__code__:
+        if _state["current"] is not None and sys._getframe(1).f_code is rename_code:
             _maybe_pause("before-rename")
         real_replace(src, dst, *args, **kwargs)
 
     def fsync_dir(directory: Path) -> None:
-        _maybe_pause("after-rename")
+        if _state["current"] is not None:
+            _maybe_pause("after-rename")
         real_fsync_dir(directory)
 
     def atomic_write_bytes(path: Any, data: bytes) -> None:
@@ -147,7 +153,7 @@ def install() -> None:
         return None
 
     os.fdopen, os.replace = fdopen, replace  # type: ignore[assignment]
-    ckpt._fsync_dir = fsync_dir
+    outputs.fsync_dir = fsync_dir
     # save_checkpoint looks the writer up in the module's globals at call time.
     ckpt.atomic_write_bytes = atomic_write_bytes
 

@@ -3,7 +3,8 @@ subpackages import each other without a cycle.
 
 The layers, lowest first (docs/development.md draws the same diagram)::
 
-    errors, runtime, precision     rank 0  helpers with no package dependency; anyone may import
+    errors, runtime, precision,    rank 0  helpers with no package dependency; anyone may import
+      outputs
     neurons                        rank 1
     layers                         rank 2  spike-saving conv, ConvBN, SpikeConv, [T, B] helpers
     attention                      rank 3
@@ -39,6 +40,7 @@ RANKS: dict[str, int] = {
     "errors": 0,
     "runtime": 0,
     "precision": 0,
+    "outputs": 0,
     "neurons": 1,
     "layers": 2,
     "attention": 3,

@@ -10,6 +10,7 @@ import argparse
 import importlib
 import pkgutil
 import sys
+import warnings
 from collections.abc import Sequence
 
 from medspikeformer import __version__
@@ -62,6 +63,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from medspikeformer.runtime import apply_requested_settings
 
     apply_requested_settings()  # MEDSPIKEFORMER_MALLOC=reuse: keep freed blocks (speed, memory)
+    saved_format = warnings.formatwarning
+    warnings.formatwarning = _format_warning
     try:
         result = args.func(args)
     except UserError as exc:
@@ -70,7 +73,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    finally:
+        warnings.formatwarning = saved_format
     return int(result or 0)
+
+
+def _format_warning(
+    message: Warning | str, category: type[Warning], *_: object, **__: object
+) -> str:
+    """Warnings to the user as ``warning: …`` lines (no source file and line of code)."""
+    return f"warning: {message}\n"
 
 
 if __name__ == "__main__":  # pragma: no cover

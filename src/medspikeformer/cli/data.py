@@ -176,8 +176,13 @@ def _show(args: argparse.Namespace, options: dict[str, Any]) -> int:
     if args.colors:
         picture = picture.quantize(colors=args.colors, dither=Image.Dither.NONE)
     try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        picture.save(out, optimize=True)
+        from medspikeformer.outputs import atomic_path
+
+        fmt = Image.registered_extensions().get(out.suffix.lower())
+        if fmt is None:
+            raise ValueError(f"unknown picture extension {out.suffix!r}")
+        with atomic_path(out) as tmp:
+            picture.save(tmp, format=fmt, optimize=True)
     except (OSError, ValueError) as exc:  # not writable / a file in the way / unknown extension
         from medspikeformer.errors import ConfigError
 

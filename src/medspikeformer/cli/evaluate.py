@@ -77,6 +77,10 @@ def run(args: argparse.Namespace) -> int:
     from medspikeformer.inference.evaluate import GLOBAL_METRICS, MEAN_METRICS, METRIC_LABELS
     from medspikeformer.viz import qualitative_grid
 
+    if args.batch_size < 1:
+        raise ConfigError(f"--batch-size {args.batch_size}: must be at least 1")
+    if args.num_workers < 0:
+        raise ConfigError(f"--num-workers {args.num_workers}: must be >= 0")
     console = Console(stderr=True, markup=False, highlight=False, soft_wrap=True)
     device = resolve_device(args.device)
     ctx = load_context(args.checkpoint, device=device, size=args.size)

@@ -59,6 +59,12 @@ def register(subparsers: Any) -> None:
         help="override any config value, e.g. --set optim.lr=3e-4 --set teacher.align.stages=[2,3]",
     )
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from last.pt")
+    p.add_argument(
+        "--resume-force",
+        action="store_true",
+        help="resume although RUN_DIR/config.yaml was edited or the data changed (the saved "
+        "split.json is kept)",
+    )
     p.add_argument("--epochs", type=int)
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float)
@@ -151,7 +157,9 @@ def run(args: argparse.Namespace) -> int:
     else:
         config = load_config(args.config, recipe=args.recipe, overrides=overrides, sets=args.sets)
     validate_config(config)
-    result = train(config, resume=args.resume)
+    if args.resume_force and not args.resume:
+        raise ConfigError("--resume-force needs --resume RUN_DIR")
+    result = train(config, resume=args.resume, resume_force=args.resume_force)
     if not result.get("is_main", True):
         return 0
     best = result["best_metrics"]

@@ -20,6 +20,7 @@ import torch
 from torch.utils.data import Dataset
 
 from medspikeformer.errors import ConfigError, DataError
+from medspikeformer.outputs import atomic_write_text
 
 from .io import to_model_input
 
@@ -142,6 +143,10 @@ def check_nonempty_file(path: Path, problems: list[str]) -> bool:
     return True
 
 
+#: Largest network input side :func:`parse_size` accepts.
+MAX_SIDE = 16384
+
+
 def parse_size(size: Any, where: str = "size") -> tuple[int, int]:
     """The one image-size parser: ``256``, ``[256]``, ``(H, W)`` or ``"H,W"``/``"HxW"`` →
     ``(H, W)``; anything else, or a non-positive size → ``ConfigError`` naming ``where``."""
@@ -151,7 +156,7 @@ def parse_size(size: Any, where: str = "size") -> tuple[int, int]:
         size = [size]
     try:
         values = [int(s) for s in size]
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise ConfigError(f"{where}: expected H or (H, W), got {size!r}") from None
     if len(values) == 1:
         values = values * 2
@@ -159,6 +164,11 @@ def parse_size(size: Any, where: str = "size") -> tuple[int, int]:
         raise ConfigError(f"{where}: expected H or (H, W), got {size!r}")
     if min(values) <= 0:
         raise ConfigError(f"{where} must be positive, got {size!r}")
+    if max(values) > MAX_SIDE:
+        raise ConfigError(
+            f"{where} {size!r} is too large (at most {MAX_SIDE} per side: a network input that "
+            "big does not fit in memory; large images are predicted in sliding windows)"
+        )
     return values[0], values[1]
 
 
@@ -291,7 +301,4 @@ class SegmentationDataset(Dataset):
 
     def save_split(self, path: str | Path) -> Path:
         """Write ``split_info`` as JSON (reusable as ``split_spec=path``)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.split_info, indent=1) + "\n")
-        return path
+        return atomic_write_text(path, json.dumps(self.split_info, indent=1) + "\n")

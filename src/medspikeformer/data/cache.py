@@ -17,6 +17,7 @@ import hashlib
 import json
 import os
 import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +41,9 @@ class ArrayCache:
         self.root = Path(root).expanduser() / "data"
         self.hits = 0
         self.misses = 0
+        #: Set at the first failed write: a cache that cannot be written (full disk, read-only or
+        #: misplaced folder) is a warning and the run goes on without it, never a crash.
+        self.disabled = False
 
     def key(
         self,
@@ -83,6 +87,8 @@ class ArrayCache:
         size: tuple[int, int],
         label_map: bool = False,
     ) -> tuple[np.ndarray, np.ndarray] | None:
+        if self.disabled:
+            return None
         try:
             path = self.path(source, sample, size, label_map)
         except OSError:
@@ -108,13 +114,30 @@ class ArrayCache:
         mask: np.ndarray,
         label_map: bool = False,
     ) -> None:
-        path = self.path(source, sample, size, label_map)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".npz")
+        if self.disabled:
+            return
+        try:
+            path = self.path(source, sample, size, label_map)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".npz")
+        except OSError as exc:
+            self._disable(exc)
+            return
         try:
             with os.fdopen(fd, "wb") as fh:
                 np.savez(fh, image=img, mask=mask)
             os.replace(tmp, path)
+        except OSError as exc:
+            Path(tmp).unlink(missing_ok=True)
+            self._disable(exc)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+
+    def _disable(self, exc: OSError) -> None:
+        self.disabled = True
+        warnings.warn(
+            f"{self.root}: cannot write the data cache ({exc.strerror or exc}); continuing "
+            "without it (set data.cache_dir to a writable folder, or false)",
+            stacklevel=3,
+        )

@@ -88,6 +88,12 @@ def read_image(path: str | Path) -> np.ndarray:
     Raises ``DataError`` naming the file for missing, empty, truncated or unsupported files.
     """
     path = Path(path)
+    return np.ascontiguousarray(_to_uint8(_decode(path), path))
+
+
+def _decode(path: Path) -> np.ndarray:
+    """The decoded pixels before any 16 → 8 bit scaling: ``[H,W]`` or ``[H,W,3]``, uint8,
+    uint16 or bool."""
     _check_file(path)
     suffix = path.suffix.lower()
     try:
@@ -135,8 +141,7 @@ def read_image(path: str | Path) -> np.ndarray:
     except Exception as exc:  # decoder errors: truncated, corrupt, unknown format
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise DataError(f"{path}: unreadable image ({msg})") from None
-    arr = _normalise_layout(np.asarray(arr), path)
-    return np.ascontiguousarray(_to_uint8(arr, path))
+    return _normalise_layout(np.asarray(arr), path)
 
 
 def to_grey(img: np.ndarray) -> np.ndarray:
@@ -150,12 +155,15 @@ def to_grey(img: np.ndarray) -> np.ndarray:
 def read_mask(path: str | Path, threshold: int = 127) -> np.ndarray:
     """Decode a mask file to a boolean ``[H,W]`` array: foreground where grey value > threshold.
 
-    Masks stored as 0/1 (rather than 0/255) are recognised and kept as they are.
+    Masks stored as 0/1 (rather than 0/255) are recognised and kept as they are — at 8 and at 16
+    bit: the 0/1 check looks at the stored values, before 16-bit masks are scaled to 8 bit (which
+    would turn a 16-bit 1 into 0 and the mask into an empty one).
     """
-    arr = to_grey(read_image(path))
-    if arr.max() <= 1:
-        return arr > 0
-    return arr > threshold
+    path = Path(path)
+    raw = _decode(path)
+    if raw.max() <= 1:
+        return (raw if raw.ndim == 2 else raw.max(axis=-1)) > 0
+    return to_grey(_to_uint8(raw, path)) > threshold
 
 
 def read_label_map(path: str | Path) -> np.ndarray:

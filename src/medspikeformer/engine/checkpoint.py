@@ -16,6 +16,12 @@ Payload (``format_version`` 1)::
                  "rng", "data_order", "early_stopping", "history", ...},
     }
 
+Loading checks the file's integrity before anything is built from it: every zip entry's CRC-32
+(a flipped bit in tensor data once loaded silently), entries stored uncompressed (as ``torch.save``
+writes them: no zip bomb), a bounded ``model_config``, a state_dict of finite tensors only, and the
+model built on the ``meta`` device (no memory) and compared shape by shape before it is built for
+real — a hostile ``model_config`` (``base_channels: 2048``) cannot exhaust memory first.
+
 Writes are atomic: the payload goes to a temporary file in the same directory, which is flushed,
 fsync'ed and then ``os.replace``-d over the target (and the directory is fsync'ed), so a crash or a
 kill during a write leaves the previous checkpoint intact.
@@ -23,11 +29,9 @@ kill during a write leaves the previous checkpoint intact.
 
 from __future__ import annotations
 
-import contextlib
 import io
 import os
 import pickle
-import tempfile
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -36,6 +40,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from medspikeformer import outputs
 from medspikeformer.errors import CheckpointError
 
 CHECKPOINT_FORMAT = "medspikeformer-checkpoint"
@@ -47,6 +52,8 @@ __all__ = [
     "CHECKPOINT_FORMAT_VERSION",
     "atomic_write_bytes",
     "build_payload",
+    "check_state_dict_fits",
+    "check_tensors",
     "export_safetensors",
     "load_checkpoint",
     "load_model",
@@ -54,40 +61,11 @@ __all__ = [
 ]
 
 
-def _fsync_dir(directory: Path) -> None:
-    """fsync a directory so that a rename inside it survives a power cut (no-op where unsupported)."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        with contextlib.suppress(OSError):  # some filesystems cannot fsync a directory
-            os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically: temp file in the same dir → fsync → ``os.replace``."""
-    path = Path(path)
-    directory = path.parent
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
-    except OSError as exc:
-        raise CheckpointError(f"{path}: cannot write there ({exc.strerror or exc})") from exc
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            os.fchmod(fh.fileno(), 0o644)  # mkstemp creates 0600; checkpoints are shareable files
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp_name)
-        raise
-    _fsync_dir(directory)
+    """Write ``data`` to ``path`` atomically (:func:`medspikeformer.outputs.atomic_write_bytes`:
+    temp file in the same dir → fsync → ``os.replace``, never through a link); an ``OSError`` is a
+    one-line ``CheckpointError``."""
+    outputs.atomic_write_bytes(path, data, error=CheckpointError)
 
 
 def build_payload(
@@ -158,6 +136,94 @@ def _one_line(exc: BaseException) -> str:
     return text[0] if text else type(exc).__name__
 
 
+#: Bounds of a checkpoint's ``model_config``: keys, nesting depth and string length.
+MAX_CONFIG_KEYS = 64
+MAX_CONFIG_DEPTH = 4
+MAX_CONFIG_STRING = 1024
+
+
+def _verify_archive(path: Path) -> None:
+    """CRC-check every entry of a zip-format checkpoint (legacy files pass through unchanged).
+
+    ``torch.save`` stores entries uncompressed; a compressed entry would decompress to an unknown
+    size, so it is refused rather than read.
+    """
+    try:
+        is_zip = zipfile.is_zipfile(path)
+    except zipfile.BadZipFile as exc:  # a damaged end record (found by the checkpoint fuzzer)
+        raise CheckpointError(f"{path}: corrupt checkpoint ({_one_line(exc)})") from None
+    if not is_zip:
+        return
+    try:
+        with zipfile.ZipFile(path) as zf:
+            for info in zf.infolist():
+                if info.is_dir() or info.external_attr & 0x10:
+                    # torch's reader skips an entry flagged as a (DOS) directory and leaves the
+                    # tensor's memory uninitialised: found by the checkpoint fuzzer.
+                    raise CheckpointError(
+                        f"{path}: corrupt checkpoint (entry {info.filename!r} is flagged as a "
+                        "directory)"
+                    )
+                if info.compress_type != zipfile.ZIP_STORED:
+                    raise CheckpointError(
+                        f"{path}: entry {info.filename!r} is compressed; checkpoints written by "
+                        "torch.save never are (refused: its size is unbounded)"
+                    )
+                with zf.open(info) as fh:  # reading to the end checks the CRC-32
+                    while fh.read(1 << 20):
+                        pass
+    except CheckpointError:
+        raise
+    except zipfile.BadZipFile as exc:
+        raise CheckpointError(
+            f"{path}: corrupt checkpoint (CRC check failed: {_one_line(exc)})"
+        ) from None
+    except (OSError, RuntimeError, ValueError, EOFError) as exc:
+        raise CheckpointError(f"{path}: corrupt checkpoint ({_one_line(exc)})") from None
+
+
+def _check_config_value(value: Any, where: str, depth: int = 0) -> str | None:
+    """Why ``value`` is not a small JSON-like config value, or None when it is."""
+    if depth > MAX_CONFIG_DEPTH:
+        return f"{where} is nested deeper than {MAX_CONFIG_DEPTH} levels"
+    if value is None or isinstance(value, (bool, int, float)):
+        return None
+    if isinstance(value, str):
+        return (
+            f"{where} is a string of {len(value)} characters"
+            if len(value) > MAX_CONFIG_STRING
+            else None
+        )
+    if isinstance(value, (list, tuple, dict)):
+        if len(value) > MAX_CONFIG_KEYS:
+            return f"{where} holds {len(value)} items (at most {MAX_CONFIG_KEYS})"
+        items = value.items() if isinstance(value, dict) else enumerate(value)
+        for key, item in items:
+            if isinstance(value, dict) and not isinstance(key, str):
+                return f"{where} has a non-string key {key!r}"
+            problem = _check_config_value(item, f"{where}.{key}", depth + 1)
+            if problem:
+                return problem
+        return None
+    return f"{where} is a {type(value).__name__}"
+
+
+def check_tensors(path: Path, state_dict: Mapping[str, Any], what: str) -> None:
+    """Every entry a tensor, every floating-point tensor finite."""
+    for key, value in state_dict.items():
+        if not isinstance(value, torch.Tensor):
+            raise CheckpointError(
+                f"{path}: {what} entry {key!r} is a {type(value).__name__}, not a tensor"
+            )
+        if (value.is_floating_point() or value.is_complex()) and not bool(
+            torch.isfinite(value).all()
+        ):
+            raise CheckpointError(
+                f"{path}: {what} entry {key!r} holds NaN or infinite values (corrupt or diverged "
+                "weights); refusing to load them"
+            )
+
+
 def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Load a checkpoint dict from ``path`` safely (``weights_only=True``, tensors on CPU).
 
@@ -170,6 +236,7 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise CheckpointError(f"{path}: checkpoint file not found")
     if path.is_dir():
         raise CheckpointError(f"{path}: is a directory, not a checkpoint file")
+    _verify_archive(path)
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -198,6 +265,10 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise CheckpointError(f"{path}: checkpoint lacks {', '.join(missing)}")
     if not isinstance(obj["state_dict"], dict) or not isinstance(obj["model_config"], dict):
         raise CheckpointError(f"{path}: checkpoint's state_dict or model_config is not a dict")
+    problem = _check_config_value(obj["model_config"], "model_config")
+    if problem:
+        raise CheckpointError(f"{path}: implausible checkpoint: {problem}")
+    check_tensors(path, obj["state_dict"], "state_dict")
     return obj
 
 
@@ -208,7 +279,18 @@ def load_state_dict_checked(
 
     ``source`` names where the weights come from (file + model), ``target`` the receiving model.
     """
-    own = model.state_dict()
+    check_state_dict_fits(model.state_dict(), state_dict, source=source, target=target)
+    model.load_state_dict(state_dict, strict=True)
+
+
+def check_state_dict_fits(
+    own: Mapping[str, torch.Tensor],
+    state_dict: Mapping[str, torch.Tensor],
+    *,
+    source: str,
+    target: str,
+) -> None:
+    """CheckpointError naming missing, unexpected and other-shaped entries (``own`` may be meta)."""
     missing = [k for k in own if k not in state_dict]
     unexpected = [k for k in state_dict if k not in own]
     shape = [
@@ -225,7 +307,6 @@ def load_state_dict_checked(
         if shape:
             parts.append(f"{len(shape)} of other shape (e.g. {shape[0]})")
         raise CheckpointError(f"{source} does not fit {target}: parameters {'; '.join(parts)}")
-    model.load_state_dict(state_dict, strict=True)
 
 
 def load_model(
@@ -249,14 +330,29 @@ def load_model(
         raise CheckpointError(
             f"{path}: checkpoint holds model {name!r}, but {expected_model!r} was asked for"
         )
-    try:
-        model = create_model(name, **ckpt["model_config"])
-    except ConfigError as exc:
-        raise CheckpointError(f"{path}: cannot rebuild model {name!r}: {exc}") from None
-    except TypeError as exc:
-        raise CheckpointError(
-            f"{path}: model config does not fit model {name!r}: {_one_line(exc)}"
-        ) from None
+
+    def build() -> nn.Module:
+        try:
+            return create_model(name, **ckpt["model_config"])
+        except ConfigError as exc:
+            raise CheckpointError(f"{path}: cannot rebuild model {name!r}: {exc}") from None
+        except (TypeError, ValueError) as exc:
+            raise CheckpointError(
+                f"{path}: model config does not fit model {name!r}: {_one_line(exc)}"
+            ) from None
+
+    # First without memory (meta tensors): a config asking for a huge model must not be built
+    # before its shapes are compared with the weights actually in the file.
+    with torch.device("meta"):
+        skeleton = build()
+    check_state_dict_fits(
+        skeleton.state_dict(),
+        ckpt["state_dict"],
+        source=f"{path} (model {name!r})",
+        target=f"model {name!r} built from its config",
+    )
+    del skeleton
+    model = build()
     load_state_dict_checked(
         model,
         ckpt["state_dict"],

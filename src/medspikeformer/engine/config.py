@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import math
 import types
 import typing
 from collections.abc import Iterable, Mapping
@@ -250,7 +251,10 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
     if origin is list:
         (item_tp,) = typing.get_args(inner) or (Any,)
         if isinstance(value, str):
-            value = yaml.safe_load(value)
+            try:
+                value = safe_yaml_load(value)
+            except (yaml.YAMLError, RecursionError):
+                raise ConfigError(f"config value {where} must be a list, got {value!r}") from None
         if isinstance(value, tuple):
             value = list(value)
         if not isinstance(value, list):
@@ -301,11 +305,13 @@ def _build(cls: type, data: Mapping[str, Any], where: str) -> Any:
         data = _model_section_to_dict(data)
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - names)
+    unknown = sorted((k for k in data if k not in names), key=str)  # keys may be any YAML type
     if unknown:
         prefix = f"{where}." if where else ""
+        key = unknown[0]
+        shown = key if isinstance(key, str) and key.isprintable() and key else repr(key)
         raise ConfigError(
-            f"unknown config key {prefix}{unknown[0]} (known in {where or 'top level'}: "
+            f"unknown config key {prefix}{shown} (known in {where or 'top level'}: "
             f"{', '.join(sorted(names))})"
         )
     kwargs = {}
@@ -348,19 +354,64 @@ def find_config_file(name_or_path: str | Path, kind: str = "config") -> Path:
     )
 
 
+#: A config file larger than this is refused unread (configs are a few kB).
+MAX_CONFIG_BYTES = 1 << 20
+
+
+class _NoAliasLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses aliases (``*name``): a few hundred bytes of nested aliases
+    expand to gigabytes ("billion laughs"), and no config needs them."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.composer.ComposerError(
+                None,
+                None,
+                f"YAML alias *{event.anchor} is not allowed in a config",
+                event.start_mark,
+            )
+        return super().compose_node(parent, index)
+
+
+def safe_yaml_load(text: str) -> Any:
+    """``yaml.safe_load`` without aliases (:class:`_NoAliasLoader`); raises ``yaml.YAMLError``."""
+    loader = _NoAliasLoader(text)
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
+
+
 def read_yaml(path: str | Path) -> dict[str, Any]:
-    """Read a YAML mapping; a missing/malformed file → ConfigError naming it."""
+    """Read a YAML mapping; a missing, oversized, non-UTF-8 or malformed file, or one using YAML
+    aliases → ConfigError naming it."""
     path = Path(path)
     try:
-        text = path.read_text()
+        if path.stat().st_size > MAX_CONFIG_BYTES:
+            raise ConfigError(
+                f"{path}: config file of {path.stat().st_size} bytes is larger than "
+                f"{MAX_CONFIG_BYTES} bytes"
+            )
+        raw = path.read_bytes()
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read config ({exc.strerror or exc})") from None
     try:
-        data = yaml.safe_load(text)
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{path}: config is not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start})"
+        ) from None
+    try:
+        data = safe_yaml_load(text)
     except yaml.YAMLError as exc:
         line = getattr(getattr(exc, "problem_mark", None), "line", None)
         where = f" at line {line + 1}" if line is not None else ""
-        raise ConfigError(f"{path}: malformed YAML{where}") from None
+        problem = getattr(exc, "problem", None)
+        detail = f": {problem}" if problem and "alias" in str(problem) else ""
+        raise ConfigError(f"{path}: malformed YAML{where}{detail}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: YAML nested too deeply") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -377,8 +428,8 @@ def parse_set_option(text: str) -> dict[str, Any]:
     if not key or any(not part for part in key.split(".")):
         raise ConfigError(f"--set {text!r}: empty key")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else None
-    except yaml.YAMLError:
+        value = safe_yaml_load(raw) if raw.strip() else None
+    except (yaml.YAMLError, RecursionError):
         value = raw
     # YAML 1.1 reads 1e-4 as a string; numbers are coerced by field type later.
     out: dict[str, Any] = {}
@@ -505,6 +556,7 @@ def validate_config(config: TrainConfig, *, check_model: bool = True) -> None:
             f"config value train.device={t.device!r} is not auto, cpu, cuda[:N] or mps"
         )
     _check_loggers(t.loggers)
+    _check_finite(config)
     o = config.optim
     _choice(o.name, _OPTIMS, "optim.name")
     if o.lr <= 0:
@@ -513,6 +565,8 @@ def validate_config(config: TrainConfig, *, check_model: bool = True) -> None:
         raise ConfigError(f"config value optim.weight_decay={o.weight_decay} must be >= 0")
     if len(o.betas) != 2:
         raise ConfigError(f"config value optim.betas={o.betas} must hold two numbers")
+    if not all(0.0 <= b < 1.0 for b in o.betas):
+        raise ConfigError(f"config value optim.betas={list(o.betas)} must lie in [0, 1)")
     if o.grad_clip is not None and o.grad_clip <= 0:
         raise ConfigError(f"config value optim.grad_clip={o.grad_clip} must be positive or null")
     s = config.scheduler
@@ -540,6 +594,11 @@ def validate_config(config: TrainConfig, *, check_model: bool = True) -> None:
     d = config.data
     if d.size < 8:
         raise ConfigError(f"config value data.size={d.size} is too small (at least 8)")
+    if d.size > MAX_TRAIN_SIZE:
+        raise ConfigError(
+            f"config value data.size={d.size} is too large (at most {MAX_TRAIN_SIZE}; train on "
+            "crops or resized images, predict large ones with sliding windows)"
+        )
     if d.num_workers < 0:
         raise ConfigError(f"config value data.num_workers={d.num_workers} must be >= 0")
     if d.in_channels is not None and d.in_channels not in (1, 3):
@@ -564,6 +623,27 @@ def _check_loggers(names: list[str]) -> None:
             f"config value train.loggers: unknown logger {unknown[0]!r} "
             f"(known: {', '.join(list_loggers())})"
         )
+
+
+#: Largest training image side: one 8-image batch of the paper model at 4096² already needs
+#: hundreds of GB of activations.
+MAX_TRAIN_SIZE = 4096
+
+
+def _check_finite(config: TrainConfig) -> None:
+    """Every float of the config finite (``.nan`` / ``.inf`` pass ``lr <= 0``-style checks)."""
+    for section in dataclasses.fields(config):
+        value = getattr(config, section.name)
+        if not dataclasses.is_dataclass(value):
+            continue
+        for f in dataclasses.fields(value):
+            item = getattr(value, f.name)
+            items = item if isinstance(item, (list, tuple)) else [item]
+            for x in items:
+                if isinstance(x, float) and not math.isfinite(x):
+                    raise ConfigError(
+                        f"config value {section.name}.{f.name}={item!r} must be a finite number"
+                    )
 
 
 def _check_dataset_name(name: str) -> None:

@@ -18,6 +18,8 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import Sampler
 
+from medspikeformer.errors import ConfigError
+
 __all__ = [
     "DistInfo",
     "ShardSampler",
@@ -48,13 +50,50 @@ class DistInfo:
         return self.rank == 0
 
 
+def _env_int(name: str, default: str | None) -> int:
+    raw = os.environ.get(name, default)
+    if raw is None:
+        raise ConfigError(
+            f"environment: WORLD_SIZE is {os.environ.get('WORLD_SIZE')} but {name} is not set "
+            "(start data-parallel runs with torchrun, which sets RANK, LOCAL_RANK and the master "
+            "address)"
+        )
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigError(f"environment: {name}={raw!r} is not an integer") from None
+
+
+def distributed_env() -> tuple[int, int, int]:
+    """``(WORLD_SIZE, RANK, LOCAL_RANK)`` from torchrun's environment, checked: integers,
+    ``0 <= RANK < WORLD_SIZE`` (a rank outside would wait forever for peers that never come)
+    and the master address set; otherwise a one-line ConfigError naming the variable."""
+    world = _env_int("WORLD_SIZE", "1")
+    if world < 1:
+        raise ConfigError(f"environment: WORLD_SIZE={world} must be at least 1")
+    if world == 1:
+        return 1, 0, 0
+    rank = _env_int("RANK", None)
+    local_rank = _env_int("LOCAL_RANK", "0")
+    if not 0 <= rank < world:
+        raise ConfigError(
+            f"environment: RANK={rank} must lie in 0…{world - 1} (WORLD_SIZE={world})"
+        )
+    if local_rank < 0:
+        raise ConfigError(f"environment: LOCAL_RANK={local_rank} must not be negative")
+    for name in ("MASTER_ADDR", "MASTER_PORT"):
+        if not os.environ.get(name):
+            raise ConfigError(
+                f"environment: WORLD_SIZE={world} but {name} is not set (use torchrun)"
+            )
+    return world, rank, local_rank
+
+
 def init_distributed(device_type: str) -> DistInfo:
     """Join the process group described by torchrun's environment (no-op when WORLD_SIZE ≤ 1)."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
+    world, rank, local_rank = distributed_env()
     if world <= 1:
         return DistInfo()
-    rank = int(os.environ["RANK"])
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     if dist.is_initialized():
         return DistInfo(dist.get_rank(), dist.get_world_size(), local_rank, False)
     backend = "nccl" if device_type == "cuda" else "gloo"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -9,7 +10,7 @@ from torch import nn
 
 from medspikeformer.engine.config import TrainConfig
 
-__all__ = ["build_optimizer", "build_scheduler", "fused_ok", "grad_norm"]
+__all__ = ["build_optimizer", "build_scheduler", "fused_ok", "grad_norm", "replan_cosine"]
 
 
 def fused_ok(params: list[torch.Tensor]) -> bool:
@@ -53,6 +54,30 @@ def build_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig) -> Any:
             opt, T_max=cfg.train.epochs, eta_min=s.min_lr
         )
     return None
+
+
+def replan_cosine(sched: Any, total_epochs: int, done_epochs: int) -> bool:
+    """Re-plan a resumed cosine schedule over a changed number of epochs; True if it changed.
+
+    A run extended on resume (``--epochs`` larger than planned) would otherwise go on with the old
+    ``T_max``: past it, ``CosineAnnealingLR`` climbs back up (0 → 1.5e-3 → 3e-3). Instead the
+    remaining epochs follow the cosine of a run planned for ``total_epochs`` from the start:
+    epoch ``e`` (1-based) runs at ``eta_min + (base − eta_min)(1 + cos(π (e−1) / total)) / 2``,
+    which decays smoothly to ``eta_min`` at the new end (docs/training.md, "Resume semantics").
+    """
+    if not isinstance(sched, torch.optim.lr_scheduler.CosineAnnealingLR):
+        return False
+    if sched.T_max == total_epochs:
+        return False
+    sched.T_max = total_epochs
+    step = min(done_epochs, total_epochs)
+    for group, base in zip(sched.optimizer.param_groups, sched.base_lrs, strict=True):
+        group["lr"] = (
+            sched.eta_min
+            + (base - sched.eta_min) * (1 + math.cos(math.pi * step / total_epochs)) / 2
+        )
+    sched._last_lr = [group["lr"] for group in sched.optimizer.param_groups]
+    return True
 
 
 def grad_norm(

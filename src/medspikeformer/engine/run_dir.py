@@ -76,48 +76,72 @@ def pid_alive(pid: int) -> bool:
 class RunLock:
     """Exclusive lock on a run directory: ``RUN_DIR/.lock`` holding ``{"pid", "host"}``.
 
-    Created with ``O_CREAT | O_EXCL`` (atomic). A lock whose PID no longer runs on this host is
-    stale and is taken over with a warning; a live one → ConfigError naming the PID.
-    Usable as a context manager.
+    The holder keeps the file open under ``flock(LOCK_EX)``, which the kernel releases when the
+    process dies: of two processes that find a stale lock (its PID no longer runs on this host),
+    exactly one takes it over (with a warning) — they once both did. A lock whose PID is alive →
+    ConfigError naming the PID. Usable as a context manager.
     """
 
     def __init__(self, run_dir: str | os.PathLike[str]):
         self.path = Path(run_dir) / LOCK_NAME
         self.held = False
+        self._fd: int | None = None
 
     def acquire(self) -> RunLock:
+        import fcntl
+
         info = json.dumps({"pid": os.getpid(), "host": socket.gethostname()}).encode()
-        for _ in range(2):
+        for _ in range(5):
             try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                owner = self._read_owner()
-                pid, host = owner.get("pid", -1), owner.get("host")
-                same_host = host in (None, socket.gethostname())
-                if pid == os.getpid():
-                    raise ConfigError(
-                        f"{self.path.parent}: run directory is already locked by this process"
-                    ) from None
-                if same_host and not pid_alive(int(pid)):
-                    warnings.warn(
-                        f"{self.path}: removing stale lock of process {pid} (no longer running)",
-                        stacklevel=2,
-                    )
-                    self.path.unlink(missing_ok=True)
-                    continue
-                raise ConfigError(
-                    f"{self.path.parent}: run directory is in use by process {pid} on {host} "
-                    f"(lock file {self.path}); wait for it, or delete the lock if that run is dead"
-                ) from None
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
             except OSError as exc:
                 raise ConfigError(
                     f"{self.path.parent}: cannot create lock file ({exc.strerror or exc})"
                 ) from None
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(info)
-            self.held = True
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                os.close(fd)
+                owner = self._read_owner()
+                if owner.get("pid") == os.getpid():
+                    raise ConfigError(
+                        f"{self.path.parent}: run directory is already locked by this process"
+                    ) from None
+                raise self._in_use(owner, taking_over=True) from None
+            try:
+                same_file = os.fstat(fd).st_ino == os.stat(self.path).st_ino
+            except FileNotFoundError:
+                same_file = False
+            if not same_file:  # released (unlinked) between our open and our flock: again
+                os.close(fd)
+                continue
+            owner = self._read_owner()
+            pid, host = owner.get("pid"), owner.get("host")
+            if isinstance(pid, int) and pid != os.getpid():
+                if host in (None, socket.gethostname()) and pid_alive(pid):
+                    os.close(fd)
+                    raise self._in_use(owner)
+                warnings.warn(
+                    f"{self.path}: removing stale lock of process {pid} (no longer running)",
+                    stacklevel=2,
+                )
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, info, 0)
+            self._fd, self.held = fd, True
             return self
         raise ConfigError(f"{self.path}: could not take the run-directory lock")
+
+    def _in_use(self, owner: dict[str, Any], *, taking_over: bool = False) -> ConfigError:
+        pid, host = owner.get("pid", "?"), owner.get("host")
+        if taking_over and isinstance(pid, int) and not pid_alive(pid):
+            return ConfigError(
+                f"{self.path.parent}: another process is taking over the stale lock of process "
+                f"{pid} (lock file {self.path}); wait for it"
+            )
+        return ConfigError(
+            f"{self.path.parent}: run directory is in use by process {pid} on {host} "
+            f"(lock file {self.path}); wait for it, or delete the lock if that run is dead"
+        )
 
     def _read_owner(self) -> dict[str, Any]:
         try:
@@ -130,8 +154,11 @@ class RunLock:
         if self.held:
             owner = self._read_owner()
             if owner.get("pid") == os.getpid():
-                self.path.unlink(missing_ok=True)
+                self.path.unlink(missing_ok=True)  # before the flock goes: see acquire
             self.held = False
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
     def __enter__(self) -> RunLock:
         return self.acquire()

@@ -184,6 +184,27 @@ def restore_training(
     res = ck.get("resume")
     if not isinstance(res, dict):
         raise CheckpointError(f"{path}: holds no resume state (only last.pt can be resumed)")
+    try:
+        return _restore(path, ck, res, step, sched, target=target, rank=rank, world_size=world_size)
+    except CheckpointError:
+        raise
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError, RuntimeError) as exc:
+        # A hand-edited or damaged resume section: say so instead of showing a traceback.
+        what = f"missing entry {exc}" if isinstance(exc, KeyError) else str(exc).splitlines()[0]
+        raise CheckpointError(f"{path}: broken resume section ({what})") from None
+
+
+def _restore(
+    path: Path,
+    ck: Mapping[str, Any],
+    res: Mapping[str, Any],
+    step: TrainingStep,
+    sched: Any,
+    *,
+    target: str,
+    rank: int,
+    world_size: int,
+) -> LoopState:
     ckpt_mod.load_state_dict_checked(
         step.student, ck["state_dict"], source=f"{path} (model {ck['model_name']!r})", target=target
     )
@@ -193,6 +214,7 @@ def restore_training(
     if step.teacher_mode == "joint":
         if res.get("teacher_state_dict") is None:
             raise CheckpointError(f"{path}: no joint-teacher state to resume from")
+        ckpt_mod.check_tensors(path, res["teacher_state_dict"], "resume.teacher_state_dict")
         step.teacher.load_state_dict(res["teacher_state_dict"])
         step.t_opt.load_state_dict(res["teacher_optimizer"])
     if step.scaler.is_enabled() and res.get("grad_scaler"):

@@ -44,7 +44,8 @@ from medspikeformer.engine.distributed import (
     shutdown_distributed,
 )
 from medspikeformer.engine.loggers import build_loggers
-from medspikeformer.engine.optim import build_scheduler
+from medspikeformer.engine.optim import build_scheduler, replan_cosine
+from medspikeformer.engine.resume_check import config_differences, split_differences
 from medspikeformer.engine.run_dir import (
     RunLock,
     collect_versions,
@@ -95,9 +96,11 @@ class _Run:
         resume_dir: Path | None,
         log: Callable[[str], None] | None,
         callbacks: Iterable[Callback] = (),
+        resume_force: bool = False,
     ):
         self.cfg = config
         self.resume_dir = resume_dir
+        self.resume_force = resume_force
         self.callbacks = list(callbacks)
         t = config.train
         device_type = (
@@ -166,12 +169,15 @@ class _Run:
             ensure_writable_dir(self.run_dir)
             self.lock = RunLock(self.run_dir).acquire()
         barrier(self.dist)
-        if self.resume_dir is None and (self.run_dir / "last.pt").is_file():
+        held = [n for n in ("last.pt", "best.pt") if (self.run_dir / n).is_file()]
+        if self.resume_dir is None and held:
             # Starting afresh would overwrite best.pt/last.pt of the run already there.
             raise ConfigError(
-                f"{self.run_dir}: already holds a training run (last.pt); continue it with "
-                f"`medspikeformer train --resume {self.run_dir}` or choose another --out"
+                f"{self.run_dir}: already holds a training run ({', '.join(held)}); continue it "
+                f"with `medspikeformer train --resume {self.run_dir}` or choose another --out"
             )
+        if self.resume_dir is not None:
+            self._check_resumed_config(self.resume_dir / "last.pt")
 
         if self.main:  # loggers beside metrics.csv (train.loggers), on rank 0 only
             self.callbacks += build_loggers(cfg.train.loggers, self.run_dir)
@@ -179,6 +185,10 @@ class _Run:
         # Models, losses and optimisers (in this order: the RNG draws of a run depend on it).
         self.step = TrainingStep(cfg, device=self.device, dist=self.dist, callbacks=self.callbacks)
         self._build_data()
+        split_file = self.run_dir / "split.json"
+        resumed_split = self.resume_dir is not None and split_file.is_file()
+        if resumed_split:
+            self._check_resumed_split(split_file)
         self.sched = build_scheduler(self.opt, cfg)
         if self.resume_dir is not None:
             self._restore(self.resume_dir / "last.pt")
@@ -189,16 +199,17 @@ class _Run:
 
         if self.main:
             save_config(cfg, self.run_dir / "config.yaml")
-            self.train_set.save_split(self.run_dir / "split.json")
+            if not resumed_split:  # a resumed run keeps the split it was trained on
+                self.train_set.save_split(split_file)
             write_json(self.run_dir / "versions.json", collect_versions())
 
-    def _build_data(self) -> None:
+    def _build_data(self, **overrides: Any) -> None:
         d, t = self.cfg.data, self.cfg.train
         in_ch = self.student.in_channels
         self.train_set = dataset_from_config(
-            self.cfg, d.train_split, augment=d.augment or "none", in_channels=in_ch
+            self.cfg, d.train_split, augment=d.augment or "none", in_channels=in_ch, **overrides
         )
-        self.val_set = dataset_from_config(self.cfg, d.val_split, in_channels=in_ch)
+        self.val_set = dataset_from_config(self.cfg, d.val_split, in_channels=in_ch, **overrides)
         if len(self.train_set) == 0:
             raise ConfigError(f"dataset {d.dataset!r}: the {d.train_split!r} split is empty")
         if len(self.val_set) == 0:
@@ -229,6 +240,45 @@ class _Run:
         )
 
     # -------------------------------------------------------------- resume
+    def _check_resumed_config(self, path: Path) -> None:
+        """Refuse (unless forced) a config that differs from the one ``last.pt`` trained with."""
+        saved = ckpt_mod.load_checkpoint(path).get("train_config")
+        if not isinstance(saved, Mapping) or not saved:
+            return  # written by an old version without it: nothing to compare with
+        diffs = config_differences(saved, config_to_dict(self.cfg))
+        if not diffs:
+            return
+        listed = "; ".join(diffs[:6]) + (f"; … {len(diffs) - 6} more" if len(diffs) > 6 else "")
+        if not self.resume_force:
+            raise ConfigError(
+                f"{self.run_dir / 'config.yaml'}: differs from the config {path} was trained with "
+                f"({listed}); undo the edit, or continue with it using --resume-force"
+            )
+        self.log(f"warning: resuming with a changed config (--resume-force): {listed}")
+
+    def _check_resumed_split(self, split_file: Path) -> None:
+        """The split drawn now must be the saved one; ``--resume-force`` uses the saved one."""
+        import json
+
+        try:
+            saved = json.loads(split_file.read_text())
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            raise ConfigError(f"{split_file}: cannot read the run's split ({exc})") from None
+        if not isinstance(saved, dict):
+            raise ConfigError(f"{split_file}: not a split file (expected a JSON object)")
+        diffs = split_differences(saved, self.train_set.split_info)
+        if not diffs:
+            return
+        if not self.resume_force:
+            raise ConfigError(
+                f"{split_file}: the split drawn from the data now differs from the one this run "
+                f"trained on ({'; '.join(diffs)}); continue on the saved split with --resume-force"
+            )
+        self.log(
+            f"warning: the data changed ({'; '.join(diffs)}); continuing on the saved {split_file}"
+        )
+        self._build_data(split_spec=str(split_file))
+
     def _restore(self, path: Path) -> None:
         self.state = restore_training(
             path,
@@ -239,6 +289,8 @@ class _Run:
             world_size=self.dist.world_size,
         )
         self.log(f"resumed {self.resume_dir} after epoch {self.state.epoch}")
+        if replan_cosine(self.sched, self.cfg.train.epochs, self.state.epoch):
+            self.log(f"cosine schedule re-planned over {self.cfg.train.epochs} epochs")
 
     def _init_from(self, path: Path) -> None:
         """Fine-tuning: the student's weights (strict) from ``path``, and a joint teacher's when
@@ -535,6 +587,7 @@ def train(
     resume: str | Path | None = None,
     log: Callable[[str], None] | None = None,
     callbacks: Iterable[Callback] = (),
+    resume_force: bool = False,
 ) -> dict[str, Any]:
     """Train a model; returns ``{"run_dir", "best_metrics", "final_metrics", "best_epoch", ...}``.
 
@@ -544,6 +597,8 @@ def train(
         resume: a run directory holding ``last.pt``: continue after its last finished epoch.
         log: where the per-epoch summary lines go (default ``print``; only rank 0 logs).
         callbacks: :class:`~medspikeformer.engine.step.Callback` hooks (loggers, probes).
+        resume_force: resume even when the config differs from the one in ``last.pt`` or the
+            data would give another split than ``split.json`` (which is then used).
 
     With ``MEDSPIKEFORMER_MALLOC=reuse`` glibc keeps large freed blocks for the next step
     (:func:`medspikeformer.runtime.tune_cpu_allocator`: faster, more memory).
@@ -566,7 +621,9 @@ def train(
     if resume_dir is not None:
         config.out = str(resume_dir)
     validate_config(config, check_model=False)
-    run = _Run(config, resume_dir=resume_dir, log=log, callbacks=callbacks)
+    run = _Run(
+        config, resume_dir=resume_dir, log=log, callbacks=callbacks, resume_force=resume_force
+    )
     try:
         run.setup()
         return run.run()

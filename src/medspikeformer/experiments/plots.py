@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from medspikeformer.experiments.tables import RowSummary
+from medspikeformer.outputs import atomic_path
 
 __all__ = ["dsc_over_time", "plot_accuracy_vs_energy", "plot_dsc_over_time", "plot_metric_bars"]
 
@@ -75,7 +76,8 @@ def plot_metric_bars(
     if title:
         ax.set_title(title, fontsize=10)
     fig.tight_layout()
-    fig.savefig(out_png)
+    with atomic_path(out_png) as tmp:
+        fig.savefig(tmp, format="png")
     plt.close(fig)
     return out_png
 
@@ -183,6 +185,7 @@ def _finish(plt, fig, ax, out_png: Path, title: str) -> Path:
     if title:
         ax.set_title(title, fontsize=10)
     fig.tight_layout()
-    fig.savefig(out_png)
+    with atomic_path(out_png) as tmp:
+        fig.savefig(tmp, format="png")
     plt.close(fig)
     return out_png

@@ -43,6 +43,7 @@ from typing import Any
 from medspikeformer.errors import ConfigError
 from medspikeformer.experiments.rows import REFERENCE_ROW, Row, ablation_rows, compare_rows
 from medspikeformer.experiments.tables import RowSummary, summarise, to_csv, to_markdown
+from medspikeformer.outputs import atomic_write_text
 
 __all__ = [
     "ExperimentResult",
@@ -552,8 +553,8 @@ def run_experiment(
         rows, results, reference=spec.reference, dataset=spec.dataset, notes=notes
     )
     md_path, csv_path, json_path = out / "results.md", out / "results.csv", out / "summary.json"
-    md_path.write_text(_markdown_document(spec, summaries, results))
-    csv_path.write_text(to_csv(summaries))
+    atomic_write_text(md_path, _markdown_document(spec, summaries, results))
+    atomic_write_text(csv_path, to_csv(summaries))
     _write_json(
         json_path,
         {

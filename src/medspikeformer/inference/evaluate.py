@@ -10,6 +10,7 @@ writes the per-image CSV, the summary JSON and a markdown table.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 from collections.abc import Iterable
@@ -23,6 +24,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from medspikeformer.inference.sliding import forward_probs
 from medspikeformer.models.base import SegmentationModel
+from medspikeformer.outputs import atomic_write_text
 from medspikeformer.runtime import (
     progress_enabled,
     resolve_device,  # re-exported: the public inference name
@@ -80,9 +82,7 @@ class EvalResult:
 
     def to_json(self, path: str | Path) -> Path:
         """Write :meth:`summary` as indented JSON."""
-        path = Path(path)
-        path.write_text(json.dumps(self.summary(), indent=2, sort_keys=False) + "\n")
-        return path
+        return atomic_write_text(path, json.dumps(self.summary(), indent=2, sort_keys=False) + "\n")
 
     @property
     def class_names(self) -> list[str]:
@@ -92,18 +92,17 @@ class EvalResult:
     def to_csv(self, path: str | Path) -> Path:
         """Write the per-image rows (``id, dice, iou, tp, fp, fn, tn``; K classes: then
         ``dice_<name>, iou_<name>`` per class) as CSV."""
-        path = Path(path)
         columns = ["id", "dice", "iou", "tp", "fp", "fn", "tn"]
         for name in self.class_names:
             columns += [f"dice_{name}", f"iou_{name}"]
-        with path.open("w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=columns, extrasaction="ignore")
-            writer.writeheader()
-            for row in self.per_image:
-                writer.writerow(
-                    {k: (f"{row[k]:.6f}" if isinstance(row[k], float) else row[k]) for k in columns}
-                )
-        return path
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        for row in self.per_image:
+            writer.writerow(
+                {k: (f"{row[k]:.6f}" if isinstance(row[k], float) else row[k]) for k in columns}
+            )
+        return atomic_write_text(path, buffer.getvalue())
 
     def to_markdown(self) -> str:
         """A markdown report: the global metrics table, settings and the five worst images."""
@@ -139,8 +138,7 @@ class EvalResult:
         """Write ``per_image.csv``, ``summary.json`` and ``summary.md`` into ``out_dir``."""
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
-        md = out_dir / "summary.md"
-        md.write_text(self.to_markdown())
+        md = atomic_write_text(out_dir / "summary.md", self.to_markdown())
         return {
             "csv": self.to_csv(out_dir / "per_image.csv"),
             "json": self.to_json(out_dir / "summary.json"),

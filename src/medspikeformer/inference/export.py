@@ -40,10 +40,14 @@ from torch import nn
 
 from medspikeformer.errors import ConfigError
 from medspikeformer.neurons.lif import lif_backend, lif_unrolled
+from medspikeformer.outputs import atomic_path
 
 __all__ = ["ExportReport", "compare_onnx", "export_friendly_neurons", "export_onnx", "lif_unrolled"]
 
 DEFAULT_OPSET = 17
+#: Opsets accepted: 9 is the oldest one the models were checked to export and verify with; 20 is
+#: the newest the TorchScript-based exporter writes. Outside, torch fails with a traceback.
+MIN_OPSET, MAX_OPSET = 9, 20
 
 
 @dataclass
@@ -129,6 +133,8 @@ def export_onnx(
     """
     import onnx
 
+    if not MIN_OPSET <= int(opset) <= MAX_OPSET:
+        raise ConfigError(f"--opset {opset}: supported ONNX opsets are {MIN_OPSET}…{MAX_OPSET}")
     height, width = int(size[0]), int(size[1])
     divisor = int(model.size_divisor)
     if height % divisor or width % divisor:
@@ -142,59 +148,72 @@ def export_onnx(
         batch, in_channels, height, width, generator=torch.Generator().manual_seed(seed)
     )
     out_path = Path(out_path)
-    try:
-        out_path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:  # a file in the way, no permission, read-only file system
-        raise ConfigError(f"{out_path}: cannot write there ({exc.strerror or exc})") from None
-    with torch.no_grad(), warnings.catch_warnings(), export_friendly_neurons(model):
-        warnings.simplefilter("ignore")  # tracer warnings about shape-derived constants
-        torch.onnx.export(
-            wrapper,
-            (example,),
-            str(out_path),
-            dynamo=False,
-            input_names=["image"],
-            output_names=["logits"],
-            opset_version=opset,
-            dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}},
-            do_constant_folding=True,
-        )
-    proto = onnx.load(str(out_path))
-    onnx.checker.check_model(proto)
-    if int(getattr(model, "num_classes", 1)) > 1:  # how a consumer reads the K logit channels
-        from medspikeformer.inference.sliding import activation_of
+    # Written to a temp file beside the target, checked and verified there, then renamed: a full
+    # disk or a failed check leaves no partial .onnx (medspikeformer.outputs.atomic_path).
+    with atomic_path(out_path, error=ConfigError) as tmp:
+        with torch.no_grad(), warnings.catch_warnings(), export_friendly_neurons(model):
+            warnings.simplefilter("ignore")  # tracer warnings about shape-derived constants
+            torch.onnx.export(
+                wrapper,
+                (example,),
+                str(tmp),
+                dynamo=False,
+                input_names=["image"],
+                output_names=["logits"],
+                opset_version=opset,
+                dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}},
+                do_constant_folding=True,
+            )
+        proto = onnx.load(str(tmp))
+        onnx.checker.check_model(proto)
+        if int(getattr(model, "num_classes", 1)) > 1:  # how a consumer reads the K logit channels
+            from medspikeformer.inference.sliding import activation_of
 
-        for key, value in (
-            ("num_classes", str(model.num_classes)),
-            ("activation", activation_of(model)),
-        ):
-            entry = proto.metadata_props.add()
-            entry.key, entry.value = key, value
-        onnx.save(proto, str(out_path))
-    report = ExportReport(
-        path=out_path,
-        input_shape=(batch, in_channels, height, width),
-        opset=opset,
-        nodes=len(proto.graph.node),
-        ops=sorted({n.op_type for n in proto.graph.node}),
-    )
-    if verify:
-        try:
-            import onnxruntime  # noqa: F401
-        except ImportError:
-            return report
-        gen = torch.Generator().manual_seed(seed + 1)
-        inputs = [
-            torch.rand(1 + i % 2, in_channels, height, width, generator=gen)
-            for i in range(verify_batches)
-        ]
-        report.max_abs_error, report.mismatch_fraction, _ = compare_onnx(
-            model, out_path, inputs, full_optimization=False
+            for key, value in (
+                ("num_classes", str(model.num_classes)),
+                ("activation", activation_of(model)),
+            ):
+                entry = proto.metadata_props.add()
+                entry.key, entry.value = key, value
+            onnx.save(proto, str(tmp))
+        report = ExportReport(
+            path=out_path,
+            input_shape=(batch, in_channels, height, width),
+            opset=opset,
+            nodes=len(proto.graph.node),
+            ops=sorted({n.op_type for n in proto.graph.node}),
         )
-        report.full_opt_max_abs_error, _, report.full_opt_mask_disagreement = compare_onnx(
-            model, out_path, inputs, full_optimization=True
-        )
+        if verify:
+            _verify(model, tmp, report, in_channels, height, width, seed, verify_batches)
     return report
+
+
+def _verify(
+    model: nn.Module,
+    onnx_path: Path,
+    report: ExportReport,
+    in_channels: int,
+    height: int,
+    width: int,
+    seed: int,
+    verify_batches: int,
+) -> None:
+    """Fill ``report``'s comparison with PyTorch (skipped without onnxruntime)."""
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return
+    gen = torch.Generator().manual_seed(seed + 1)
+    inputs = [
+        torch.rand(1 + i % 2, in_channels, height, width, generator=gen)
+        for i in range(verify_batches)
+    ]
+    report.max_abs_error, report.mismatch_fraction, _ = compare_onnx(
+        model, onnx_path, inputs, full_optimization=False
+    )
+    report.full_opt_max_abs_error, _, report.full_opt_mask_disagreement = compare_onnx(
+        model, onnx_path, inputs, full_optimization=True
+    )
 
 
 def compare_onnx(

@@ -29,6 +29,7 @@ risking an out-of-memory kill.
 
 from __future__ import annotations
 
+import gzip
 import math
 import os
 from collections.abc import Sequence
@@ -58,6 +59,7 @@ from medspikeformer.inference.sliding import (
     label_image,
     predict_mask_tiled,
 )
+from medspikeformer.outputs import OutputNames, atomic_path, atomic_write_bytes
 from medspikeformer.precision import autocast
 from medspikeformer.runtime import progress_enabled
 
@@ -292,17 +294,22 @@ class Predictor:
         stem: str | None = None,
         overlay: bool = False,
         png_slices: bool = False,
+        names: OutputNames | None = None,
     ) -> list[Path]:
         """Predict one file and write its outputs into ``out_dir``; returns the paths written.
 
         Images → ``<stem>_mask.png`` (0/255, original size) and ``<stem>_overlay.png``.
         NIfTI → ``<stem>_mask.nii.gz`` (uint8 labels 0/1, the input's affine and header) and with
         ``png_slices`` one ``<stem>_slices/<stem>_z<k>_mask.png`` per slice (0/255).
+        ``names`` (shared by one run) keeps the outputs off the inputs and off each other: a name
+        already written by the run gets a ``-N`` suffix and a warning. Every file is written
+        atomically and never through a link (:mod:`medspikeformer.outputs`).
         """
         stem = stem or output_stem(path)
+        names = names if names is not None else OutputNames([path])
         out_dir.mkdir(parents=True, exist_ok=True)
         if is_nifti(path):
-            return self._predict_nifti(path, out_dir, stem, png_slices)
+            return self._predict_nifti(path, out_dir, stem, png_slices, names)
         from PIL import Image
 
         from medspikeformer.data import read_image
@@ -314,19 +321,23 @@ class Predictor:
         if image.shape[:2] != (height, width):  # header disagreed with the pixels
             self.check_size(path, *image.shape[:2])
         mask = self.predict_array(image)
-        written = [out_dir / f"{stem}_mask.png"]
-        Image.fromarray(mask, mode="L").save(written[0])
+        wanted = [out_dir / f"{stem}_mask.png"]
         if overlay:
-            written.append(out_dir / f"{stem}_overlay.png")
+            wanted.append(out_dir / f"{stem}_overlay.png")
+        written = names.claim_group(wanted, source=str(path))
+        _save_png(Image.fromarray(mask, mode="L"), written[0])
+        if overlay:
             picture = (
                 _overlay_bounded(image, mask)
                 if mask_is_binary(self.model)
                 else class_overlay(image, mask, self.model)
             )
-            Image.fromarray(picture).save(written[-1])
+            _save_png(Image.fromarray(picture), written[1])
         return written
 
-    def _predict_nifti(self, path: Path, out_dir: Path, stem: str, png_slices: bool) -> list[Path]:
+    def _predict_nifti(
+        self, path: Path, out_dir: Path, stem: str, png_slices: bool, names: OutputNames
+    ) -> list[Path]:
         """Slice by slice exactly as the COVID-19 NIfTI loader prepares training slices.
 
         The volume is reoriented to RAS, every axial slice (last axis) is windowed (or taken as
@@ -382,18 +393,23 @@ class Predictor:
             ids = mask // 255 if mask_is_binary(self.model) else mask
             labels_ras[:, :, z] = np.rot90(ids[:, ::-1], k=-1)  # inverse of axial_slice
             if png_slices:
-                slice_dir.mkdir(parents=True, exist_ok=True)
-                written.append(slice_dir / f"{stem}_z{z:04d}_mask.png")
-                Image.fromarray(mask, mode="L").save(written[-1])
+                written.append(names.claim(slice_dir / f"{stem}_z{z:04d}_mask.png"))
+                _save_png(Image.fromarray(mask, mode="L"), written[-1])
         labels = apply_orientation(labels_ras, ornt_transform(axcodes2ornt("RAS"), to_ras))
         labels = np.ascontiguousarray(labels[..., 0] if flat else labels, dtype=np.uint8)
         header = vol.header.copy()
         header.set_data_dtype(np.uint8)
         out_img = nib.Nifti1Image(labels, vol.affine, header)
         out_img.header.set_slope_inter(1.0, 0.0)
-        target = out_dir / f"{stem}_mask.nii.gz"
-        nib.save(out_img, str(target))
+        target = names.claim(out_dir / f"{stem}_mask.nii.gz", source=str(path))
+        atomic_write_bytes(target, gzip.compress(out_img.to_bytes(), compresslevel=6))
         return [target, *written]
+
+
+def _save_png(image: Any, target: Path) -> None:
+    """Write a Pillow image as PNG atomically (a full disk leaves no truncated file)."""
+    with atomic_path(target) as tmp:
+        image.save(tmp, format="PNG")
 
 
 def _overlay_bounded(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -467,6 +483,13 @@ def predict_paths(
     if not os.access(out_dir, os.W_OK):
         raise DataError(f"{out_dir}: output folder is not writable")
     stems = unique_stems(paths)
+    names = OutputNames(paths)
+    for path, stem in zip(paths, stems, strict=True):
+        # Refuse before predicting anything: an output name that is one of the inputs
+        # (``predict imgs --out imgs`` with an input x_mask.png beside x.png).
+        kinds = ["_mask.nii.gz"] if is_nifti(path) else ["_mask.png", "_overlay.png"]
+        for kind in kinds[: 2 if overlay else 1]:
+            names.check_not_input(out_dir / f"{stem}{kind}", source=str(path))
     iterator: Any = zip(paths, stems)
     if progress_enabled(progress):
         from tqdm.auto import tqdm
@@ -475,6 +498,6 @@ def predict_paths(
     results: dict[Path, list[Path]] = {}
     for path, stem in iterator:
         results[path] = predictor.predict_file(
-            path, out_dir, stem=stem, overlay=overlay, png_slices=png_slices
+            path, out_dir, stem=stem, overlay=overlay, png_slices=png_slices, names=names
         )
     return results

@@ -23,6 +23,7 @@ import re
 from pathlib import Path
 
 from medspikeformer.errors import DataError
+from medspikeformer.outputs import atomic_path
 
 __all__ = ["plot_training_curves", "read_metrics_csv", "sort_columns"]
 
@@ -131,6 +132,6 @@ def plot_training_curves(metrics_csv: str | Path, out_png: str | Path) -> Path:
             ax.text(0.5, 0.5, "no loss columns", ha="center", va="center", transform=ax.transAxes)
     fig.tight_layout()
     out_png = Path(out_png)
-    out_png.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_png, dpi=100)
+    with atomic_path(out_png) as tmp:  # no half-written PNG on a full disk
+        fig.savefig(tmp, dpi=100, format="png")
     return out_png

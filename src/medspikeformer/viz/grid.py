@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from medspikeformer.outputs import atomic_path
 from medspikeformer.viz.overlay import to_mask, to_rgb_uint8
 
 __all__ = ["ERROR_COLORS", "error_map", "qualitative_grid"]
@@ -158,6 +159,6 @@ def qualitative_grid(
     ]
     fig.legend(handles=handles, loc="lower center", ncol=4, fontsize=8, frameon=False)
     out_png = Path(out_png)
-    out_png.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_png, dpi=DPI)
+    with atomic_path(out_png) as tmp:  # no half-written PNG on a full disk
+        fig.savefig(tmp, dpi=DPI, format="png")
     return out_png

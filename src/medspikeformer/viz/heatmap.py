@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from medspikeformer.outputs import atomic_path
 from medspikeformer.viz.overlay import as_numpy, to_rgb_uint8
 
 __all__ = [
@@ -118,8 +119,8 @@ def attention_figure(
         alpha=alpha,
     )
     out_png = Path(out_png)
-    out_png.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_png, dpi=DPI)
+    with atomic_path(out_png) as tmp:  # no half-written PNG on a full disk
+        fig.savefig(tmp, dpi=DPI, format="png")
     return out_png
 
 
