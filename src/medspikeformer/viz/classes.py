@@ -115,9 +115,15 @@ def multiclass_grid(
     ``preds``: ``[K, H, W]`` probabilities. Each error cell is titled with that class's Dice.
     """
     from matplotlib.figure import Figure
-    from matplotlib.patches import Patch
 
-    from medspikeformer.viz.grid import CELL_INCHES, DPI, ERROR_COLORS, error_map
+    from medspikeformer.viz.grid import (
+        CELL_INCHES,
+        DPI,
+        ERROR_COLORS,
+        error_map,
+        legend_patches,
+        save_with_legend,
+    )
 
     n, k = len(images), len(class_names)
     if n == 0 or len(gts) != n or len(preds) != n:
@@ -157,16 +163,5 @@ def multiclass_grid(
                 ax.set_title(title if c >= 3 or r == 0 else "", fontsize=8)
         if ids is not None:
             axes[r][0].set_ylabel(str(ids[r]), fontsize=7)
-    handles = [
-        Patch(facecolor=np.asarray(class_color(i)) / 255.0, edgecolor="0.5", label=class_names[c])
-        for i, c in enumerate(fg, start=1)
-    ]
-    handles += [
-        Patch(facecolor=np.asarray(col) / 255.0, edgecolor="0.5", label=name)
-        for name, col in ERROR_COLORS.items()
-    ]
-    fig.legend(handles=handles, loc="lower center", ncol=4, fontsize=8, frameon=False)
-    out_png = Path(out_png)
-    out_png.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_png, dpi=DPI)
-    return out_png
+    classes = {class_names[c]: class_color(i) for i, c in enumerate(fg, start=1)}
+    return save_with_legend(fig, out_png, legend_patches({**classes, **ERROR_COLORS}))

@@ -90,7 +90,6 @@ def qualitative_grid(
         The path written. The picture is ``n_cols·200 × (n·200 + 60)`` pixels.
     """
     from matplotlib.figure import Figure
-    from matplotlib.patches import Patch
 
     if class_names is not None and not isinstance(preds, Mapping):
         from medspikeformer.viz.classes import multiclass_grid
@@ -153,12 +152,24 @@ def qualitative_grid(
                 ax.set_title(label, fontsize=8)
         if ids is not None:
             axes[r][0].set_ylabel(str(ids[r]), fontsize=7)
-    handles = [
+    return save_with_legend(fig, out_png, legend_patches(ERROR_COLORS))
+
+
+def legend_patches(colors: dict[str, Sequence[int]]) -> list[Any]:
+    """One legend patch per ``name: (r, g, b)`` (0…255)."""
+    from matplotlib.patches import Patch
+
+    return [
         Patch(facecolor=np.asarray(col) / 255.0, edgecolor="0.5", label=name)
-        for name, col in ERROR_COLORS.items()
+        for name, col in colors.items()
     ]
+
+
+def save_with_legend(fig: Any, out_png: str | Path, handles: list[Any]) -> Path:
+    """Draw ``handles`` as a legend under the panels and write ``fig`` as a PNG, atomically (no
+    half-written picture on a full disk)."""
     fig.legend(handles=handles, loc="lower center", ncol=4, fontsize=8, frameon=False)
     out_png = Path(out_png)
-    with atomic_path(out_png) as tmp:  # no half-written PNG on a full disk
+    with atomic_path(out_png) as tmp:
         fig.savefig(tmp, dpi=DPI, format="png")
     return out_png
