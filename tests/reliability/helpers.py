@@ -96,6 +96,19 @@ def tiny_model(name: str = "medspikeformer", *, wider: bool = False):
     return create_model(name, **options)
 
 
+def tiny_checkpoint(root: Path) -> Path:
+    """``root/tiny.pt``: a saved tiny MedSpikeFormer checkpoint (synthetic data, 32², RGB)."""
+    from medspikeformer.engine.checkpoint import build_payload, save_checkpoint
+
+    return save_checkpoint(
+        root / "tiny.pt",
+        build_payload(
+            tiny_model(),
+            train_config={"data": {"dataset": "synthetic", "size": 32, "in_channels": 3}},
+        ),
+    )
+
+
 def run_main(args: list[object], capsys: object) -> CliResult:
     """Run ``medspikeformer.cli.main(ARGS)`` in this process and capture what it printed.
 

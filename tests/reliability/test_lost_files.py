@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from medspikeformer.engine.checkpoint import build_payload, save_checkpoint
 from medspikeformer.outputs import OutputError, OutputNames, atomic_write_bytes
 
 from .helpers import (
@@ -19,20 +18,13 @@ from .helpers import (
     run_cli,
     run_cli_with_file_size_limit,
     run_main,
-    tiny_model,
+    tiny_checkpoint,
 )
 
 
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("ckpt")
-    return save_checkpoint(
-        root / "tiny.pt",
-        build_payload(
-            tiny_model(),
-            train_config={"data": {"dataset": "synthetic", "size": 32, "in_channels": 3}},
-        ),
-    )
+    return tiny_checkpoint(tmp_path_factory.mktemp("ckpt"))
 
 
 def _png(path: Path, seed: int = 0, size: int = 32) -> Path:

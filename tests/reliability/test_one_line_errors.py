@@ -19,12 +19,18 @@ from PIL import Image
 from medspikeformer.engine import checkpoint as ckpt_mod
 from medspikeformer.engine import run_dir as run_dir_mod
 from medspikeformer.engine import train
-from medspikeformer.engine.checkpoint import build_payload, load_model, save_checkpoint
+from medspikeformer.engine.checkpoint import load_model
 from medspikeformer.engine.config import load_config, read_yaml, validate_config
 from medspikeformer.errors import CheckpointError, ConfigError
 from tiny_models import TINY_MSF
 
-from .helpers import assert_user_error, run_cli, run_cli_as_nobody, run_main, tiny_model
+from .helpers import (
+    assert_user_error,
+    run_cli,
+    run_cli_as_nobody,
+    run_main,
+    tiny_checkpoint,
+)
 
 
 def _quiet(_msg: str) -> None:
@@ -49,14 +55,7 @@ def _tiny(out: Path, **data: object) -> dict:
 
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("ckpt")
-    return save_checkpoint(
-        root / "tiny.pt",
-        build_payload(
-            tiny_model(),
-            train_config={"data": {"dataset": "synthetic", "size": 32, "in_channels": 3}},
-        ),
-    )
+    return tiny_checkpoint(tmp_path_factory.mktemp("ckpt"))
 
 
 # ----------------------------------------------------------------------------------- case 7
