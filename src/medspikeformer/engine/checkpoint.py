@@ -29,6 +29,8 @@ kill during a write leaves the previous checkpoint intact.
 
 from __future__ import annotations
 
+import collections
+import functools
 import io
 import os
 import pickle
@@ -170,8 +172,7 @@ def _verify_archive(path: Path) -> None:
                         "torch.save never are (refused: its size is unbounded)"
                     )
                 with zf.open(info) as fh:  # reading to the end checks the CRC-32
-                    while fh.read(1 << 20):
-                        pass
+                    collections.deque(iter(functools.partial(fh.read, 1 << 20), b""), maxlen=0)
     except CheckpointError:
         raise
     except zipfile.BadZipFile as exc:
