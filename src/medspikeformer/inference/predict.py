@@ -414,17 +414,25 @@ def _save_png(image: Any, target: Path) -> None:
 
 def _overlay_bounded(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """Overlay of ``mask`` on ``image``, downscaled so the long side is ≤ OVERLAY_MAX_SIDE."""
-    import cv2
-
     from medspikeformer.viz.overlay import overlay
 
-    height, width = mask.shape
+    return overlay(*_bounded(image, mask))
+
+
+def _bounded(image: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``image`` (area-averaged) and its mask or label map (nearest) downscaled so the long side
+    is ≤ OVERLAY_MAX_SIDE; unchanged when already that small."""
+    import cv2
+
+    height, width = labels.shape
     scale = OVERLAY_MAX_SIDE / max(height, width)
-    if scale < 1.0:
-        size = (max(1, round(width * scale)), max(1, round(height * scale)))
-        image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
-        mask = cv2.resize(mask, size, interpolation=cv2.INTER_NEAREST)
-    return overlay(image, mask)
+    if scale >= 1.0:
+        return image, labels
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return (
+        cv2.resize(image, size, interpolation=cv2.INTER_AREA),
+        cv2.resize(labels, size, interpolation=cv2.INTER_NEAREST),
+    )
 
 
 def mask_is_binary(model: nn.Module) -> bool:
@@ -435,17 +443,10 @@ def mask_is_binary(model: nn.Module) -> bool:
 def class_overlay(image: np.ndarray, labels: np.ndarray, model: nn.Module) -> np.ndarray:
     """Class-colour overlay of a K-class label map (:func:`label_image`'s encoding),
     downscaled like :func:`_overlay_bounded`."""
-    import cv2
-
     from medspikeformer.viz.classes import overlay_labels
 
     k = int(model.num_classes)
-    height, width = labels.shape
-    scale = OVERLAY_MAX_SIDE / max(height, width)
-    if scale < 1.0:
-        size = (max(1, round(width * scale)), max(1, round(height * scale)))
-        image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
-        labels = cv2.resize(labels, size, interpolation=cv2.INTER_NEAREST)
+    image, labels = _bounded(image, labels)
     if activation_of(model) == "softmax":
         planes = np.stack([labels == c for c in range(k)])
     else:  # region bits; plane 0 stands for "no region" so that colours start at class 1
