@@ -67,7 +67,7 @@ def machine_info(device: str = "cpu") -> dict[str, Any]:
         "python": platform.python_version(),
         "threads": torch.get_num_threads(),
         "thp_mem_alloc": os.environ.get("THP_MEM_ALLOC_ENABLE", "0"),
-        "malloc": os.environ.get("MEDSPIKEFORMER_MALLOC", "default"),
+        "cpu_cache": os.environ.get("MEDSPIKEFORMER_CPU_CACHE", "1"),
         "device": device,
         "date_utc": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
     }
@@ -322,9 +322,9 @@ def hold_memory(gb: float, seconds: float = 2.0) -> Row:
 def _child_main(spec_json: str) -> int:
     spec = json.loads(spec_json)
     set_threads(int(os.environ.get("MEDSPIKEFORMER_BENCH_THREADS", DEFAULT_THREADS)))
-    from medspikeformer.runtime import apply_requested_settings
+    from medspikeformer.runtime import apply_process_settings
 
-    apply_requested_settings()  # as the CLI and the engine do (MEDSPIKEFORMER_MALLOC=reuse)
+    apply_process_settings()  # as the CLI and the engine do (the CPU tensor cache)
     sys.path.insert(0, str(BENCH_DIR))
     import importlib
 

@@ -1,4 +1,4 @@
-"""Process-level allocator settings: applied once, opt-out honoured, results unchanged."""
+"""Process-level settings: the CPU tensor cache applied once, opt-out honoured, results unchanged."""
 
 from __future__ import annotations
 
@@ -8,35 +8,39 @@ import sys
 import pytest
 
 CHILD = """
-import ctypes, sys, torch
-from medspikeformer.runtime import apply_requested_settings, tune_cpu_allocator
-first = apply_requested_settings()
-second = tune_cpu_allocator() if first else False
-# the same arithmetic must come out whether or not the allocator is tuned
+import sys, torch
+from medspikeformer import cpu_cache
+from medspikeformer.runtime import apply_process_settings
+first = apply_process_settings()
+second = apply_process_settings()
+# the same arithmetic must come out whether or not the cache is the allocator
 torch.manual_seed(0)
 x = torch.randn(6_000_000)
 y = (x * 2).sum().item()
-print(first, second, y)
+print(first, second, cpu_cache.active(), y)
 """
 
 
 def _run(env_extra: dict[str, str]) -> list[str]:
     import os
 
-    env = {k: v for k, v in os.environ.items() if k != "MEDSPIKEFORMER_MALLOC"} | env_extra
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MEDSPIKEFORMER_CPU_CACHE")}
     out = subprocess.run(
-        [sys.executable, "-c", CHILD], env=env, capture_output=True, text=True, check=True
+        [sys.executable, "-c", CHILD],
+        env=env | env_extra,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     return out.stdout.split()
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc mallopt is Linux-only")
-def test_tuned_only_when_asked_and_idempotent() -> None:
-    tuned = _run({"MEDSPIKEFORMER_MALLOC": "reuse"})
-    plain = _run({})
-    assert tuned[:2] == ["True", "True"]
-    assert plain[:2] == ["False", "False"]
-    assert tuned[2] == plain[2]  # the same arithmetic either way
+def test_cache_installed_by_default_opt_out_honoured_idempotent() -> None:
+    cached = _run({})
+    plain = _run({"MEDSPIKEFORMER_CPU_CACHE": "0"})
+    assert cached[:3] == ["True", "True", "True"]
+    assert plain[:3] == ["False", "False", "False"]
+    assert cached[3] == plain[3]  # the same arithmetic either way
 
 
 def test_cli_and_engine_apply_it(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
@@ -46,7 +50,7 @@ def test_cli_and_engine_apply_it(monkeypatch: pytest.MonkeyPatch, tmp_path) -> N
     from medspikeformer.errors import CheckpointError
 
     calls: list[int] = []
-    monkeypatch.setattr(rt, "apply_requested_settings", lambda: calls.append(1) or True)
+    monkeypatch.setattr(rt, "apply_process_settings", lambda: calls.append(1) or True)
     args = ["experiment", "compare", "--dataset", "synthetic", "--out", str(tmp_path), "--list"]
     assert main(args) == 0
     assert calls == [1]
@@ -69,16 +73,17 @@ def test_cuda_expected_needs_a_driver_and_visible_devices(tmp_path) -> None:
 
 
 def test_cpu_only_settings_stay_off_where_a_gpu_is_expected(monkeypatch) -> None:
-    """Neither the opt-in allocator setting nor the huge-page switch reaches a GPU run."""
+    """Neither the CPU tensor cache nor the huge-page switch reaches a GPU run."""
     import os
 
     import medspikeformer.runtime as rt
+    from medspikeformer import cpu_cache
 
-    monkeypatch.setenv("MEDSPIKEFORMER_MALLOC", "reuse")
     monkeypatch.setattr(rt, "cuda_expected", lambda: True)
+    monkeypatch.setattr(rt, "_state", {})
     tuned: list[int] = []
-    monkeypatch.setattr(rt, "tune_cpu_allocator", lambda: tuned.append(1) or True)
-    assert rt.apply_requested_settings() is False and tuned == []
+    monkeypatch.setattr(cpu_cache, "install", lambda *a, **k: tuned.append(1) or True)
+    assert rt.apply_process_settings() is False and tuned == []
     env = {k: v for k, v in os.environ.items() if k != "THP_MEM_ALLOC_ENABLE"}
     env.pop("CUDA_VISIBLE_DEVICES", None)
     # A child that sees an NVIDIA driver node (faked: the check runs before torch is imported).

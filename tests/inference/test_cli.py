@@ -92,6 +92,35 @@ def test_predict_cli(run_dir, tmp_path):
         assert Image.open(out / mode / "a_overlay.png").size == (90, 70)
 
 
+def test_predict_and_evaluate_optimise_unless_exact(run_dir, tmp_path, monkeypatch):
+    """predict/evaluate load the model optimised for inference by default; --exact runs it as
+    trained (the load is observed, and both paths write their outputs)."""
+    import medspikeformer.inference.context as context
+
+    seen: list[bool] = []
+    real = context.load_context
+
+    def spy(*args, optimize=False, **kwargs):
+        seen.append(optimize)
+        return real(*args, optimize=optimize, **kwargs)
+
+    monkeypatch.setattr(context, "load_context", spy)
+    img = tmp_path / "x.png"
+    Image.fromarray(np.random.default_rng(2).integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(
+        img
+    )
+    for extra in ([], ["--exact"]):
+        out = tmp_path / f"p{len(extra)}"
+        assert main(["predict", str(run_dir / "best.pt"), str(img), "--out", str(out),
+                     "--no-progress", *extra]) == 0  # fmt: skip
+        assert (out / "x_mask.png").is_file()
+        ev = tmp_path / f"e{len(extra)}"
+        assert main(["evaluate", str(run_dir / "best.pt"), "--out", str(ev), "--split", "all",
+                     "--grid", "0", "--no-progress", *extra]) == 0  # fmt: skip
+        assert (ev / "summary.json").is_file()
+    assert seen == [True, True, False, False]
+
+
 def test_explain_draws_student_and_teacher(run_dir, tmp_path, capsys):
     img = tmp_path / "x.jpg"
     Image.fromarray(np.random.default_rng(1).integers(0, 256, (50, 60, 3), dtype=np.uint8)).save(

@@ -7,7 +7,11 @@ import torch
 from torch import nn
 
 from medspikeformer.models import create_model
-from medspikeformer.models.fuse import find_conv_bn_pairs, fuse_for_inference
+from medspikeformer.models.fuse import (
+    find_conv_bn_pairs,
+    fuse_for_inference,
+    optimize_for_inference,
+)
 
 
 def _randomise_bn(model: nn.Module, seed: int = 0) -> None:
@@ -101,3 +105,24 @@ def test_residual_bn_not_folded() -> None:
 
     net = Net()
     assert find_conv_bn_pairs(net, torch.randn(1, 2, 8, 8)) == []
+
+
+def test_optimized_for_inference_folds_bn_and_compiles_every_lif() -> None:
+    """The inference default: no BN left where a conv feeds it, every LIF on the fused backend,
+    the input model untouched, and the same spikes (logits to rounding) as the model as trained."""
+    from medspikeformer.neurons import LIFNeuron
+
+    torch.manual_seed(0)
+    model = create_model("medspikeformer", base_channels=8, timesteps=2)
+    _randomise_bn(model)
+    model.eval()
+    fast = optimize_for_inference(model)
+    assert fast.fused_pairs
+    names = {n for n, m in fast.named_modules() if isinstance(m, nn.BatchNorm2d)}
+    assert not names & {bn for _, bn in fast.fused_pairs}
+    lifs = [m for m in fast.modules() if isinstance(m, LIFNeuron)]
+    assert lifs and all(m.backend == "fused" for m in lifs)
+    assert all(m.backend == "eager" for m in model.modules() if isinstance(m, LIFNeuron))
+    x = torch.randn(1, 3, 32, 32) * 2
+    with torch.no_grad():
+        torch.testing.assert_close(fast(x), model(x), rtol=1e-4, atol=1e-4)

@@ -60,9 +60,9 @@ def one_line_message(exc: BaseException) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    from medspikeformer.runtime import apply_requested_settings
+    from medspikeformer.runtime import apply_process_settings
 
-    apply_requested_settings()  # MEDSPIKEFORMER_MALLOC=reuse: keep freed blocks (speed, memory)
+    apply_process_settings()  # the CPU tensor cache (speed; MEDSPIKEFORMER_CPU_CACHE=0 to opt out)
     saved_format = warnings.formatwarning
     warnings.formatwarning = _format_warning
     try:

@@ -40,6 +40,12 @@ def register(subparsers: Any) -> None:
         choices=["auto", "fp32", "bf16", "fp16"],
         help="autocast of the forward passes: auto = bf16 on CUDA, fp32 on CPU",
     )
+    p.add_argument(
+        "--exact",
+        action="store_true",
+        help="run the model as trained: BN not folded, the LIF backend of its config "
+        "(default: folded BN and the compiled LIF, faster; masks can differ at rare ties)",
+    )
     p.add_argument("--grid", type=int, default=6, help="images in qualitative.png (0: none)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
@@ -83,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--num-workers {args.num_workers}: must be >= 0")
     console = Console(stderr=True, markup=False, highlight=False, soft_wrap=True)
     device = resolve_device(args.device)
-    ctx = load_context(args.checkpoint, device=device, size=args.size)
+    ctx = load_context(args.checkpoint, device=device, size=args.size, optimize=not args.exact)
     out = args.out or args.checkpoint.parent / f"eval-{args.checkpoint.stem}-{args.split}"
     from medspikeformer.engine.run_dir import ensure_writable_dir
 

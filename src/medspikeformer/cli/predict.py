@@ -57,6 +57,12 @@ def register(subparsers: Any) -> None:
         choices=["auto", "fp32", "bf16", "fp16"],
         help="autocast of the forward passes: auto = bf16 on CUDA, fp32 on CPU",
     )
+    p.add_argument(
+        "--exact",
+        action="store_true",
+        help="run the model as trained: BN not folded, the LIF backend of its config "
+        "(default: folded BN and the compiled LIF, faster; masks can differ at rare ties)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -70,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
 
     console = Console(stderr=True, markup=False, highlight=False, soft_wrap=True)
     device = resolve_device(args.device)
-    ctx = load_context(args.checkpoint, device=device, size=args.size)
+    ctx = load_context(args.checkpoint, device=device, size=args.size, optimize=not args.exact)
     mode = args.mode or ctx.preprocessing.mode
     for message in policy_warnings(
         ctx.preprocessing, mode=args.mode, size=ctx.train_size if args.size else None

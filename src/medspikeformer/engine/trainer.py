@@ -600,12 +600,12 @@ def train(
         resume_force: resume even when the config differs from the one in ``last.pt`` or the
             data would give another split than ``split.json`` (which is then used).
 
-    With ``MEDSPIKEFORMER_MALLOC=reuse`` glibc keeps large freed blocks for the next step
-    (:func:`medspikeformer.runtime.tune_cpu_allocator`: faster, more memory).
+    On CPU the process's tensor cache is installed first
+    (:func:`medspikeformer.runtime.apply_process_settings`; ``MEDSPIKEFORMER_CPU_CACHE=0`` opts out).
     """
-    from medspikeformer.runtime import apply_requested_settings
+    from medspikeformer.runtime import apply_process_settings
 
-    apply_requested_settings()
+    apply_process_settings()
     resume_dir = Path(resume) if resume is not None else None
     if resume_dir is not None:
         if not (resume_dir / "last.pt").is_file():

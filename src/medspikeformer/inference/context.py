@@ -126,17 +126,27 @@ class InferenceContext:
 
 
 def load_context(
-    path: str | Path, device: torch.device | str = "cpu", size: Any = None
+    path: str | Path,
+    device: torch.device | str = "cpu",
+    size: Any = None,
+    optimize: bool = False,
 ) -> InferenceContext:
     """Load the checkpoint at ``path`` (safe ``weights_only`` loading) and its training settings.
 
     Args:
         size: override of the training size (``H`` or ``(H, W)``).
+        optimize: the model for inference only
+            (:func:`medspikeformer.models.fuse.optimize_for_inference`: BN folded, compiled LIF)
+            — what ``predict`` and ``evaluate`` use unless ``--exact``.
     """
     from medspikeformer.engine.checkpoint import load_model
 
     path = Path(path)
     model, ckpt = load_model(path, map_location=device)
+    if optimize:
+        from medspikeformer.models.fuse import optimize_for_inference
+
+        model = optimize_for_inference(model)
     train_config = ckpt.get("train_config") or {}
     if not isinstance(train_config, dict):
         train_config = {}

@@ -141,19 +141,21 @@ class Predictor:
         *,
         device: torch.device | str = "cpu",
         size: Any = None,
+        exact: bool = False,
         **options: Any,
     ) -> Predictor:
         """A predictor for the checkpoint at ``path`` with what training used: its size,
         channels, preprocessing mode (``ckpt["preprocessing"]``) and ``train.threshold``.
 
         ``options`` are the other fields (``mode``, ``threshold``, ``tta_flip``, …) and win over
-        the checkpoint's; ``size`` (``H`` or ``(H, W)``) overrides the training size.
+        the checkpoint's; ``size`` (``H`` or ``(H, W)``) overrides the training size. The model
+        is optimised for inference (BN folded, compiled LIF) unless ``exact``.
         """
         from medspikeformer.inference.context import load_context
         from medspikeformer.runtime import resolve_device
 
         device = resolve_device(device)
-        ctx = load_context(path, device=device, size=size)
+        ctx = load_context(path, device=device, size=size, optimize=not exact)
         options.setdefault("mode", ctx.preprocessing.mode)
         options.setdefault("threshold", ctx.config.train.threshold)
         return cls(

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-__all__ = ["find_conv_bn_pairs", "fuse_for_inference"]
+__all__ = ["find_conv_bn_pairs", "fuse_for_inference", "optimize_for_inference"]
 
 
 def _probe_input(model: nn.Module) -> torch.Tensor:
@@ -123,3 +123,21 @@ def fuse_for_inference(model: nn.Module, example: torch.Tensor | None = None) ->
         _set(fused, bn_name, nn.Identity())
     fused.fused_pairs = pairs
     return fused
+
+
+def optimize_for_inference(model: nn.Module, example: torch.Tensor | None = None) -> nn.Module:
+    """What ``predict`` and ``evaluate`` run by default: :func:`fuse_for_inference` (BN folded)
+    with every LIF neuron on the ``"fused"`` backend (the compiled one-loop kernels; eager
+    fallback). An eval-mode copy; ``model`` is not modified.
+
+    Spikes can differ from the model as trained only where a membrane lands within float rounding
+    of the threshold (see the module docstring); the measured mask agreement on real data is in
+    docs/performance.md, and ``--exact`` on the command line runs the model as trained.
+    """
+    from medspikeformer.neurons import LIFNeuron
+
+    fast = fuse_for_inference(model, example)
+    for module in fast.modules():
+        if isinstance(module, LIFNeuron):
+            module.backend = "fused"
+    return fast
