@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export OMP_NUM_THREADS ?= 2
 
-.PHONY: install demo test test-slow test-all lint format bench gpu-check reproduce clean
+.PHONY: install demo test test-slow test-all lint format bench bench-baseline gpu-check reproduce clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -43,6 +43,18 @@ format: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/run_all.py --out bench-results $(BENCH_ARGS)
+
+# Issue 14's workloads beside the version its table timed against the authors' code
+# (BASELINE), in one run: ours / authors = (ours / baseline, this run) x (baseline / authors).
+BASELINE ?= 32003e0
+BASELINE_DIR := build/baseline-$(BASELINE)
+bench-baseline: $(STAMP)
+	rm -rf $(BASELINE_DIR) && mkdir -p $(BASELINE_DIR)
+	git archive $(BASELINE) | tar -x -C $(BASELINE_DIR)
+	$(PY) benchmarks/run_all.py --out bench-results/baseline --suites train,infer \
+	  --models medspikeformer,medspikeformer+joint --train-configs 2x256,8x128,8x256 \
+	  --infer-models medspikeformer --infer-variants fused+lif-compiled \
+	  --set compile_neurons=true --warmup 1 --repeat 3 --baseline $(BASELINE_DIR) $(BENCH_ARGS)
 
 # The paper recipe (the shipped <DATASET> config: 256², T = 4, 200 epochs, joint teacher) on a dataset
 # folder; prints Table 1's row. A GPU run: see benchmarks/gpu_paper_tables.sh.

@@ -272,11 +272,14 @@ def run_isolated(
     timeout_s: float = 900,
     mem_limit_gb: float | None = None,
     threads: int = DEFAULT_THREADS,
+    repo: Path | None = None,
 ) -> Row:
     """Run ``benchmarks/<module>.py:<func>(**kwargs)`` in a fresh Python and return its row.
 
     The child pins ``threads``, arms a :class:`MemoryWatchdog` at ``mem_limit_gb``, calls the
     function, adds its own ``peak_rss_gb`` and prints the row after :data:`ROW_MARKER`.
+    ``repo``: another checkout of the project (an earlier version, for a side-by-side run): its
+    ``benchmarks/`` and ``src/`` run the case instead of this one's.
     """
     spec = json.dumps(
         {"module": module, "func": func, "kwargs": kwargs, "mem_limit_gb": mem_limit_gb}
@@ -284,11 +287,14 @@ def run_isolated(
     env = dict(os.environ)
     env.setdefault("OMP_NUM_THREADS", str(threads))
     env["MEDSPIKEFORMER_BENCH_THREADS"] = str(threads)
-    cmd = [sys.executable, str(BENCH_DIR / "bench_common.py"), "--child", spec]
+    root = REPO if repo is None else Path(repo).resolve()
+    if repo is not None:
+        env["PYTHONPATH"] = os.pathsep.join([str(root / "src"), str(root / "benchmarks")])
+    cmd = [sys.executable, str(root / "benchmarks" / "bench_common.py"), "--child", spec]
     base = {"suite": module.removeprefix("bench_"), "name": func, "params": kwargs}
     try:
         proc = subprocess.run(
-            cmd, capture_output=True, text=True, timeout=timeout_s, env=env, cwd=REPO
+            cmd, capture_output=True, text=True, timeout=timeout_s, env=env, cwd=root
         )
     except subprocess.TimeoutExpired:
         return {**base, "time_s": None, "status": "failed", "notes": f"timeout {timeout_s:.0f} s"}

@@ -141,15 +141,18 @@ def bench_train(
             step, info = build_step(
                 model, batch, size, teacher, device, compile, channels_last, overrides, precision
             )
+            timing = time_fn(step, warmup=warmup, repeat=repeat, device=device)
+            del step  # the timed step's memory is not the counting step's
             gflop = None
             if count:  # FLOPs are linear in the batch: count a small-batch step (cheaper)
+                # After the timing: with a counted step (a second model) run first, the timed
+                # steps of b2 256² took 6.9 s instead of 4.4 s (docs/performance.md).
                 nb = min(batch, 2)  # 2, not 1: training BN needs > 1 value per channel
                 small, _ = build_step(
                     model, nb, size, teacher, device, False, channels_last, overrides, precision
                 )
                 gflop = count_flops(small) / 1e9 * batch / nb
                 del small
-            timing = time_fn(step, warmup=warmup, repeat=repeat, device=device)
     except Exception as exc:
         return make_row(
             "train", name, params, status="failed", notes=f"{type(exc).__name__}: {exc}"

@@ -78,6 +78,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("checkpoints", nargs="+", type=Path)
     parser.add_argument("--images", type=Path, required=True, help="folder of images (recursive)")
     parser.add_argument("--limit", type=int, default=0, help="first N images only (0: all)")
+    parser.add_argument(
+        "--skip", default="_mask", help="leave out files whose name contains this (masks)"
+    )
     parser.add_argument("--mode", choices=["resize", "sliding"], help="default: the checkpoint's")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path)
@@ -89,7 +92,11 @@ def main(argv: list[str] | None = None) -> int:
 
     apply_process_settings()
     torch.set_num_threads(args.threads)
-    images = sorted(p for p in args.images.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    images = sorted(
+        p
+        for p in args.images.rglob("*")
+        if p.suffix.lower() in IMAGE_SUFFIXES and not (args.skip and args.skip in p.name)
+    )
     if args.limit:
         images = images[: args.limit]
     if not images:

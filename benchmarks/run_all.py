@@ -45,17 +45,86 @@ INFER_VARIANTS = ("eager", "lif-compiled", "fused+lif-compiled", "compiled", "fu
 
 
 # ---------------------------------------------------------------------------------------------
-# targets of issue 5 (measured on 2 cores, torch CPU)
+# targets of issue 14 (2 cores, torch CPU, default settings)
 
 TARGETS: list[dict[str, Any]] = [
-    {"label": "train b8 256² peak RSS", "row": ("train", "medspikeformer", 8, 256), "key": "peak_rss_gb", "max": 12.0},
-    {"label": "train b2 256² time", "row": ("train", "medspikeformer", 2, 256), "key": "time_s", "max": 4.5},
-    {"label": "train b2 256² peak RSS", "row": ("train", "medspikeformer", 2, 256), "key": "peak_rss_gb", "max": 6.0},
-    {"label": "train b8 128² time", "row": ("train", "medspikeformer", 8, 128), "key": "time_s", "max": 5.0},
-    {"label": "train b8 128² peak RSS", "row": ("train", "medspikeformer", 8, 128), "key": "peak_rss_gb", "max": 6.0},
-    {"label": "infer b1 256² eager", "row": ("infer", "medspikeformer", "eager", 256), "key": "time_s", "max": 0.6},
-    {"label": "infer b1 256² compiled", "row": ("infer", "medspikeformer", "compiled", 256), "key": "time_s", "max": 0.3},
+    {"label": "train b2 256² student: MFU", "row": ("train", "medspikeformer", 2, 256), "key": "mfu", "min": 0.5},
+    {"label": "train b2 256² joint: peak RSS", "row": ("train", "medspikeformer+joint", 2, 256), "key": "peak_rss_gb", "max": 6.0},
+    {"label": "train b2 256² student: peak RSS", "row": ("train", "medspikeformer", 2, 256), "key": "peak_rss_gb", "max": 6.0},
+    {"label": "train b8 128² joint: peak RSS", "row": ("train", "medspikeformer+joint", 8, 128), "key": "peak_rss_gb", "max": 6.0},
+    {"label": "train b8 128² student: peak RSS", "row": ("train", "medspikeformer", 8, 128), "key": "peak_rss_gb", "max": 6.0},
+    {"label": "train b8 256² joint (paper recipe): peak RSS", "row": ("train", "medspikeformer+joint", 8, 256), "key": "peak_rss_gb", "max": 8.0},
+    {"label": "train b8 256² student: peak RSS", "row": ("train", "medspikeformer", 8, 256), "key": "peak_rss_gb", "max": 8.0},
 ]  # fmt: skip
+
+# The authors' code is not part of this project. Issue 14 timed it side by side with the version
+# of this project at BASELINE_COMMIT on a machine of this kind; a run with ``--baseline`` (a
+# checkout of that commit) times that version beside this one, so ours / authors is read as
+# (ours / baseline, this run) × (baseline / authors, issue 14's run).
+BASELINE_COMMIT = "32003e0"
+AUTHORS: dict[tuple[str, str, int, int], dict[str, float]] = {
+    ("train", "medspikeformer+joint", 2, 256): {"authors_s": 23.8, "authors_gb": 11.6, "baseline_s": 18.0, "target": 0.4},
+    ("train", "medspikeformer", 2, 256): {"authors_s": 23.8, "authors_gb": 11.6, "baseline_s": 12.7, "target": 0.3},
+    ("train", "medspikeformer+joint", 8, 128): {"authors_s": 26.4, "authors_gb": 11.9, "baseline_s": 15.7, "target": 0.35},
+    ("train", "medspikeformer", 8, 128): {"authors_s": 26.4, "authors_gb": 11.9, "baseline_s": 12.5, "target": None},
+    ("infer", "medspikeformer", 1, 256): {"authors_s": 3.39, "authors_gb": 1.68, "baseline_s": 1.65, "target": 0.25},
+}  # fmt: skip
+DEFAULT_INFER_VARIANT = "lif-compiled+fused"  # what predict / evaluate run (optimize_for_inference)
+BASELINE_INFER_VARIANT = "lif-compiled"  # what the baseline's predict ran (a kvasir-config model)
+
+
+def row_key(row: Row) -> tuple[str, str, int, int] | None:
+    """``(suite, model[+teacher], batch, size)`` of a train row or of the default inference row."""
+    p = row.get("params", {})
+    if row.get("suite") == "train" and _default_arch(p):
+        label = p.get("model", "") + (
+            "" if p.get("teacher", "none") == "none" else "+" + p["teacher"]
+        )
+        return ("train", label, p.get("batch"), p.get("size"))
+    if row.get("suite") == "infer" and p.get("variant") == DEFAULT_INFER_VARIANT:
+        return ("infer", p.get("model", ""), p.get("batch"), p.get("size"))
+    return None  # fmt: skip
+
+
+def baseline_kwargs(module: str, kwargs: dict[str, Any]) -> dict[str, Any] | None:
+    """The case the baseline runs beside ``kwargs`` (its own defaults), or ``None`` for none."""
+    if module == "bench_train":
+        # No FLOP count: the baseline's bench counts before it times, and a counted step run
+        # first slows the timed ones (bench_train); its FLOPs are ours anyway.
+        return {**kwargs, "count": False}
+    if module == "bench_infer" and kwargs.get("fuse") and not kwargs.get("compile"):
+        if kwargs.get("channels_last") or not kwargs.get("overrides", {}).get("compile_neurons"):
+            return None
+        return {**kwargs, "fuse": False}  # the baseline's predict did not fold BN
+    return None
+
+
+def side_by_side(rows: list[Row]) -> list[dict[str, Any]]:
+    """One entry per workload of issue 14's table that has a baseline time in this run."""
+    out = []
+    for row in rows:
+        key = row_key(row)
+        base = row.get("baseline") or {}
+        if key not in AUTHORS or row.get("status") != "ok" or not base.get("time_s"):
+            continue
+        ref = AUTHORS[key]
+        vs_base = row["time_s"] / base["time_s"]
+        vs_authors = vs_base * ref["baseline_s"] / ref["authors_s"]
+        out.append(
+            {
+                "workload": row["name"],
+                "ours_s": row["time_s"],
+                "baseline_s": base["time_s"],
+                "ours_gb": row.get("peak_rss_gb"),
+                "baseline_gb": base.get("peak_rss_gb"),
+                "vs_baseline": round(vs_base, 3),
+                "baseline_vs_authors": round(ref["baseline_s"] / ref["authors_s"], 3),
+                "vs_authors": round(vs_authors, 3),
+                "target": ref["target"],
+                "met": None if ref["target"] is None else vs_authors <= ref["target"],
+            }
+        )
+    return out
 
 
 PERF_ONLY_OVERRIDES = {"checkpoint_attention", "compile_neurons"}
@@ -67,16 +136,22 @@ def _default_arch(params: dict[str, Any]) -> bool:
 
 
 def find_row(rows: list[Row], suite: str, a: Any, b: Any, size: int) -> Row | None:
-    """The ok row of a target selector (train: model, batch, size; infer: model, variant, size)."""
+    """The ok row of a target selector (train: model[+teacher], batch, size; infer: model,
+    variant, size)."""
     for row in rows:
         p = row.get("params", {})
         if row.get("suite") != suite or row.get("status") != "ok" or p.get("size") != size:
             continue
-        if not _default_arch(p) or p.get("model") != a:
+        if not _default_arch(p):
             continue
-        if suite == "train" and p.get("teacher") == "none" and p.get("batch") == b:
+        if suite == "train" and row_key(row) == ("train", a, b, size):
             return row
-        if suite == "infer" and p.get("variant") == b and p.get("batch") == 1:
+        if (
+            suite == "infer"
+            and p.get("model") == a
+            and p.get("variant") == b
+            and p.get("batch") == 1
+        ):
             return row
     return None
 
@@ -87,15 +162,21 @@ def check_targets(rows: list[Row]) -> list[dict[str, Any]]:
     for target in TARGETS:
         row = find_row(rows, *target["row"])
         value = None if row is None else row.get(target["key"])
-        met = None if value is None else value <= target["max"]
-        out.append(
-            {
-                "target": target["label"],
-                "limit": f"≤ {target['max']}",
-                "measured": value,
-                "met": met,
-            }
-        )
+        if "max" in target:
+            limit, met = f"≤ {target['max']}", None if value is None else value <= target["max"]
+        else:
+            limit, met = f"≥ {target['min']}", None if value is None else value >= target["min"]
+        out.append({"target": target["label"], "limit": limit, "measured": value, "met": met})
+    for entry in side_by_side(rows):
+        if entry["target"] is not None:
+            out.append(
+                {
+                    "target": f"{entry['workload']}: ours / authors (via the baseline)",
+                    "limit": f"≤ {entry['target']}",
+                    "measured": entry["vs_authors"],
+                    "met": entry["met"],
+                }
+            )
     # attention block ≤ 1.5× a 1×1 conv of the same width at 256²
     by = {
         (r["params"].get("kind"), r["params"].get("side")): r
@@ -321,6 +402,33 @@ def row_cells(row: Row) -> list[str]:
     ]
 
 
+SBS_COLUMNS = (
+    "workload",
+    "ours s",
+    "baseline s",
+    "ours / baseline",
+    "baseline / authors (issue 14)",
+    "ours / authors",
+    "target",
+    "ours GB",
+    "baseline GB",
+)
+
+
+def sbs_cells(e: dict[str, Any]) -> list[str]:
+    return [
+        e["workload"],
+        _fmt(e["ours_s"]),
+        _fmt(e["baseline_s"]),
+        _fmt(e["vs_baseline"]),
+        _fmt(e["baseline_vs_authors"]),
+        _fmt(e["vs_authors"]),
+        "–" if e["target"] is None else f"≤ {e['target']} ({_fmt(e['met'])})",
+        _fmt(e["ours_gb"]),
+        _fmt(e["baseline_gb"]),
+    ]
+
+
 def print_tables(rows: list[Row], targets: list[dict[str, Any]], info: dict[str, Any]) -> None:
     """One rich table of all rows, then the targets."""
     from rich.console import Console
@@ -334,7 +442,17 @@ def print_tables(rows: list[Row], targets: list[dict[str, Any]], info: dict[str,
     for row in rows:
         table.add_row(*row_cells(row))
     console.print(table)
-    tt = Table(title="targets (issue 5)")
+    sbs = side_by_side(rows)
+    if sbs:
+        st = Table(
+            title=f"side by side with the baseline (issue 14's baseline/authors ratios; MFU peak {info.get('matmul_peak_gflops')} GFLOP/s)"
+        )
+        for col in SBS_COLUMNS:
+            st.add_column(col)
+        for e in sbs:
+            st.add_row(*sbs_cells(e))
+        console.print(st)
+    tt = Table(title="targets (issue 14)")
     for col in ("target", "limit", "measured", "met"):
         tt.add_column(col)
     for t in targets:
@@ -355,6 +473,16 @@ def markdown(
         "|" + "---|" * len(ROW_COLUMNS),
     ]
     lines += ["| " + " | ".join(c.replace("|", "/") for c in row_cells(r)) + " |" for r in rows]
+    sbs = side_by_side(rows)
+    if sbs:
+        lines += [
+            "",
+            f"Side by side with the baseline (`--baseline`), matmul peak {info.get('matmul_peak_gflops')} GFLOP/s:",
+            "",
+            "| " + " | ".join(SBS_COLUMNS) + " |",
+            "|" + "---|" * len(SBS_COLUMNS),
+        ]
+        lines += ["| " + " | ".join(sbs_cells(e)) + " |" for e in sbs]
     lines += ["", "| target | limit | measured | met |", "|---|---|---|---|"]
     lines += [
         f"| {t['target']} | {t['limit']} | {_fmt(t['measured'])} | {_fmt(t['met'])} |"
@@ -436,6 +564,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="abort a case whose RSS passes this (default 85%% of RAM)",
     )
     p.add_argument("--timeout", type=float, default=1200, help="seconds per isolated case")
+    p.add_argument(
+        "--baseline",
+        type=Path,
+        default=None,
+        help=f"a checkout of an earlier version (issue 14: {BASELINE_COMMIT}) to time beside "
+        "every train row and the default inference row, in the same run",
+    )
     args = p.parse_args(argv)  # fmt: skip
     args.suites = [s.strip() for s in args.suites.split(",") if s.strip()]
     unknown = sorted(set(args.suites) - set(SUITES))
@@ -494,14 +629,20 @@ def main(argv: list[str] | None = None) -> int:
                 description=f"{module} {kwargs.get('model', kwargs.get('kind', kwargs.get('variant', '')))}",
             )
             if isolated:
-                row = run_isolated(
-                    module,
-                    func,
-                    kwargs,
-                    timeout_s=args.timeout,
-                    mem_limit_gb=args.mem_limit_gb,
-                    threads=args.threads,
-                )
+                limits = {
+                    "timeout_s": args.timeout,
+                    "mem_limit_gb": args.mem_limit_gb,
+                    "threads": args.threads,
+                }
+                row = run_isolated(module, func, kwargs, **limits)
+                base_kwargs = baseline_kwargs(module, kwargs) if args.baseline else None
+                if base_kwargs is not None:  # right after ours: the same state of the machine
+                    base = run_isolated(module, func, base_kwargs, repo=args.baseline, **limits)
+                    row["baseline"] = {
+                        k: base.get(k)
+                        for k in ("time_s", "min_s", "cpu_s", "peak_rss_gb", "status", "notes")
+                    }
+                    row["baseline"]["repo"] = str(args.baseline)
             else:
                 import importlib
 
@@ -512,6 +653,16 @@ def main(argv: list[str] | None = None) -> int:
         if "data" in args.suites:
             rows.extend(run_data_suite(args))
             progress.advance(task)  # fmt: skip
+    if plan:  # the peak again at the end: MFU against the faster reading (a peak is a maximum)
+        end_peak = matmul_peak_gflops(1024 if args.quick else 2048, device=args.device)
+        end_peak["name"] += " (end of run)"
+        rows.append(end_peak)
+        if (end_peak.get("gflops") or 0) > (peak.get("gflops") or 0):
+            peak = end_peak
+        for row in rows:
+            add_mfu(row, peak)
+        info["matmul_peak_gflops"] = peak.get("gflops")
+    info["baseline"] = str(args.baseline) if args.baseline else None
     targets = check_targets(rows)
     info["wall_s"] = round(time.perf_counter() - t_start, 1)
     info["loadavg_end"] = round(os.getloadavg()[0], 2)

@@ -17,9 +17,12 @@ from medspikeformer import cpu_cache
 MB = 1 << 20
 
 
-def _ceiling(peak_live: int, slack: float = 0.4) -> int:
+SLACK_GB = 0.1
+
+
+def _ceiling(peak_live: int) -> int:
     """The most bytes the cache may hold at this live high-water mark (as the C++ side computes)."""
-    return peak_live + max(64 * MB, int(slack * peak_live))
+    return peak_live + int(SLACK_GB * 1e9)
 
 
 def _round(n: int) -> int:
@@ -32,7 +35,7 @@ def cache():
     """The cache installed with a known slack; the session's state is restored afterwards."""
     was_active = cpu_cache.active()
     try:
-        assert cpu_cache.install(0.4)
+        assert cpu_cache.install(SLACK_GB)
     except RuntimeError as exc:  # pragma: no cover - only without a compiler
         pytest.skip(f"no C++ toolchain to build the cache: {exc}")
     cpu_cache.empty_cache()
@@ -66,7 +69,7 @@ def test_small_requests_go_to_the_replaced_allocator(cache) -> None:
 
 
 def test_held_bytes_stay_under_the_ceiling(cache) -> None:
-    """live + cached never passes the live high-water mark × 1.4 (at least + 64 MB)."""
+    """live + cached never passes the live high-water mark plus the slack."""
     keep = [torch.empty(s * MB // 4) for s in (40, 60, 80)]  # 180 MB live: the peak
     peak_live = cache.stats().peak_live
     del keep
@@ -106,7 +109,7 @@ def test_results_are_bit_identical_with_and_without_the_cache(cache) -> None:
     assert cache.stats().hits > 10
     cache.uninstall()
     out_d, grad_d = run()
-    cache.install(0.4)
+    cache.install(SLACK_GB)
     assert torch.equal(out_c, out_d)
     assert torch.equal(grad_c, grad_d)
 
@@ -127,7 +130,7 @@ def test_a_forked_child_allocates_while_a_thread_of_the_parent_does() -> None:
     code = """
 import os, threading, torch
 from medspikeformer import cpu_cache
-assert cpu_cache.install(0.4)
+assert cpu_cache.install(0.1)
 stop = False
 def churn():
     while not stop:
@@ -176,7 +179,7 @@ def test_a_bad_slack_setting_is_a_one_line_error(monkeypatch, raw) -> None:
     from medspikeformer.errors import ConfigError
 
     monkeypatch.setenv(cpu_cache.ENV_SLACK, raw)
-    with pytest.raises(ConfigError, match=r"^MEDSPIKEFORMER_CPU_CACHE_SLACK=.*expected a number"):
+    with pytest.raises(ConfigError, match=r"^MEDSPIKEFORMER_CPU_CACHE_GB=.*expected a number"):
         cpu_cache.slack_from_env()
 
 

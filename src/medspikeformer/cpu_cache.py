@@ -13,13 +13,13 @@ PyTorch's CPU allocator. It rounds requests of at least ``min_bytes`` to size cl
 steps below 4 MiB, 2 MiB steps above), keeps freed blocks per class and hands them to the next
 request of that class; each block stays its own allocation of the allocator it replaced (huge
 pages included), so nothing fragments; and the bytes it holds (in use + cached) never pass the
-high-water mark of bytes in use times ``1 + slack`` (``MEDSPIKEFORMER_CPU_CACHE_SLACK``, default
-0.4; at least 64 MB): the least recently freed blocks go back to the system first. So a process
-holds at most that share more than the default allocator would at its own peak, at any batch
-size. Training steps repeat the same shapes, so after the first step nearly every large request
-is a hit. The slack is needed because size classes do not split: at a step's peak, the blocks
-of the gradients are cached but not in use (a 256² batch-2 step needs 32 % above its peak to
-miss nothing; docs/performance.md).
+high-water mark of bytes in use plus a fixed slack (``MEDSPIKEFORMER_CPU_CACHE_GB``, default
+1.5 GB): the least recently freed blocks go back to the system first. So a process holds at most
+the slack more than the default allocator would at its own peak, at any batch size. Training
+steps repeat the same shapes, so after the first step nearly every large request is a hit. The
+slack is needed because size classes do not split: at a step's peak some cached blocks are of
+sizes not in use at that moment (a 256² batch-2 step with the joint teacher holds 1.4 GB above
+its live peak when it misses nothing; docs/performance.md).
 
 Hand-written because nothing maintained does this for PyTorch's CPU tensors: jemalloc/tcmalloc
 need ``LD_PRELOAD`` before Python starts and a system package, PyTorch's ``CPUCachingAllocator``
@@ -47,9 +47,9 @@ from pathlib import Path
 
 SOURCE = "cpu_cache.cpp"
 DEFAULT_MIN_BYTES = 256 << 10
-DEFAULT_SLACK = 0.4
+DEFAULT_SLACK_GB = 1.5
 ENV_SWITCH = "MEDSPIKEFORMER_CPU_CACHE"  # 0/off/false: keep PyTorch's default CPU allocator
-ENV_SLACK = "MEDSPIKEFORMER_CPU_CACHE_SLACK"  # share held beyond the peak in use
+ENV_SLACK = "MEDSPIKEFORMER_CPU_CACHE_GB"  # GB held beyond the peak in use
 
 _lib: ctypes.CDLL | None = None
 _failed: str | None = None
@@ -154,21 +154,21 @@ def _load() -> ctypes.CDLL:
         import torch  # noqa: F401  (libc10 must be loaded before the library links to it)
 
         lib = ctypes.CDLL(str(build()))
-        lib.msf_cpu_cache_install.argtypes = [ctypes.c_int64, ctypes.c_double]
+        lib.msf_cpu_cache_install.argtypes = [ctypes.c_int64, ctypes.c_int64]
         lib.msf_cpu_cache_install.restype = ctypes.c_int
         lib.msf_cpu_cache_uninstall.restype = ctypes.c_int
         lib.msf_cpu_cache_active.restype = ctypes.c_int
-        lib.msf_cpu_cache_set_slack.argtypes = [ctypes.c_double]
+        lib.msf_cpu_cache_set_slack.argtypes = [ctypes.c_int64]
         lib.msf_cpu_cache_stats.argtypes = [ctypes.POINTER(ctypes.c_int64)]
         _lib = lib
     return _lib
 
 
-def slack_from_env(default: float = DEFAULT_SLACK) -> float:
-    """The cache's slack from ``MEDSPIKEFORMER_CPU_CACHE_SLACK`` (a number ≥ 0, e.g. ``0.4``)."""
+def slack_from_env(default_gb: float = DEFAULT_SLACK_GB) -> float:
+    """The cache's slack in GB from ``MEDSPIKEFORMER_CPU_CACHE_GB`` (a number ≥ 0)."""
     raw = os.environ.get(ENV_SLACK)
     if raw is None or raw.strip() == "":
-        return default
+        return default_gb
     try:
         value = float(raw)
     except ValueError:
@@ -176,24 +176,24 @@ def slack_from_env(default: float = DEFAULT_SLACK) -> float:
     if not value >= 0 or value == float("inf"):
         from medspikeformer.errors import ConfigError
 
-        raise ConfigError(f"{ENV_SLACK}={raw!r}: expected a number ≥ 0 (a share, e.g. 0.4)")
+        raise ConfigError(f"{ENV_SLACK}={raw!r}: expected a number of GB ≥ 0")
     return value
 
 
-def install(slack: float | None = None, min_bytes: int = DEFAULT_MIN_BYTES) -> bool:
+def install(slack_gb: float | None = None, min_bytes: int = DEFAULT_MIN_BYTES) -> bool:
     """Make the cache PyTorch's CPU allocator (idempotent; a second call changes the slack).
 
-    ``slack``: the share by which the bytes held (in use + cached) may pass the high-water mark
-    of bytes in use (default ``MEDSPIKEFORMER_CPU_CACHE_SLACK``, else 0.4). Returns ``True`` when
+    ``slack_gb``: how many GB the bytes held (in use + cached) may pass the high-water mark of
+    bytes in use by (default ``MEDSPIKEFORMER_CPU_CACHE_GB``, else 1.5). Returns ``True`` when
     installed; on a build or load failure warns once and returns ``False`` (the default
     allocator stays).
     """
     global _failed
     if _failed is not None or not sys.platform.startswith("linux"):
         return False  # built and tested on Linux (glibc, ELF) only
-    slack = slack_from_env() if slack is None else float(slack)
+    slack = slack_from_env() if slack_gb is None else float(slack_gb)
     if not slack >= 0:
-        raise ValueError(f"slack must be ≥ 0, got {slack}")
+        raise ValueError(f"slack_gb must be ≥ 0, got {slack}")
     try:
         lib = _load()
     except (OSError, RuntimeError) as exc:
@@ -204,7 +204,7 @@ def install(slack: float | None = None, min_bytes: int = DEFAULT_MIN_BYTES) -> b
             stacklevel=2,
         )
         return False
-    return lib.msf_cpu_cache_install(int(min_bytes), slack) == 0
+    return lib.msf_cpu_cache_install(int(min_bytes), int(slack * 1e9)) == 0
 
 
 def uninstall() -> None:

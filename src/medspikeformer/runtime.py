@@ -4,8 +4,8 @@
 and the benchmark children) installs the CPU tensor cache (:mod:`medspikeformer.cpu_cache`): glibc
 serves every allocation above 32 MB with a fresh ``mmap`` that the kernel faults in and zeroes, so
 without it a training step at 256² spends a large share of its time page-faulting its activations.
-``MEDSPIKEFORMER_CPU_CACHE=0`` keeps PyTorch's default allocator; ``MEDSPIKEFORMER_CPU_CACHE_SLACK``
-sets by what share the memory held may pass the peak of memory in use (default 0.4).
+``MEDSPIKEFORMER_CPU_CACHE=0`` keeps PyTorch's default allocator; ``MEDSPIKEFORMER_CPU_CACHE_GB``
+sets how far the memory held may pass the peak of memory in use (default 1.5 GB).
 
 The cache and the transparent huge pages that importing the package turns on
 (``THP_MEM_ALLOC_ENABLE``) are for CPU runs: on a machine with a visible NVIDIA GPU

@@ -232,7 +232,8 @@ def _ok(suite: str, time_s: float, **params) -> dict:
 
 def test_check_targets_logic() -> None:
     rows = [
-        {**_ok("train", 4.0, model="medspikeformer", teacher="none", batch=2, size=256), "peak_rss_gb": 7.0, "mfu": 0.1},
+        {**_ok("train", 4.0, model="medspikeformer", teacher="none", batch=2, size=256), "peak_rss_gb": 5.0, "mfu": 0.55},
+        {**_ok("train", 6.0, model="medspikeformer", teacher="joint", batch=2, size=256), "peak_rss_gb": 7.0, "mfu": 0.4},
         _ok("infer", 0.5, model="medspikeformer", variant="eager", batch=1, size=256),
         _ok("attention", 3.0, kind="block", side=256),
         _ok("attention", 1.0, kind="conv1x1", side=256),
@@ -241,14 +242,63 @@ def test_check_targets_logic() -> None:
         {**_ok("train", 9.0, model="ssa", teacher="none", batch=2, size=256)},
     ]  # fmt: skip
     got = {t["target"]: t for t in run_all.check_targets(rows)}
-    assert got["train b2 256² time"]["met"] is True
-    assert got["train b2 256² peak RSS"]["met"] is False  # 7 GB > 6 GB
-    assert got["infer b1 256² eager"]["measured"] == 0.5
-    assert got["train b8 256² peak RSS"]["measured"] is None
+    assert got["train b2 256² student: MFU"]["met"] is True  # 0.55 ≥ 0.5
+    assert got["train b2 256² student: peak RSS"]["met"] is True
+    assert got["train b2 256² joint: peak RSS"]["met"] is False  # 7 GB > 6 GB
+    assert got["train b8 256² joint (paper recipe): peak RSS"]["measured"] is None
     assert got["attention block / conv1x1 at 256²"]["measured"] == 3.0
     assert got["attention block / conv1x1 at 256²"]["met"] is False
     assert got["LIF compiled speed-up over eager"]["met"] is True
     assert got["MFU stated: x"]["met"] is False  # the ssa row has no MFU
+    assert not any("authors" in t for t in got)  # no baseline times: no ratio targets
+
+
+def test_side_by_side_ratios_go_through_the_baseline() -> None:
+    """ours / authors = (ours / baseline) × (baseline / authors of issue 14's table)."""
+    joint = _ok("train", 6.0, model="medspikeformer", teacher="joint", batch=2, size=256)
+    joint["name"] = "train joint"
+    joint["baseline"] = {"time_s": 12.0, "peak_rss_gb": 5.0}
+    infer = _ok("infer", 0.5, model="medspikeformer", variant=run_all.DEFAULT_INFER_VARIANT,
+                batch=1, size=256)  # fmt: skip
+    infer["baseline"] = {"time_s": 1.0}
+    plain = _ok("train", 3.0, model="medspikeformer", teacher="none", batch=2, size=256)
+    entries = {e["workload"]: e for e in run_all.side_by_side([joint, infer, plain])}
+    assert set(entries) == {"train joint", "x"}  # the row without a baseline time is left out
+    e = entries["train joint"]
+    assert e["vs_baseline"] == 0.5
+    assert e["vs_authors"] == round(0.5 * 18.0 / 23.8, 3)
+    assert e["target"] == 0.4 and e["met"] is True
+    assert entries["x"]["vs_authors"] == round(0.5 * 1.65 / 3.39, 3)
+    assert entries["x"]["met"] is True  # 0.5 × 1.65 / 3.39 = 0.243 ≤ 0.25
+    got = {t["target"]: t for t in run_all.check_targets([joint])}
+    assert got["train joint: ours / authors (via the baseline)"]["met"] is True
+
+
+def test_baseline_runs_its_own_defaults() -> None:
+    """The baseline times a train case as given but without counting FLOPs first, and the
+    default inference case without the BN folding it did not have; nothing else."""
+    train = {"model": "medspikeformer", "batch": 2, "size": 256, "overrides": {}}
+    assert run_all.baseline_kwargs("bench_train", train) == {**train, "count": False}
+    infer = {"fuse": True, "compile": False, "overrides": {"compile_neurons": True}}
+    assert run_all.baseline_kwargs("bench_infer", infer)["fuse"] is False
+    assert run_all.baseline_kwargs("bench_infer", {**infer, "fuse": False}) is None
+    assert run_all.baseline_kwargs("bench_lif", {}) is None
+
+
+def test_run_isolated_in_another_checkout(tmp_path) -> None:
+    """``repo=`` runs the case with that checkout's benchmarks and sources (here: a copy of
+    bench_common only, whose rows carry a marker the project's own never do)."""
+    bench = tmp_path / "benchmarks"
+    bench.mkdir()
+    (tmp_path / "src").mkdir()
+    code = (bench_common.BENCH_DIR / "bench_common.py").read_text()
+    code = code.replace('"self-test", "hold_memory"', '"self-test", "hold_memory-elsewhere"')
+    (bench / "bench_common.py").write_text(code)
+    row = bench_common.run_isolated(
+        "bench_common", "hold_memory", {"gb": 0.01, "seconds": 0.0}, repo=tmp_path
+    )
+    assert row["status"] == "ok", row.get("notes")
+    assert row["name"] == "hold_memory-elsewhere"
 
 
 def test_architecture_overrides_do_not_count_for_targets() -> None:
@@ -304,6 +354,10 @@ def test_main_writes_json_and_markdown(tmp_path) -> None:
     assert payload["machine"]["threads"] >= 1 and payload["partial"] is False
     suites = [r["suite"] for r in payload["rows"]]
     assert suites[0] == "peak" and suites.count("attention") == 5
+    assert suites[-1] == "peak"  # read again at the end; MFU uses the faster reading
+    assert payload["machine"]["matmul_peak_gflops"] == max(
+        r["gflops"] for r in payload["rows"] if r["suite"] == "peak"
+    )
     kinds = [r["params"]["kind"] for r in payload["rows"] if r["suite"] == "attention"]
     assert kinds == ["block", "block-lif-compiled", "conv1x1", "core", "quadratic"]
     assert all(r.get("mfu") is not None for r in payload["rows"] if r["suite"] == "attention")

@@ -7,8 +7,8 @@
 // of the same class. Every block is its own allocation of the allocator it replaces (each one its
 // own mapping), so the cache never fragments a heap: a cached block is returned to the system
 // whole, least recently freed first, whenever the bytes held (live + cached) would pass the
-// high-water mark of live bytes times (1 + slack). So the process never holds more than that
-// share above what the allocator it replaces would hold at its peak, at any batch size.
+// high-water mark of live bytes plus a fixed slack. So the process never holds more than the
+// slack above what the allocator it replaces would hold at its peak, at any batch size.
 //
 // Extern "C" entry points are called from Python through ctypes; nothing here includes Python.
 
@@ -30,7 +30,6 @@ namespace {
 constexpr size_t kSmallRound = size_t{128} << 10;  // 128 KiB
 constexpr size_t kLargeRound = size_t{2} << 20;    // 2 MiB: one transparent huge page
 constexpr size_t kLargeFrom = size_t{4} << 20;
-constexpr int64_t kMinSlack = int64_t{64} << 20;  // small processes keep a few blocks anyway
 
 size_t round_size(size_t n) {
   const size_t unit = n < kLargeFrom ? kSmallRound : kLargeRound;
@@ -59,8 +58,8 @@ void raw_delete(void* ptr);
 
 class CachingCPUAllocator final : public c10::Allocator {
  public:
-  CachingCPUAllocator(c10::Allocator* base, size_t min_bytes, double slack)
-      : base_(base), min_bytes_(min_bytes), slack_(slack) {}
+  CachingCPUAllocator(c10::Allocator* base, size_t min_bytes, int64_t slack_bytes)
+      : base_(base), min_bytes_(min_bytes), slack_(slack_bytes) {}
 
   c10::DataPtr allocate(size_t n) override {
     if (n < min_bytes_) {
@@ -132,9 +131,9 @@ class CachingCPUAllocator final : public c10::Allocator {
     }
   }
 
-  void set_slack(double slack) {
+  void set_slack(int64_t slack_bytes) {
     std::lock_guard<std::mutex> guard(mu_);
-    slack_ = slack;
+    slack_ = slack_bytes;
     evict_until(ceiling(stats_.peak_live) - stats_.live_bytes);
   }
 
@@ -160,9 +159,7 @@ class CachingCPUAllocator final : public c10::Allocator {
 
  private:
   // The most bytes (live + cached) to hold while the live high-water mark is `peak_live`.
-  int64_t ceiling(int64_t peak_live) const {
-    return peak_live + std::max(kMinSlack, static_cast<int64_t>(slack_ * peak_live));
-  }
+  int64_t ceiling(int64_t peak_live) const { return peak_live + slack_; }
 
   // The smallest cached block of at least `size` bytes and at most a quarter more (a larger
   // block would hold memory idle while in use; exact classes alone miss where a step's shapes
@@ -213,7 +210,7 @@ class CachingCPUAllocator final : public c10::Allocator {
 
   c10::Allocator* base_;
   size_t min_bytes_;
-  double slack_;
+  int64_t slack_;
   bool enabled_ = true;
   std::mutex mu_;
   std::unordered_map<void*, Block> blocks_;
@@ -247,14 +244,14 @@ void after_fork() {
 extern "C" {
 
 // Install (or re-enable) the cache as the CPU allocator. Returns 0 on success.
-int msf_cpu_cache_install(int64_t min_bytes, double slack) {
+int msf_cpu_cache_install(int64_t min_bytes, int64_t slack_bytes) {
   std::lock_guard<std::mutex> guard(g_install_mu);
   if (g_allocator == nullptr) {
     pthread_atfork(&before_fork, &after_fork, &after_fork);
     g_allocator = new CachingCPUAllocator(
-        c10::GetCPUAllocator(), static_cast<size_t>(min_bytes), slack);
+        c10::GetCPUAllocator(), static_cast<size_t>(min_bytes), slack_bytes);
   } else {
-    g_allocator->set_slack(slack);
+    g_allocator->set_slack(slack_bytes);
     g_allocator->set_enabled(true);
   }
   c10::SetCPUAllocator(g_allocator, /*priority=*/UINT8_MAX);
@@ -283,9 +280,9 @@ void msf_cpu_cache_empty() {
   }
 }
 
-void msf_cpu_cache_set_slack(double slack) {
+void msf_cpu_cache_set_slack(int64_t slack_bytes) {
   if (g_allocator != nullptr) {
-    g_allocator->set_slack(slack);
+    g_allocator->set_slack(slack_bytes);
   }
 }
 
