@@ -2,8 +2,10 @@
 
 Variants combine ``lif-compiled`` (the model's LIF layers on their fused compiled kernels,
 ``compile_neurons=True``), ``compile`` (``torch.compile`` of the whole model; its first-call
-compile time is reported separately as ``compile_s``), ``fuse`` (BatchNorm folded into the preceding convolution by
-:func:`medspikeformer.models.fuse.fuse_for_inference`) and ``channels_last``. Eval mode runs no
+compile time is reported separately as ``compile_s``), ``fuse`` (every BatchNorm folded: into the preceding
+convolution by :func:`medspikeformer.models.fuse.fuse_for_inference`, the one after each SDSA core into the
+core by ``fold_attention_norms``; with ``lif-compiled`` this is ``optimize_for_inference``, what
+``predict`` runs) and ``channels_last``. Eval mode runs no
 stage heads (they feed the training loss only). Everything runs under ``torch.inference_mode``.
 """
 
@@ -56,10 +58,10 @@ def bench_infer(
     torch.manual_seed(41)
     net = create_model(model, **(overrides or {})).to(device).eval()
     x = torch.randn(batch, net.in_channels, size, size).to(device)
-    if fuse:
-        from medspikeformer.models.fuse import fuse_for_inference
+    if fuse:  # every BN folded: into its conv, and the one after each SDSA core into the core
+        from medspikeformer.models.fuse import fold_attention_norms, fuse_for_inference
 
-        net = fuse_for_inference(net)
+        net = fold_attention_norms(fuse_for_inference(net))
     if channels_last:
         net = net.to(memory_format=torch.channels_last)
         x = x.contiguous(memory_format=torch.channels_last)

@@ -128,3 +128,40 @@ def test_bad_interaction_name() -> None:
         DecomposedSpikeAttention(8, 1, ("aa", "xx"))
     with pytest.raises(ConfigError, match="divisible"):
         DecomposedSpikeAttention(10, 3)
+
+
+@pytest.mark.parametrize("heads", [1, 2, 4])
+def test_channel_affine_is_the_eval_batchnorm_after_the_core(heads: int) -> None:
+    """``channel_affine`` folds an eval BN over the core's 2C output channels (channel =
+    head · 2d + column, as ``from_heads`` lays them out) into the core."""
+    d, n, tb = 4, 36, 3
+    q, k, v = (_spikes(tb, heads, n, d, p=0.3, seed=s) for s in (1, 2, 3))
+    bn = torch.nn.BatchNorm2d(heads * 2 * d).double().eval()
+    with torch.no_grad():
+        bn.running_mean.uniform_(-0.2, 0.2)
+        bn.running_var.uniform_(0.1, 2.0)
+        bn.weight.uniform_(-1.5, 1.5)  # negative scales too
+        bn.bias.uniform_(-0.5, 0.5)
+        ref = bn(from_heads(decomposed_attention(q, k, v), 6, 6))
+        a = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+        b = bn.bias - bn.running_mean * a
+        shape = (heads, 1, 2 * d)
+        out = decomposed_attention(q, k, v, channel_affine=(a.view(shape), b.view(shape)))
+    torch.testing.assert_close(from_heads(out, 6, 6), ref, rtol=1e-5, atol=1e-6)
+
+
+def test_fold_out_norm_drops_the_bn_and_keeps_the_output() -> None:
+    torch.manual_seed(0)
+    attn = DecomposedSpikeAttention(16, num_heads=2).eval()
+    with torch.no_grad():
+        for m in attn.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.1, 0.1)
+                m.running_var.uniform_(0.5, 1.5)
+        x = torch.randn(2, 1, 16, 8, 8) * 2
+        ref = attn(x)
+        attn.fold_out_norm()
+        assert isinstance(attn.out.norm, torch.nn.Identity)
+        assert "norm_scale" not in attn.state_dict()  # inference-only, never saved
+        out = attn(x)
+    torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-4)

@@ -66,11 +66,17 @@ def decomposed_attention(
     v: torch.Tensor,
     interactions: Iterable[str] = INTERACTIONS,
     scale: float | None = None,
+    channel_affine: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """Eq. 9 in linear time. ``q, k, v``: ``[..., N, d]`` (spikes) → ``[..., N, 2d]``.
 
     Columns ``[:d]`` hold A–A + I–I, columns ``[d:]`` hold I–A + A–I (each term only if its
     switch is in ``interactions``), times ``scale`` (default 1 / (N·√d)).
+
+    ``channel_affine = (a, b)``, each ``[heads, 1, 2d]``: the output becomes ``out · a + b`` per
+    channel — an eval-mode BatchNorm after the core folded into it. The core is
+    ``1·bias + Q M``, so ``a`` scales the columns of ``M`` and ``bias`` and ``b`` adds to ``bias``:
+    the BN costs nothing (for inference; :meth:`DecomposedSpikeAttention.fold_out_norm`).
     """
     n, d = q.shape[-2], q.shape[-1]
     on = set(normalise_interactions(interactions))
@@ -85,6 +91,10 @@ def decomposed_attention(
     ones_first = s_bar.sum(dim=-2, keepdim=True) if "ii" in on else zero[..., :1, :]
     ones_second = s.sum(dim=-2, keepdim=True) if "ia" in on else zero[..., :1, :]
     bias = torch.cat([ones_first, ones_second], dim=-1) * scale  # [..., 1, 2d]
+    if channel_affine is not None:
+        a, b = channel_affine
+        m = m * a
+        bias = torch.addcmul(b, bias, a)
     # (Mᵀ Qᵀ)ᵀ so that the channel-first transpose of the result is contiguous.
     out = torch.matmul(m.transpose(-1, -2), q.transpose(-1, -2)).add_(bias.transpose(-1, -2))
     return out.transpose(-1, -2)
@@ -141,13 +151,32 @@ class DecomposedSpikeAttention(nn.Module):
         self.qkv = SpikeQKV(dim, 3, neuron)
         self.out = OutProjection(2 * dim, dim, neuron)
 
+    @torch.no_grad()
+    def fold_out_norm(self) -> None:
+        """Fold the eval-mode BatchNorm after the core (``out.norm``) into the core's matrices
+        (``channel_affine`` of :func:`decomposed_attention`) and drop it: for inference only
+        (the statistics are frozen at their running values). Spikes after it agree with the
+        unfolded module up to float rounding at the threshold."""
+        norm = self.out.norm
+        if not isinstance(norm, nn.BatchNorm2d):
+            return
+        a = norm.weight / torch.sqrt(norm.running_var + norm.eps)
+        b = norm.bias - norm.running_mean * a
+        shape = (self.num_heads, 1, 2 * self.head_dim)  # channel = head · 2d + column
+        self.register_buffer("norm_scale", a.reshape(shape).clone(), persistent=False)
+        self.register_buffer("norm_shift", b.reshape(shape).clone(), persistent=False)
+        self.out.norm = nn.Identity()
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         t, h, w = x.shape[0], x.shape[-2], x.shape[-1]
         q, k, v = to_heads(self.qkv(x), 3, self.num_heads)  # each [T·B, heads, N, d]
+        affine = None
+        if hasattr(self, "norm_scale"):
+            affine = (self.norm_scale, self.norm_shift)
         # float32 under autocast: the core's output and the BN after it (see float32_core);
         # the BN then gets a float32 input and feeds the LIF in float32.
         o = float32_core(
-            decomposed_attention, q, k, v, interactions=self.interactions
+            decomposed_attention, q, k, v, interactions=self.interactions, channel_affine=affine
         )  # [T·B, heads, N, 2d]
         o = from_heads(o, h, w)
         return self.out(o, t)

@@ -25,7 +25,12 @@ import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-__all__ = ["find_conv_bn_pairs", "fuse_for_inference", "optimize_for_inference"]
+__all__ = [
+    "find_conv_bn_pairs",
+    "fold_attention_norms",
+    "fuse_for_inference",
+    "optimize_for_inference",
+]
 
 
 def _probe_input(model: nn.Module) -> torch.Tensor:
@@ -128,7 +133,8 @@ def fuse_for_inference(model: nn.Module, example: torch.Tensor | None = None) ->
 def optimize_for_inference(model: nn.Module, example: torch.Tensor | None = None) -> nn.Module:
     """What ``predict`` and ``evaluate`` run by default: :func:`fuse_for_inference` (BN folded)
     with every LIF neuron on the ``"fused"`` backend (the compiled one-loop kernels; eager
-    fallback). An eval-mode copy; ``model`` is not modified.
+    fallback), and the BN after each SDSA core folded into the core's matrices
+    (``DecomposedSpikeAttention.fold_out_norm``). An eval-mode copy; ``model`` is not modified.
 
     Spikes can differ from the model as trained only where a membrane lands within float rounding
     of the threshold (see the module docstring); the measured mask agreement on real data is in
@@ -136,8 +142,18 @@ def optimize_for_inference(model: nn.Module, example: torch.Tensor | None = None
     """
     from medspikeformer.neurons import LIFNeuron
 
-    fast = fuse_for_inference(model, example)
+    fast = fold_attention_norms(fuse_for_inference(model, example))
     for module in fast.modules():
         if isinstance(module, LIFNeuron):
             module.backend = "fused"
     return fast
+
+
+def fold_attention_norms(model: nn.Module) -> nn.Module:
+    """Fold the BN between each SDSA core and its LIF into the core, in place (eval-mode
+    statistics; ``DecomposedSpikeAttention.fold_out_norm``); returns ``model``."""
+    for module in model.modules():
+        fold = getattr(module, "fold_out_norm", None)
+        if callable(fold):
+            fold()
+    return model
