@@ -74,7 +74,7 @@ class OutProjection(nn.Module):
 
     With ``neuron`` given, the (scaled) attention map is first normalised by a BatchNorm over its
     C_in channels and turned into spikes, so the projection sees spikes only. The BN sets the
-    operating point of the LIF (at inference it folds into the threshold); the fixed 1/(N·√d)
+    operating point of the LIF (at inference SDSA folds it into its core); the fixed 1/(N·√d)
     scale before it keeps its statistics independent of the token count N.
     """
 

@@ -23,8 +23,8 @@ query and key agree (or disagree) times a value bit, so it lies in [0, N·d]. Th
 √d (its √C); we additionally divide by N (mean over keys instead of sum), i.e. the default
 scale is 1 / (N·√d). The result is bounded by √d and does not grow with N (test:
 tests/attention/test_decomposed.py::test_magnitude_independent_of_tokens). Before the LIF a
-BatchNorm over the 2C channels sets the operating point (it folds into the LIF threshold at
-inference); because of the 1/N its running statistics stay valid at any resolution.
+BatchNorm over the 2C channels sets the operating point (at inference it folds into the core:
+``channel_affine``); because of the 1/N its running statistics stay valid at any resolution.
 """
 
 from __future__ import annotations
