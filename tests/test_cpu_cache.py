@@ -22,7 +22,8 @@ SLACK_GB = 0.1
 
 def _ceiling(peak_live: int) -> int:
     """The most bytes the cache may hold at this live high-water mark (as the C++ side computes)."""
-    return peak_live + min(int(SLACK_GB * 1e9), peak_live)
+    slack = int(SLACK_GB * 1e9)
+    return peak_live + max(0, min(slack, peak_live, 4 * slack - peak_live))
 
 
 def _round(n: int) -> int:
@@ -69,7 +70,8 @@ def test_small_requests_go_to_the_replaced_allocator(cache) -> None:
 
 
 def test_held_bytes_stay_under_the_ceiling(cache) -> None:
-    """live + cached never passes the live high-water mark plus the slack (at most the mark)."""
+    """live + cached never passes the live high-water mark plus the slack (at most the mark, and
+    nothing once the mark passes four times the slack)."""
     keep = [torch.empty(s * MB // 4) for s in (40, 60, 80)]  # 180 MB live: the peak
     peak_live = cache.stats().peak_live
     del keep
@@ -80,6 +82,17 @@ def test_held_bytes_stay_under_the_ceiling(cache) -> None:
         st_ = cache.stats()
         assert st_.live_bytes + st_.cached_bytes <= _ceiling(max(st_.peak_live, peak_live))
     assert cache.stats().evictions > 0
+
+
+def test_a_large_step_holds_no_more_than_its_live_peak(cache) -> None:
+    """Past four times the slack in use, the slack is gone: live + cached ≤ the live peak."""
+    keep = [torch.empty(150 * MB // 4) for _ in range(3)]  # 450 MB > 4 × 100 MB
+    del keep
+    for s in (30, 70, 110):  # other classes: each miss evicts down to the peak
+        t = torch.empty(s * MB // 4)
+        st_ = cache.stats()
+        assert st_.live_bytes + st_.cached_bytes <= st_.peak_live
+        del t
 
 
 def test_empty_cache_returns_every_free_block(cache) -> None:

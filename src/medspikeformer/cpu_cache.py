@@ -13,10 +13,12 @@ PyTorch's CPU allocator. It rounds requests of at least ``min_bytes`` to size cl
 steps below 4 MiB, 2 MiB steps above), keeps freed blocks per class and hands them to the next
 request of that class; each block stays its own allocation of the allocator it replaced (huge
 pages included), so nothing fragments; and the bytes it holds (in use + cached) never pass the
-high-water mark of bytes in use plus a slack (``MEDSPIKEFORMER_CPU_CACHE_GB``, default 1.5 GB,
-and never more than that mark again): the least recently freed blocks go back to the system
-first. So a process holds at most the slack more than the default allocator would at its own
-peak, at any batch size, and a small one (inference of one image) at most twice its peak. Training
+high-water mark of bytes in use plus a slack (``MEDSPIKEFORMER_CPU_CACHE_GB``, default 1.5 GB;
+never more than that mark again, and falling to zero as the mark reaches four times the slack):
+the least recently freed blocks go back to the system first. So a process holds at most the
+slack more than the default allocator would at its own peak, at any batch size; a small one
+(inference of one image) at most twice its peak; a step above 6 GB in use (batch 8 at 256²)
+nothing more — measured, it gains nothing from a slack (docs/performance.md). Training
 steps repeat the same shapes, so after the first step nearly every large request is a hit. The
 slack is needed because size classes do not split: at a step's peak some cached blocks are of
 sizes not in use at that moment (a 256² batch-2 step with the joint teacher holds 1.4 GB above
