@@ -5,7 +5,8 @@ and the benchmark children) installs the CPU tensor cache (:mod:`medspikeformer.
 serves every allocation above 32 MB with a fresh ``mmap`` that the kernel faults in and zeroes, so
 without it a training step at 256² spends a large share of its time page-faulting its activations.
 ``MEDSPIKEFORMER_CPU_CACHE=0`` keeps PyTorch's default allocator; ``MEDSPIKEFORMER_CPU_CACHE_GB``
-sets how far the memory held may pass the peak of memory in use (default 1.5 GB).
+sets how far the memory held may pass the peak of memory in use (default 1.5 GB; see
+:mod:`medspikeformer.cpu_cache` for how it shrinks for small and large processes).
 
 The cache and the transparent huge pages that importing the package turns on
 (``THP_MEM_ALLOC_ENABLE``) are for CPU runs: on a machine with a visible NVIDIA GPU
