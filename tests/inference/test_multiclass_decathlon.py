@@ -43,21 +43,26 @@ def make_decathlon(root: Path, cases: int = 4, depth: int = 4) -> Path:
     return folder
 
 
+def _decathlon_data(root: Path, labels: dict) -> dict:
+    """The data section of a quick run on the Decathlon folder made by ``make_decathlon``."""
+    return {
+        "dataset": "decathlon",
+        "root": str(root),
+        "size": 32,
+        "split_spec": "50/0/50",
+        "augment": "none",
+        "cache_dir": "off",
+        "labels": labels,
+    }
+
+
 def test_decathlon_folder_trains_and_evaluates(tmp_path: Path) -> None:
     from medspikeformer.engine import train
 
     root = make_decathlon(tmp_path)
     config = {
         "model": {"name": "medspikeformer", **TINY_MSF},
-        "data": {
-            "dataset": "decathlon",
-            "root": str(root),
-            "size": 32,
-            "split_spec": "50/0/50",
-            "augment": "none",
-            "cache_dir": "off",
-            "labels": LABELS,
-        },
+        "data": _decathlon_data(root, LABELS),
         "train": {"epochs": 1, "batch_size": 4, "progress": False},
         "out": str(tmp_path / "run"),
     }
@@ -105,15 +110,7 @@ def test_decathlon_regions_train_as_multilabel(tmp_path: Path) -> None:
     root = make_decathlon(tmp_path, cases=2, depth=2)
     config = {
         "model": {"name": "unet", "base_channels": 4, "num_levels": 2, "num_res_units": 0},
-        "data": {
-            "dataset": "decathlon",
-            "root": str(root),
-            "size": 32,
-            "split_spec": "50/0/50",
-            "augment": "none",
-            "cache_dir": "off",
-            "labels": {"lesion": [1, 2], "solid": [2]},
-        },
+        "data": _decathlon_data(root, {"lesion": [1, 2], "solid": [2]}),
         "train": {"epochs": 1, "batch_size": 2, "progress": False},
         "out": str(tmp_path / "run"),
     }

@@ -11,6 +11,8 @@ import copy
 from pathlib import Path
 from typing import Any
 
+from medspikeformer.cli.options import add_exact_option
+
 HELP = "evaluate a checkpoint on a dataset split (mIoU, DSC, Acc, Spe, Sen, per-image Dice/IoU)"
 
 
@@ -40,12 +42,7 @@ def register(subparsers: Any) -> None:
         choices=["auto", "fp32", "bf16", "fp16"],
         help="autocast of the forward passes: auto = bf16 on CUDA, fp32 on CPU",
     )
-    p.add_argument(
-        "--exact",
-        action="store_true",
-        help="run the model as trained: BN not folded, the LIF backend of its config "
-        "(default: folded BN and the compiled LIF, faster; masks can differ at rare ties)",
-    )
+    add_exact_option(p)
     p.add_argument("--grid", type=int, default=6, help="images in qualitative.png (0: none)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)

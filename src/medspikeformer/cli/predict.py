@@ -7,6 +7,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from medspikeformer.cli.options import add_exact_option
+
 HELP = "predict masks for images (jpg, png, tif, bmp) and NIfTI volumes"
 # Same values as medspikeformer.inference.predict (not imported here: register() stays light).
 DEFAULT_MAX_PIXELS = 625_000_000
@@ -57,12 +59,7 @@ def register(subparsers: Any) -> None:
         choices=["auto", "fp32", "bf16", "fp16"],
         help="autocast of the forward passes: auto = bf16 on CUDA, fp32 on CPU",
     )
-    p.add_argument(
-        "--exact",
-        action="store_true",
-        help="run the model as trained: BN not folded, the LIF backend of its config "
-        "(default: folded BN and the compiled LIF, faster; masks can differ at rare ties)",
-    )
+    add_exact_option(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 

@@ -17,6 +17,7 @@
 #include <c10/core/CPUAllocator.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <list>
@@ -64,8 +65,8 @@ class CachingCPUAllocator final : public c10::Allocator {
 
   c10::DataPtr allocate(size_t n) override {
     if (n < min_bytes_) {
-      std::lock_guard<std::mutex> guard(mu_);
-      ++stats_.passthrough;
+      // Most requests are small: count them without taking the lock.
+      passthrough_.fetch_add(1, std::memory_order_relaxed);
       return base_->allocate(n);
     }
     size_t size = round_size(n);
@@ -140,7 +141,9 @@ class CachingCPUAllocator final : public c10::Allocator {
 
   Stats stats() {
     std::lock_guard<std::mutex> guard(mu_);
-    return stats_;
+    Stats out = stats_;
+    out.passthrough = passthrough_.load(std::memory_order_relaxed);
+    return out;
   }
 
   // Start both high-water marks again from now (the ceiling follows the live bytes from here).
@@ -225,6 +228,7 @@ class CachingCPUAllocator final : public c10::Allocator {
   std::multimap<size_t, void*> free_;
   std::list<void*> free_lru_;
   Stats stats_;
+  std::atomic<int64_t> passthrough_{0};
 };
 
 // Never destroyed: tensors may be freed during interpreter shutdown, after static destructors.
