@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export OMP_NUM_THREADS ?= 2
 
-.PHONY: install demo test test-slow test-all lint format bench bench-baseline gpu-check reproduce clean
+.PHONY: install fast-cpu demo test test-slow test-all lint format bench bench-baseline bench-allocators gpu-check reproduce clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -18,6 +18,14 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# The allocator the program preloads when installed (tcmalloc; docs/performance.md, "Allocators"):
+# a system package, so this asks apt-get as root and says what to run otherwise.
+fast-cpu:
+	@if ldconfig -p 2>/dev/null | grep -q libtcmalloc_minimal; then echo "tcmalloc: installed"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  apt-get update -qq && apt-get install -y -qq libtcmalloc-minimal4 >/dev/null && echo "tcmalloc: installed"; \
+	else echo "tcmalloc not installed: sudo apt-get install libtcmalloc-minimal4 (Debian/Ubuntu)"; fi
 
 demo: $(STAMP)
 	$(VENV)/bin/medspikeformer demo --out runs/demo
@@ -55,6 +63,15 @@ bench-baseline: $(STAMP)
 	  --models medspikeformer,medspikeformer+joint --train-configs 2x256,8x128,8x256 \
 	  --infer-models medspikeformer --infer-variants fused+lif-compiled \
 	  --set compile_neurons=true --warmup 1 --repeat 3 --baseline $(BASELINE_DIR) $(BENCH_ARGS)
+
+# The allocators side by side (docs/performance.md, "Allocators"): glibc, tcmalloc, jemalloc,
+# mimalloc and the former CPU tensor cache (from CACHE_COMMIT, the last version that had it).
+CACHE_COMMIT ?= 96d1cda
+CACHE_DIR := build/cache-$(CACHE_COMMIT)
+bench-allocators: $(STAMP)
+	rm -rf $(CACHE_DIR) && mkdir -p $(CACHE_DIR)
+	git archive $(CACHE_COMMIT) | tar -x -C $(CACHE_DIR)
+	$(PY) benchmarks/bench_allocators.py --out bench-results/allocators --cache-repo $(CACHE_DIR) $(BENCH_ARGS)
 
 # The paper recipe (the shipped <DATASET> config: 256², T = 4, 200 epochs, joint teacher) on a dataset
 # folder; prints Table 1's row. A GPU run: see benchmarks/gpu_paper_tables.sh.

@@ -67,7 +67,7 @@ def machine_info(device: str = "cpu") -> dict[str, Any]:
         "python": platform.python_version(),
         "threads": torch.get_num_threads(),
         "thp_mem_alloc": os.environ.get("THP_MEM_ALLOC_ENABLE", "0"),
-        "cpu_cache": os.environ.get("MEDSPIKEFORMER_CPU_CACHE", "1"),
+        "allocator": os.environ.get("MEDSPIKEFORMER_ALLOCATOR_ACTIVE", "system"),
         "device": device,
         "date_utc": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
     }
@@ -273,18 +273,20 @@ def run_isolated(
     mem_limit_gb: float | None = None,
     threads: int = DEFAULT_THREADS,
     repo: Path | None = None,
+    env: dict[str, str] | None = None,
 ) -> Row:
     """Run ``benchmarks/<module>.py:<func>(**kwargs)`` in a fresh Python and return its row.
 
     The child pins ``threads``, arms a :class:`MemoryWatchdog` at ``mem_limit_gb``, calls the
     function, adds its own ``peak_rss_gb`` and prints the row after :data:`ROW_MARKER`.
     ``repo``: another checkout of the project (an earlier version, for a side-by-side run): its
-    ``benchmarks/`` and ``src/`` run the case instead of this one's.
+    ``benchmarks/`` and ``src/`` run the case instead of this one's. ``env``: variables set in
+    the child (an allocator's ``LD_PRELOAD``, say) on top of this process's environment.
     """
     spec = json.dumps(
         {"module": module, "func": func, "kwargs": kwargs, "mem_limit_gb": mem_limit_gb}
     )
-    env = dict(os.environ)
+    env = {**os.environ, **(env or {})}
     env.setdefault("OMP_NUM_THREADS", str(threads))
     env["MEDSPIKEFORMER_BENCH_THREADS"] = str(threads)
     root = REPO if repo is None else Path(repo).resolve()
@@ -328,9 +330,12 @@ def hold_memory(gb: float, seconds: float = 2.0) -> Row:
 def _child_main(spec_json: str) -> int:
     spec = json.loads(spec_json)
     set_threads(int(os.environ.get("MEDSPIKEFORMER_BENCH_THREADS", DEFAULT_THREADS)))
-    from medspikeformer.runtime import apply_process_settings
+    if os.environ.get("MEDSPIKEFORMER_CPU_CACHE") == "1":
+        # A checkout that still has the former CPU tensor cache (bench_allocators' "cache" and
+        # --baseline runs of such a version): install it as that version's CLI did.
+        from medspikeformer.runtime import apply_process_settings
 
-    apply_process_settings()  # as the CLI and the engine do (the CPU tensor cache)
+        apply_process_settings()
     sys.path.insert(0, str(BENCH_DIR))
     import importlib
 

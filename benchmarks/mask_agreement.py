@@ -88,9 +88,6 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from medspikeformer.runtime import apply_process_settings
-
-    apply_process_settings()
     torch.set_num_threads(args.threads)
     images = sorted(
         p

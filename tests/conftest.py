@@ -13,13 +13,6 @@ import torch
 
 torch.set_num_threads(1)
 
-# The process settings the command-line interface applies (the CPU tensor cache, unless
-# MEDSPIKEFORMER_CPU_CACHE=0), applied once here, so that every test runs under them from its
-# first line instead of from whichever test first calls the CLI in-process.
-from medspikeformer.runtime import apply_process_settings  # noqa: E402
-
-apply_process_settings()
-
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 

@@ -43,16 +43,20 @@ def test_python_dash_m_entry_point() -> None:
 
 
 @pytest.mark.parametrize(("preset", "expected"), [(None, "1"), ("0", "0")])
-def test_import_enables_huge_pages_for_torch_unless_set(preset: str | None, expected: str) -> None:
-    """The package turns on c10's THP allocation before torch loads; a user's choice wins."""
+def test_the_program_enables_huge_pages_unless_set(preset: str | None, expected: str) -> None:
+    """The program (not the package) turns on c10's THP allocation before torch loads; a user's
+    choice wins."""
     import os
 
     env = {k: v for k, v in os.environ.items() if k != "THP_MEM_ALLOC_ENABLE"}
     env["CUDA_VISIBLE_DEVICES"] = ""  # a CPU-only process, also on a GPU machine
     if preset is not None:
         env["THP_MEM_ALLOC_ENABLE"] = preset
-    code = "import os, medspikeformer; print(os.environ['THP_MEM_ALLOC_ENABLE'])"
     out = subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+        [sys.executable, "-m", "medspikeformer", "allocator"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
     )
-    assert out.stdout.strip() == expected
+    assert f"THP_MEM_ALLOC_ENABLE={expected}" in out.stdout

@@ -2,6 +2,6 @@
 
 import sys
 
-from medspikeformer.cli import main
+from medspikeformer.cli import entry
 
-sys.exit(main())
+sys.exit(entry())

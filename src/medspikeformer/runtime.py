@@ -1,18 +1,8 @@
-"""Process-level settings that change speed, never results, and the one device resolver.
+"""The one device resolver, the GPU-run guess made without torch, and the progress-bar rule.
 
-:func:`apply_process_settings` (called by the command-line interface, :func:`medspikeformer.engine.train`
-and the benchmark children) installs the CPU tensor cache (:mod:`medspikeformer.cpu_cache`): glibc
-serves every allocation above 32 MB with a fresh ``mmap`` that the kernel faults in and zeroes, so
-without it a training step at 256² spends a large share of its time page-faulting its activations.
-``MEDSPIKEFORMER_CPU_CACHE=0`` keeps PyTorch's default allocator; ``MEDSPIKEFORMER_CPU_CACHE_GB``
-sets how far the memory held may pass the peak of memory in use (default 1.5 GB; see
-:mod:`medspikeformer.cpu_cache` for how it shrinks for small and large processes).
-
-The cache and the transparent huge pages that importing the package turns on
-(``THP_MEM_ALLOC_ENABLE``) are for CPU runs: on a machine with a visible NVIDIA GPU
-(:func:`cuda_expected`), where ``auto`` trains on CUDA and the big buffers live in GPU memory,
-neither is applied — a GPU run's host side (pinned loader batches, many small tensors) gains
-nothing from them.
+Nothing here changes the process: the command line's process settings (a preloaded allocator,
+huge pages for large CPU tensors) live in :mod:`medspikeformer.allocator` and are applied by the
+command line alone, never by importing the package or calling the library.
 """
 
 from __future__ import annotations
@@ -21,17 +11,15 @@ import os
 import sys
 from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:  # torch is imported lazily: the huge-page switch must be set before it loads
+if TYPE_CHECKING:  # torch is imported lazily: the command line sets its variables before it loads
     import torch
-
-_state: dict[str, bool] = {}
 
 
 def cuda_expected(
     environ: dict[str, str] | None = None, driver_paths: tuple[str, ...] | None = None
 ) -> bool:
     """Whether this process will most likely compute on an NVIDIA GPU, decided without importing
-    torch (the huge-page switch must be set before torch loads).
+    torch (the command line's CPU settings must be made before torch loads).
 
     True when an NVIDIA driver node exists (``/dev/nvidiactl``, ``/proc/driver/nvidia/gpus``) and
     ``CUDA_VISIBLE_DEVICES`` does not hide every device (unset, or not ``""``/``-1``).
@@ -42,16 +30,6 @@ def cuda_expected(
     if visible is not None and visible.strip() in ("", "-1"):
         return False
     return any(os.path.exists(p) for p in paths)
-
-
-def apply_process_settings() -> bool:
-    """Install the CPU tensor cache unless ``MEDSPIKEFORMER_CPU_CACHE=0`` or a GPU run is
-    expected (:func:`cuda_expected`); idempotent. Returns whether the cache is installed."""
-    if "cache" not in _state:
-        from medspikeformer import cpu_cache
-
-        _state["cache"] = cpu_cache.requested() and not cuda_expected() and cpu_cache.install()
-    return _state["cache"]
 
 
 def resolve_device(

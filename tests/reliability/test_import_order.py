@@ -4,7 +4,7 @@ subpackages import each other without a cycle.
 The layers, lowest first (docs/development.md draws the same diagram)::
 
     errors, runtime, precision,    rank 0  helpers with no package dependency; anyone may import
-      outputs, cpu_cache, csrc
+      outputs, allocator
     neurons                        rank 1
     layers                         rank 2  spike-saving conv, ConvBN, SpikeConv, [T, B] helpers
     attention                      rank 3
@@ -41,8 +41,7 @@ RANKS: dict[str, int] = {
     "runtime": 0,
     "precision": 0,
     "outputs": 0,
-    "cpu_cache": 0,
-    "csrc": 0,
+    "allocator": 0,
     "neurons": 1,
     "layers": 2,
     "attention": 3,

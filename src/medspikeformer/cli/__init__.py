@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import pkgutil
 import sys
 import warnings
@@ -60,9 +61,6 @@ def one_line_message(exc: BaseException) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    from medspikeformer.runtime import apply_process_settings
-
-    apply_process_settings()  # the CPU tensor cache (speed; MEDSPIKEFORMER_CPU_CACHE=0 to opt out)
     saved_format = warnings.formatwarning
     warnings.formatwarning = _format_warning
     try:
@@ -78,6 +76,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     return int(result or 0)
 
 
+def entry() -> int:
+    """The ``medspikeformer`` program (console script, ``python -m medspikeformer``): its process
+    settings first — under a preloaded allocator (re-executing itself once) and with huge pages
+    for large CPU tensors, both before torch loads (:mod:`medspikeformer.allocator`) — then
+    :func:`main`. A bad ``MEDSPIKEFORMER_ALLOCATOR`` is one error line."""
+    from medspikeformer import allocator
+
+    argv = sys.argv[1:]
+    try:
+        allocator.reexec_if_wanted(argv)
+    except UserError as exc:
+        print(f"error: {one_line_message(exc)}", file=sys.stderr)
+        return 2
+    os.environ.update(allocator.cpu_settings())
+    return main(argv)
+
+
 def _format_warning(
     message: Warning | str, category: type[Warning], *_: object, **__: object
 ) -> str:
@@ -86,4 +101,4 @@ def _format_warning(
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    sys.exit(entry())

@@ -600,12 +600,9 @@ def train(
         resume_force: resume even when the config differs from the one in ``last.pt`` or the
             data would give another split than ``split.json`` (which is then used).
 
-    On CPU the process's tensor cache is installed first
-    (:func:`medspikeformer.runtime.apply_process_settings`; ``MEDSPIKEFORMER_CPU_CACHE=0`` opts out).
+    Nothing process-wide is changed (allocator, environment): the command line's CPU settings
+    are its own (:mod:`medspikeformer.allocator`, ``medspikeformer allocator``).
     """
-    from medspikeformer.runtime import apply_process_settings
-
-    apply_process_settings()
     resume_dir = Path(resume) if resume is not None else None
     if resume_dir is not None:
         if not (resume_dir / "last.pt").is_file():
