@@ -40,7 +40,6 @@ if str(BENCH_DIR) not in sys.path:
 os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")  # as the command line runs
 
 from bench_common import (  # noqa: E402
-    REPO,
     Row,
     current_rss_gb,
     machine_info,
@@ -100,9 +99,8 @@ def rss_slope_mb(rss: list[float], skip: int = WARMUP_EPOCHS) -> float | None:
 def rss_run(model: str = "medspikeformer", epochs: int = 100, samples: int = 48) -> Row:
     """``epochs`` epochs of the engine's loop on a synthetic set (48², width 8, three units,
     T = 2, the joint teacher for MedSpikeFormer; batch 8); RSS after every epoch."""
-    from bench_common import make_row
-
     import medspikeformer.engine as engine
+    from bench_common import make_row
 
     out = Path(tempfile.mkdtemp(prefix="bench-rss-"))
     model_cfg: dict[str, Any] = {"name": model}

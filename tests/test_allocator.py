@@ -37,7 +37,9 @@ def test_requested_reads_the_choices(value: str) -> None:
 
 @pytest.mark.parametrize("value", ["abc", "-1", "nan", "glibc"])
 def test_a_bad_choice_is_one_error_line(value: str) -> None:
-    with pytest.raises(ConfigError, match="is not one of auto, mimalloc, jemalloc, tcmalloc, system"):
+    with pytest.raises(
+        ConfigError, match="is not one of auto, mimalloc, jemalloc, tcmalloc, system"
+    ):
         allocator.requested({allocator.ENV_CHOICE: value})
     out = _run(["-m", "medspikeformer", "list-models"], MEDSPIKEFORMER_ALLOCATOR=value)
     assert out.returncode == 2

@@ -138,7 +138,15 @@ def test_single_seed_shows_mean_only_and_csv_roundtrip(results) -> None:
 
 
 def test_rows_selection_and_errors() -> None:
-    assert [r.key for r in compare_rows()] == ["medspikeformer", "ssa", "sdt", "qk", "ann", "unet"]
+    assert [r.key for r in compare_rows()] == [
+        "medspikeformer",
+        "medspikeformer_ilif",
+        "ssa",
+        "sdt",
+        "qk",
+        "ann",
+        "unet",
+    ]
     assert [r.key for r in compare_rows(["unet"])] == ["medspikeformer", "unet"]
     keys = [r.key for r in ABLATION_ROWS]
     assert keys == [
@@ -156,6 +164,7 @@ def test_rows_selection_and_errors() -> None:
         "t2",
         "t4",
         "t8",
+        "ilif",
     ]
     assert [r.key for r in ablation_rows(["t1"])] == ["full", "t1"]
     with pytest.raises(ConfigError, match=r"unknown ablation row.*known: full"):
@@ -164,6 +173,10 @@ def test_rows_selection_and_errors() -> None:
         compare_rows(["qk", "qk"])
     by = {r.key: r for r in ABLATION_ROWS}
     assert by["t8"].model_overrides == {"timesteps": 8}
+    assert by["ilif"].model_overrides["neuron"] == "ilif"
+    assert {r.key: r for r in compare_rows()}["medspikeformer_ilif"].model_overrides == (
+        by["ilif"].model_overrides
+    )
     assert by["wo_sa"].train_overrides == {"teacher.mode": "none"}
     assert by["wo_kl"].train_overrides == {"teacher.align.use_kl": False}
     assert by["wo_l2"].train_overrides == {"teacher.align.use_l2": False}

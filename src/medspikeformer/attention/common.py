@@ -10,7 +10,7 @@ from torch import nn
 
 from medspikeformer.errors import ConfigError
 from medspikeformer.layers import SpikeSavingConv2d, fold
-from medspikeformer.neurons import LIFNeuron
+from medspikeformer.neurons import create_neuron
 from medspikeformer.precision import float32_region, upcast
 
 
@@ -57,10 +57,10 @@ class SpikeQKV(nn.Module):
 
     def __init__(self, dim: int, parts: int, neuron: dict) -> None:
         super().__init__()
-        self.in_lif = LIFNeuron(**neuron)
+        self.in_lif = create_neuron(neuron)
         self.proj = SpikeSavingConv2d(dim, parts * dim, 1, bias=False)
         self.bn = nn.BatchNorm2d(parts * dim)
-        self.lif = LIFNeuron(**neuron)
+        self.lif = create_neuron(neuron, binary=True)  # Q, K, V enter products: 0/1 always
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         t, b = x.shape[:2]
@@ -81,7 +81,7 @@ class OutProjection(nn.Module):
     def __init__(self, in_dim: int, dim: int, neuron: dict | None) -> None:
         super().__init__()
         self.norm = nn.BatchNorm2d(in_dim) if neuron is not None else None
-        self.lif = LIFNeuron(**neuron) if neuron is not None else None
+        self.lif = create_neuron(neuron) if neuron is not None else None
         conv = SpikeSavingConv2d if neuron is not None else nn.Conv2d
         self.proj = conv(in_dim, dim, 1, bias=False)
         self.bn = nn.BatchNorm2d(dim)

@@ -21,7 +21,7 @@ from medspikeformer.attention.common import (
 )
 from medspikeformer.attention.registry import register_attention
 from medspikeformer.layers import SpikeSavingConv2d, fold
-from medspikeformer.neurons import LIFNeuron
+from medspikeformer.neurons import create_neuron
 
 
 def token_summary(q: torch.Tensor) -> torch.Tensor:
@@ -39,7 +39,7 @@ class QKTokenAttention(nn.Module):
         self.dim, self.num_heads = dim, num_heads
         self.head_dim = check_heads(dim, num_heads)
         self.qk = SpikeQKV(dim, 2, neuron)
-        self.token_lif = LIFNeuron(**{**neuron, "v_threshold": 0.5})
+        self.token_lif = create_neuron({**neuron, "v_threshold": 0.5}, binary=True)
         self.proj = SpikeSavingConv2d(dim, dim, 1, bias=False)
         self.bn = nn.BatchNorm2d(dim)
 

@@ -23,7 +23,7 @@ from medspikeformer.attention.common import (
 )
 from medspikeformer.attention.registry import register_attention
 from medspikeformer.layers import SpikeSavingConv2d, fold
-from medspikeformer.neurons import LIFNeuron
+from medspikeformer.neurons import create_neuron
 
 
 def kv_channel_summary(k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -44,7 +44,7 @@ class SpikeDrivenAttention(nn.Module):
         self.dim, self.num_heads = dim, num_heads
         self.head_dim = check_heads(dim, num_heads)
         self.qkv = SpikeQKV(dim, 3, neuron)
-        self.kv_lif = LIFNeuron(**{**neuron, "v_threshold": 0.5})
+        self.kv_lif = create_neuron({**neuron, "v_threshold": 0.5}, binary=True)
         self.proj = SpikeSavingConv2d(dim, dim, 1, bias=False)
         self.bn = nn.BatchNorm2d(dim)
 

@@ -105,9 +105,11 @@ class LoopState:
     bad_epochs: int = 0
     nan_skipped: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
+    init: dict[str, Any] | None = None  # where the starting weights came from (train.init_from)
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "init": self.init,
             "epoch": self.epoch,
             "best_miou": self.best_miou,
             "best_epoch": self.best_epoch,
@@ -126,6 +128,7 @@ class LoopState:
             bad_epochs=int(loop["bad_epochs"]),
             nan_skipped=int(loop["nan_skipped"]),
             history=list(loop["history"]),
+            init=loop.get("init"),
         )
 
 
@@ -149,6 +152,8 @@ def training_payload(
         # how training turned images into inputs: what predict / explain repeat by default
         preprocessing=training_policy(step.cfg.data.size, student.in_channels).to_dict(),
     )
+    if loop.init is not None:
+        payload["init"] = loop.init
     if resume is None:
         return payload
     sched, joint, scaler = resume["scheduler"], step.teacher_mode == "joint", step.scaler

@@ -14,6 +14,7 @@ from (seed, e, rank), so a resumed run repeats an uninterrupted one exactly.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import sys
 import time
@@ -70,6 +71,7 @@ from medspikeformer.engine.step import (
 from medspikeformer.engine.task import metrics_for
 from medspikeformer.errors import CheckpointError, ConfigError
 from medspikeformer.models import to_probabilities
+from medspikeformer.models.twin_init import transfer_twin_weights, twin_matches
 from medspikeformer.runtime import progress_enabled, resolve_device
 
 __all__ = ["resolve_device", "resolve_teacher_mode", "train"]
@@ -294,11 +296,19 @@ class _Run:
 
     def _init_from(self, path: Path) -> None:
         """Fine-tuning: the student's weights (strict) from ``path``, and a joint teacher's when
-        the file holds them (a run's ``last.pt``); optimisers, schedule and epochs start afresh."""
+        the file holds them (a run's ``last.pt``); optimisers, schedule and epochs start afresh.
+        A checkpoint of the student's ANN twin instead starts a twin initialisation
+        (:mod:`medspikeformer.models.twin_init`): every matching tensor of the twin into the
+        student, and the whole twin into a joint teacher. Where the weights came from is kept
+        in the checkpoints and ``summary.json`` (``init``)."""
         if not path.is_file():  # checked here, not in validate_config: a resumed run never reads it
             raise ConfigError(
                 f"config value train.init_from={str(path)!r}: no such checkpoint file"
             )
+        peek = ckpt_mod.load_checkpoint(path)
+        if twin_matches(self.student, peek["model_name"], peek["model_config"]):
+            self._init_from_twin(path, peek)
+            return
         ckpt = ckpt_mod.load_weights_into(self.student, path)
         teacher_state = (ckpt.get("resume") or {}).get("teacher_state_dict")
         with_teacher = self.teacher_mode == "joint" and bool(teacher_state)
@@ -309,9 +319,32 @@ class _Run:
                 source=f"{path} (teacher_state_dict)",
                 target=f"the joint teacher of model {self.cfg.model.name!r}",
             )
+        self.state.init = {"kind": "fine-tune", "path": str(path), "sha256": _sha256(path)}
         self.log(
             f"initialised from {path} (model {ckpt['model_name']!r}, epoch {ckpt.get('epoch')}"
             + (", with its teacher)" if with_teacher else ")")
+        )
+
+    def _init_from_twin(self, path: Path, ckpt: dict[str, Any]) -> None:
+        moved = transfer_twin_weights(self.student, ckpt["state_dict"], source=str(path))
+        with_teacher = self.teacher_mode == "joint"
+        if with_teacher:
+            ckpt_mod.load_state_dict_checked(
+                self.teacher,
+                ckpt["state_dict"],
+                source=f"{path} (ANN twin)",
+                target=f"the joint teacher of model {self.cfg.model.name!r}",
+            )
+        self.state.init = {
+            "kind": "twin",
+            "path": str(path),
+            "sha256": _sha256(path),
+            "copied": len(moved.copied),
+            "kept": list(moved.kept),
+        }
+        self.log(
+            f"initialised from the ANN twin {path} ({moved.summary()}"
+            + (", the joint teacher from all of it)" if with_teacher else ")")
         )
 
     def _payload(self, metrics: dict[str, Any], *, with_resume: bool) -> dict[str, Any]:
@@ -542,6 +575,7 @@ class _Run:
             "stopped_on_time": stopped_on_time,
             "nan_skipped": st.nan_skipped,
             "teacher": self.teacher_mode,
+            "init": st.init,
             "is_main": self.main,
             "world_size": self.dist.world_size,
             "wall_time_s": time.perf_counter() - t_start,
@@ -626,3 +660,12 @@ def train(
         return run.run()
     finally:
         run.close()
+
+
+def _sha256(path: Path) -> str:
+    """Hex SHA-256 of a file (the record of which weights started a run)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

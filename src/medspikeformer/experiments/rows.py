@@ -96,8 +96,22 @@ _PAPER_ABLATION: dict[str, dict[str, dict[str, float]]] = {
     "wo_l2": _miou(0.7743, 0.7782, 0.4988, 0.3988, 0.5108),
 }
 
+INTEGER_SPIKES: Mapping[str, Any] = {
+    "neuron": "ilif",
+    "levels": 4,
+    "v_threshold": 1.0,
+    "head_gain": 1.0,
+}
+"""The integer-spike MedSpikeFormer of the neuron rows (I-LIF, D = 4; docs/results.md)."""
+
 COMPARE_ROWS: tuple[Row, ...] = (
     Row("medspikeformer", "MedSpikeFormer", "medspikeformer", paper=PAPER_TABLE1["medspikeformer"]),
+    Row(
+        "medspikeformer_ilif",
+        "MedSpikeFormer, integer spikes",
+        "medspikeformer",
+        model_overrides=INTEGER_SPIKES,
+    ),
     Row("ssa", "Spikformer SSA", "ssa"),
     Row("sdt", "Spike-driven SA (SDT v1)", "sdt", paper=PAPER_TABLE1["sdt"]),
     Row("qk", "QKFormer token attn.", "qk", paper=PAPER_TABLE1["qk"]),
@@ -138,6 +152,7 @@ ABLATION_ROWS: tuple[Row, ...] = (
     Row("t2", "T = 2", "medspikeformer", model_overrides={"timesteps": 2}),
     Row("t4", "T = 4", "medspikeformer", model_overrides={"timesteps": 4}),
     Row("t8", "T = 8", "medspikeformer", model_overrides={"timesteps": 8}),
+    Row("ilif", "integer spikes (I-LIF, D = 4)", "medspikeformer", model_overrides=INTEGER_SPIKES),
 )
 
 

@@ -8,12 +8,13 @@ from torch import nn
 
 from medspikeformer.layers.spike_conv import SpikeSavingConv2d
 from medspikeformer.layers.time import seq_apply
-from medspikeformer.neurons import ANNActivation, LIFNeuron
+from medspikeformer.neurons import ANNActivation, create_neuron
 
 
 def make_activation(spiking: bool, neuron: dict) -> nn.Module:
-    """The nonlinearity before every synaptic layer: LIF (spiking) or ReLU (ANN twin)."""
-    return LIFNeuron(**neuron) if spiking else ANNActivation()
+    """The nonlinearity before every synaptic layer: the spec's neuron (spiking; LIF or I-LIF,
+    :func:`~medspikeformer.neurons.create_neuron`) or ReLU (ANN twin)."""
+    return create_neuron(neuron) if spiking else ANNActivation()
 
 
 class ConvBN(nn.Module):

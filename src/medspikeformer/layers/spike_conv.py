@@ -1,13 +1,14 @@
-"""Memory-lean convolution for spike inputs: saves the input spikes as ``bool`` for backward.
+"""Memory-lean convolution for spike inputs: saves the input spikes as ``uint8`` for backward.
 
 A convolution's backward needs its input to form the weight gradient. After a LIF that input is a
 float32 tensor of 0/1 spikes, so autograd keeps 4 bytes per element where 1 bit of information
-(1 byte as ``bool``) suffices. :func:`spike_conv2d` computes the same ``F.conv2d`` forward, saves
-``spikes.bool()`` and, in backward, turns it back into the float 0/1 tensor and calls the same
+(1 byte as ``uint8``; an integer neuron's counts fit too) suffices. :func:`spike_conv2d` computes
+the same ``F.conv2d`` forward, saves ``spikes.to(uint8)`` and, in backward, turns it back into the
+float tensor and calls the same
 ``aten.convolution_backward`` kernel autograd would call — gradients are bit-identical.
 
 :class:`SpikeSavingConv2d` is a drop-in ``nn.Conv2d`` (same parameters, same ``state_dict``) that
-takes this path whenever autograd is recording. Its input must be binary — the caller's promise
+takes this path whenever autograd is recording. Its input must be spikes — the caller's promise
 (every conv after a LIF); ``strict=True`` checks it at run time (one extra pass; for tests).
 
 Under autocast, :func:`spike_conv2d` casts spikes, weight and bias to the autocast dtype *before*
@@ -30,7 +31,8 @@ from medspikeformer.precision import active_autocast_dtype
 
 
 class _SpikeConv2dFunction(torch.autograd.Function):
-    """``F.conv2d`` whose saved input is the ``bool`` copy of a 0/1 float tensor."""
+    """``F.conv2d`` whose saved input is the ``uint8`` copy of a spike tensor (0/1, or integer
+    counts up to 255 from an integer neuron)."""
 
     @staticmethod
     def forward(
@@ -44,7 +46,7 @@ class _SpikeConv2dFunction(torch.autograd.Function):
         groups: int,
     ) -> torch.Tensor:
         out = F.conv2d(spikes, weight, bias, stride, padding, dilation, groups)
-        ctx.save_for_backward(spikes.to(torch.bool), weight)
+        ctx.save_for_backward(spikes.to(torch.uint8), weight)
         ctx.conf = (stride, padding, dilation, groups, bias is not None, spikes.dtype)
         return out
 
@@ -86,7 +88,8 @@ def spike_conv2d(
     dilation: int | tuple[int, int] = 1,
     groups: int = 1,
 ) -> torch.Tensor:
-    """``F.conv2d`` on a 0/1 input ``[N, C_in, H, W]`` that saves the input as ``bool`` (¼ memory).
+    """``F.conv2d`` on a spike input ``[N, C_in, H, W]`` (0/1 or integer counts ≤ 255) that saves
+    the input as ``uint8`` (¼ memory).
 
     Outside autograd (no grad needed) it is plain ``F.conv2d``. Under autocast the output has the
     autocast dtype, as ``F.conv2d``'s would (see the module docstring).
@@ -115,10 +118,10 @@ def spike_conv2d(
 
 
 class SpikeSavingConv2d(nn.Conv2d):
-    """``nn.Conv2d`` for spike inputs that keeps a ``bool`` copy of its input for backward.
+    """``nn.Conv2d`` for spike inputs that keeps a ``uint8`` copy of its input for backward.
 
     Same constructor, parameters and ``state_dict`` as ``nn.Conv2d``; only ``padding_mode="zeros"``.
-    ``strict=True`` raises ``ValueError`` on a non-binary input (for tests and debugging).
+    ``strict=True`` raises ``ValueError`` on an input that is not spikes (for tests and debugging).
     """
 
     strict: bool = False
@@ -126,8 +129,10 @@ class SpikeSavingConv2d(nn.Conv2d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.padding_mode != "zeros" or isinstance(self.padding, str):
             return super().forward(x)
-        if self.strict and not bool(((x == 0) | (x == 1)).all()):
-            raise ValueError("SpikeSavingConv2d got a non-binary input; it only takes spikes")
+        if self.strict and not bool(((x >= 0) & (x <= 255) & (x == x.round())).all()):
+            raise ValueError(
+                "SpikeSavingConv2d got an input that is not spikes (0/1 or counts up to 255)"
+            )
         return spike_conv2d(
             x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups
         )

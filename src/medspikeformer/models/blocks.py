@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from medspikeformer.errors import ConfigError
 from medspikeformer.layers import (
     ConvBN,
     SpikeConv,
@@ -20,10 +21,14 @@ from medspikeformer.layers import (
 )
 
 __all__ = [
+    "HEADS",
     "ConvBN",
     "Head",
+    "RealHead",
     "SpikeConv",
     "StageHead",
+    "check_head",
+    "create_head",
     "make_activation",
     "seq_apply",
     "upsample2x",
@@ -61,6 +66,56 @@ class Head(nn.Module):
 
     def extra_repr(self) -> str:
         return "" if self.gain == 1.0 else f"gain={self.gain:g}"
+
+
+class RealHead(nn.Module):
+    """Real-valued head (the authors' released code): mean over T of the decoder's real-valued
+    ``f_s^1``, then conv3×3 → BN → conv1×1 to ``num_classes`` logits, × ``gain``.
+
+    ``[T, B, C, H, W]`` → ``[B, num_classes, H, W]``. Its two convolutions take real values, so a
+    model with this head is not spike-driven at its last two layers (the spike check lists them);
+    the logits are not bounded by the weights as Eq. 12's are.
+    """
+
+    def __init__(self, c_in: int, gain: float = 1.0, num_classes: int = 1) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(c_in, c_in, 3, padding=1, bias=False)
+        self.bn = nn.BatchNorm2d(c_in)
+        self.out = nn.Conv2d(c_in, num_classes, 1)
+        self.gain = float(gain)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.out(self.bn(self.conv(x.mean(0))))
+        return y if self.gain == 1.0 else y * self.gain
+
+    def extra_repr(self) -> str:
+        return "" if self.gain == 1.0 else f"gain={self.gain:g}"
+
+
+HEADS = ("spike", "real")
+"""``model.head``: ``spike`` (Eq. 12: neuron → 1×1 conv, spike-driven) or ``real``
+(:class:`RealHead`)."""
+
+
+def check_head(kind: str) -> str:
+    """``kind`` if it names a head, else ConfigError listing them."""
+    if kind not in HEADS:
+        raise ConfigError(f"unknown head {kind!r}; choose from {', '.join(HEADS)}")
+    return kind
+
+
+def create_head(
+    kind: str,
+    c_in: int,
+    spiking: bool,
+    neuron: dict | None,
+    gain: float = 1.0,
+    num_classes: int = 1,
+) -> nn.Module:
+    """The segmentation head ``kind`` of :data:`HEADS` for ``c_in`` decoder channels."""
+    if check_head(kind) == "real":
+        return RealHead(c_in, gain=gain, num_classes=num_classes)
+    return Head(c_in, spiking, neuron, gain=gain, num_classes=num_classes)
 
 
 class StageHead(nn.Module):

@@ -9,6 +9,11 @@ resolution H/2^(i−1)):
     f_s^L = SC(f_e^L),  f_s^i = SC(f_e^i + Up(f_s^(i+1)))  (Eq. 11; SC changes the width)
     Ŷ = mean_T conv1×1(LIF(f_s^1))                      (Eq. 12; K = num_classes channels)
 
+Beyond the paper (model options, docs/architecture.md): ``neuron: ilif`` puts integer-valued
+spikes (counts in {0..``levels``}) wherever a spike enters a synaptic layer; ``head: real`` takes
+the logits from the real-valued f_s^1 (mean over T → conv3×3 → BN → conv1×1, as the authors'
+released code) instead of Eq. 12's spike head.
+
 Every conv after the first is preceded by a LIF (spike-driven); additions happen on real values
 before that LIF; upsampling is nearest-neighbour on real values.
 """
@@ -33,8 +38,9 @@ from medspikeformer.attention import (
 from medspikeformer.errors import ConfigError
 from medspikeformer.layers import ConvBN, SpikeConv, upsample2x
 from medspikeformer.models.base import SegmentationModel, pop_multilabel, pop_num_classes
-from medspikeformer.models.blocks import Head, StageHead
+from medspikeformer.models.blocks import StageHead, check_head, create_head
 from medspikeformer.models.output import SegmentationOutput
+from medspikeformer.neurons import check_neuron
 
 #: The attention kinds registered at import (``attention.list_attentions()`` is the live list).
 ATTENTIONS = tuple(list_attentions())
@@ -60,6 +66,9 @@ def default_config() -> dict[str, Any]:
         "head_dim": 32,
         "num_heads": None,
         "n_kv": 1024,
+        "neuron": "lif",
+        "levels": 4,
+        "head": "spike",
         "tau": 2.0,
         "v_threshold": 1.0,
         "surrogate": "atan",
@@ -77,7 +86,17 @@ def _validate(cfg: dict[str, Any]) -> None:
         raise ConfigError(
             f"unknown MedSpikeFormer option(s) {unknown}; known: {sorted(default_config())}"
         )
-    for key in ("in_channels", "base_channels", "num_units", "timesteps", "head_dim", "n_kv"):
+    check_neuron(cfg["neuron"])  # one line listing the neurons
+    check_head(cfg["head"])
+    for key in (
+        "in_channels",
+        "base_channels",
+        "num_units",
+        "timesteps",
+        "head_dim",
+        "n_kv",
+        "levels",
+    ):
         if not isinstance(cfg[key], int) or cfg[key] < 1:
             raise ConfigError(f"MedSpikeFormer option {key} must be a positive integer")
     gain = cfg["head_gain"]
@@ -166,6 +185,8 @@ class MedSpikeFormer(SegmentationModel):
         self.is_spiking = bool(cfg["spiking"])
         self.size_divisor = 2 ** (cfg["num_units"] - 1)
         neuron = {
+            "kind": cfg["neuron"],
+            "levels": cfg["levels"],
             "tau": cfg["tau"],
             "v_threshold": cfg["v_threshold"],
             "surrogate": cfg["surrogate"],
@@ -196,7 +217,9 @@ class MedSpikeFormer(SegmentationModel):
             spike_conv(c, o) if sc else pointwise(c, o) for c, o in zip(widths, outs)
         )
         k = self.num_classes
-        self.head = Head(widths[0], spiking, neuron, gain=cfg["head_gain"], num_classes=k)
+        self.head = create_head(
+            cfg["head"], widths[0], spiking, neuron, gain=cfg["head_gain"], num_classes=k
+        )
         self.stage_heads = nn.ModuleList(StageHead(c, k) for c in widths)
 
     @staticmethod
@@ -278,7 +301,15 @@ class MedSpikeFormer(SegmentationModel):
         cfg = self.config
         if not cfg["spiking"]:
             return None
-        keep = ("in_channels", "base_channels", "num_units", "head_dim", "num_heads", "n_kv")
+        keep = (
+            "in_channels",
+            "base_channels",
+            "num_units",
+            "head_dim",
+            "num_heads",
+            "n_kv",
+            "head",
+        )
         return {
             **{k: cfg[k] for k in keep},
             **self.label_config(),

@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -171,8 +172,8 @@ def _flat(t: torch.Tensor) -> torch.Tensor:
 
 
 def _compiled_forward(kernel: Callable) -> Callable:
-    def forward(x, tau, v_threshold, keep_membrane):
-        spikes, membrane = kernel(_flat(x), tau, v_threshold, keep_membrane)
+    def forward(x, *params):
+        spikes, membrane = kernel(_flat(x), *params)
         return spikes.view(x.shape), (None if membrane is None else membrane.view(x.shape))
 
     return forward
@@ -185,14 +186,36 @@ def _compiled_backward(kernel: Callable) -> Callable:
     return backward
 
 
-class _Kernels:
-    """The forward/backward kernel pair of one backend (see :data:`LIF_BACKENDS`)."""
+@dataclass(frozen=True)
+class KernelFamily:
+    """The kernels of one neuron model: the eager reference pair and the pure-expression pair
+    (run eagerly by ``"unrolled"``, compiled by ``"fused"``)."""
 
-    def __init__(self, backend: str) -> None:
+    name: str
+    forward: Callable
+    backward: Callable
+    forward_fused: Callable
+    backward_fused: Callable
+
+
+KERNEL_FAMILIES: dict[str, KernelFamily] = {
+    "lif": KernelFamily(
+        "LIF", lif_forward_kernel, lif_backward_kernel, lif_forward_fused, lif_backward_fused
+    )
+}
+"""Kernels by neuron family (``"lif"`` here; :mod:`medspikeformer.neurons.ilif` adds its own)."""
+
+
+class _Kernels:
+    """The forward/backward kernel pair of one backend (see :data:`LIF_BACKENDS`) of one
+    neuron family (:data:`KERNEL_FAMILIES`)."""
+
+    def __init__(self, backend: str, family: str = "lif") -> None:
         self.backend = backend
+        self.family = KERNEL_FAMILIES[family]
         eager = backend == "eager"
-        self.forward: Callable = lif_forward_kernel if eager else lif_forward_fused
-        self.backward: Callable = lif_backward_kernel if eager else lif_backward_fused
+        self.forward: Callable = self.family.forward if eager else self.family.forward_fused
+        self.backward: Callable = self.family.backward if eager else self.family.backward_fused
         self.compiled = False
         if backend == "fused":
             try:
@@ -202,12 +225,20 @@ class _Kernels:
                 # float32), whether the membrane is kept (training) or not (eval), T, the
                 # surrogate and detach_reset: a handful of variants per run, well inside
                 # Dynamo's recompile limit.
-                self.forward = _compiled_forward(torch.compile(lif_forward_fused, dynamic=True))
-                self.backward = _compiled_backward(torch.compile(lif_backward_fused, dynamic=True))
+                self.forward = _compiled_forward(
+                    torch.compile(self.family.forward_fused, dynamic=True)
+                )
+                self.backward = _compiled_backward(
+                    torch.compile(self.family.backward_fused, dynamic=True)
+                )
                 self.compiled = True
             except Exception as exc:  # pragma: no cover - depends on the platform
-                log.warning("torch.compile unavailable for LIF (%s); using eager kernels", exc)
-                self.forward, self.backward = lif_forward_kernel, lif_backward_kernel
+                log.warning(
+                    "torch.compile unavailable for %s (%s); using eager kernels",
+                    self.family.name,
+                    exc,
+                )
+                self.forward, self.backward = self.family.forward, self.family.backward
 
     def _run(self, which: str, *args):
         """Run the ``which`` kernel ("forward"/"backward"); a compiled one that fails is replaced
@@ -218,9 +249,11 @@ class _Kernels:
         try:
             return kernel(*args)
         except Exception as exc:  # pragma: no cover - depends on the platform
-            log.warning("compiled LIF %s failed (%s); falling back to eager", which, exc)
+            log.warning(
+                "compiled %s %s failed (%s); falling back to eager", self.family.name, which, exc
+            )
             self.compiled = False
-            self.forward, self.backward = lif_forward_kernel, lif_backward_kernel
+            self.forward, self.backward = self.family.forward, self.family.backward
         return (self.forward if which == "forward" else self.backward)(*args)
 
     def run_forward(self, *args):
@@ -230,9 +263,8 @@ class _Kernels:
         return self._run("backward", *args)
 
 
+_KERNELS: dict[tuple[str, str], _Kernels] = {}
 _EAGER = _Kernels("eager")
-_UNROLLED = _Kernels("unrolled")
-_FUSED: _Kernels | None = None
 
 
 def check_backend(backend: str) -> str:
@@ -242,15 +274,14 @@ def check_backend(backend: str) -> str:
     return backend
 
 
-def _kernels_for(backend: str) -> _Kernels:
-    """The kernels of ``backend``, one pair per process for each (the compiled pair is built on
-    first use, so that importing the package never touches the compiler)."""
-    global _FUSED
-    if check_backend(backend) == "fused":
-        if _FUSED is None:
-            _FUSED = _Kernels("fused")
-        return _FUSED
-    return _EAGER if backend == "eager" else _UNROLLED
+def _kernels_for(backend: str, family: str = "lif") -> _Kernels:
+    """The kernels of ``backend`` for a neuron family, one pair per process for each (a
+    compiled pair is built on first use, so that importing the package never touches the
+    compiler)."""
+    key = (family, check_backend(backend))
+    if key not in _KERNELS:
+        _KERNELS[key] = _EAGER if key == ("lif", "eager") else _Kernels(backend, family)
+    return _KERNELS[key]
 
 
 def lif_unrolled(x: torch.Tensor, tau: float, v_threshold: float) -> torch.Tensor:
@@ -321,6 +352,9 @@ class LIFNeuron(nn.Module):
     The state starts at zero on every call: nothing is carried between batches.
     """
 
+    family = "lif"  # its kernels in KERNEL_FAMILIES
+    binary = True  # its spikes are 0/1
+
     def __init__(
         self,
         tau: float = 2.0,
@@ -345,7 +379,7 @@ class LIFNeuron(nn.Module):
         self.alpha = default_alpha if alpha is None else float(alpha)
         self.detach_reset = bool(detach_reset)
         self._grad_fn = grad_fn
-        self._kernels = _kernels_for(backend)
+        self._kernels = _kernels_for(backend, self.family)
 
     @property
     def backend(self) -> str:
@@ -355,7 +389,7 @@ class LIFNeuron(nn.Module):
     @backend.setter
     def backend(self, name: str) -> None:
         if name != self._kernels.backend:
-            self._kernels = _kernels_for(name)
+            self._kernels = _kernels_for(name, self.family)
 
     @property
     def beta(self) -> float:
