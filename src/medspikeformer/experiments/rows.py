@@ -96,6 +96,9 @@ _PAPER_ABLATION: dict[str, dict[str, dict[str, float]]] = {
     "wo_l2": _miou(0.7743, 0.7782, 0.4988, 0.3988, 0.5108),
 }
 
+PAPER_NETWORK: Mapping[str, Any] = {"neuron": "lif", "head": "spike"}
+"""The paper's spiking network (binary LIF, Eq. 1–3; spike head, Eq. 12): pinned on the
+MedSpikeFormer row that ``experiment compare`` and ``reproduce`` train, whatever a recipe sets."""
 INTEGER_SPIKES: Mapping[str, Any] = {
     "neuron": "ilif",
     "levels": 4,
@@ -105,7 +108,13 @@ INTEGER_SPIKES: Mapping[str, Any] = {
 """The integer-spike MedSpikeFormer of the neuron rows (I-LIF, D = 4; docs/results.md)."""
 
 COMPARE_ROWS: tuple[Row, ...] = (
-    Row("medspikeformer", "MedSpikeFormer", "medspikeformer", paper=PAPER_TABLE1["medspikeformer"]),
+    Row(
+        "medspikeformer",
+        "MedSpikeFormer",
+        "medspikeformer",
+        model_overrides=PAPER_NETWORK,
+        paper=PAPER_TABLE1["medspikeformer"],
+    ),
     Row(
         "medspikeformer_ilif",
         "MedSpikeFormer, integer spikes",
