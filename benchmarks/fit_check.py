@@ -6,8 +6,8 @@
 The first 16 training ids of the Kvasir paper split are train, validation and test alike
 (``overfit16.json``, written into ``--out``); 64², width 8, four units, T as the configuration
 says, Adam 2e-3 with a cosine schedule, no augmentation, no teacher, batch 8 (2 steps per epoch). Each configuration × seed trains in its own process on one
-thread (``--jobs`` at once); configurations with ``+twin`` start from the ANN twin trained by the
-``ann`` configuration of the same seed (so ``ann`` runs first). Reported per run: validation DSC
+thread (``--jobs`` at once); configurations with ``+twin`` start from the ANN twin with their
+head trained by the ``ann`` / ``ann-real`` configuration of the same seed (those run first). Reported per run: validation DSC
 and the training segmentation loss every 10 epochs, the final DSC, the median seconds per
 training step, and the trained model's firing rate, SOPs and energy on one 64² input
 (``medspikeformer profile``'s numbers; an integer spike of value v counts v events). Results:
@@ -35,6 +35,7 @@ LIF_RECIPE = {"neuron": "lif", "head_gain": 4.0, "v_threshold": 0.5}  # the CPU 
 ILIF = {"neuron": "ilif", "levels": 4, "v_threshold": 1.0, "head_gain": 1.0}
 CONFIGS: dict[str, dict[str, Any]] = {
     "ann": {"name": "ann"},
+    "ann-real": {"name": "ann", "head": "real"},
     "lif-spike": {**LIF_RECIPE, "head": "spike", "timesteps": 2},
     "lif-real": {**LIF_RECIPE, "head": "real", "head_gain": 1.0, "timesteps": 2},
     "ilif1-spike": {**ILIF, "head": "spike", "timesteps": 1},
@@ -43,7 +44,15 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "ilif2-real": {**ILIF, "head": "real", "timesteps": 2},
 }
 """Model options of each configuration (``name`` defaults to ``medspikeformer``); ``NAME+twin``
-is the same configuration started from the ANN twin."""
+is the same configuration started from the ANN twin with its head (``ann`` or ``ann-real``)."""
+
+
+def twin_of(config: str) -> str:
+    """The ANN configuration whose run starts ``config`` (``…+twin``): the twin has its head."""
+    head = CONFIGS[config.removesuffix("+twin")].get("head", "spike")
+    return "ann-real" if head == "real" else "ann"
+
+
 EVERY = 10  # epochs between recorded points
 
 
@@ -172,20 +181,30 @@ def table(rows: list[Row], configs: list[str]) -> list[str]:
     return lines
 
 
+def merge_earlier(path: Path, rows: list[Row]) -> list[Row]:
+    """``rows`` plus the rows of an earlier run into the same folder that this one did not redo
+    (same configuration and seed), so a table can be completed in several invocations."""
+    if not path.is_file():
+        return rows
+    redone = {(r["params"]["config"], r["params"]["seed"]) for r in rows if "params" in r}
+    earlier = json.loads(path.read_text()).get("rows", [])
+    kept = [r for r in earlier if (r["params"]["config"], r["params"]["seed"]) not in redone]
+    return kept + rows
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data-root", required=True, help="the Kvasir-SEG folder")
     p.add_argument("--out", default="exp/fit16")
-    p.add_argument(
-        "--configs", default=",".join([*CONFIGS, *(f"{c}+twin" for c in CONFIGS if c != "ann")])
-    )
+    spiking = [c for c in CONFIGS if not c.startswith("ann")]
+    p.add_argument("--configs", default=",".join([*CONFIGS, *(f"{c}+twin" for c in spiking)]))
     p.add_argument("--seeds", default="41,42,43")
     p.add_argument("--epochs", type=int, default=60)
     p.add_argument("--jobs", type=int, default=2, help="runs at once (one thread each)")
     args = p.parse_args(argv)
     configs = [c.strip() for c in args.configs.split(",") if c.strip()]
     for c in configs:
-        if c.removesuffix("+twin") not in CONFIGS:
+        if c.removesuffix("+twin") not in CONFIGS or c in ("ann+twin", "ann-real+twin"):
             print(
                 f"error: unknown configuration {c!r}; known: {', '.join(CONFIGS)} (+twin)",
                 file=sys.stderr,
@@ -199,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     def run(config: str, seed: int) -> Row:
         init = None
         if config.endswith("+twin"):
-            init = str((out / f"ann-s{seed}" / "last.pt").resolve())
+            init = str((out / f"{twin_of(config)}-s{seed}" / "last.pt").resolve())
         kwargs = {"config": config, "seed": seed, "epochs": args.epochs, "data_root": args.data_root,
                   "split": split, "out": str((out / f"{config}-s{seed}").resolve()), "init_from": init}  # fmt: skip
         row = run_isolated("fit_check", "fit_run", kwargs, timeout_s=7200, threads=1)
@@ -213,10 +232,13 @@ def main(argv: list[str] | None = None) -> int:
     with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
         list(pool.map(lambda cs: run(*cs), first))
         list(pool.map(lambda cs: run(*cs), then))
+    rows = merge_earlier(out / "fit_check.json", rows)
+    done = {r["params"]["config"] for r in rows if "params" in r}
+    shown = [c for c in [*CONFIGS, *(f"{c}+twin" for c in CONFIGS)] if c in done]
     info = machine_info()
     md = [f"Machine: {info['cpu']}, torch {info['torch']}, {info['date_utc']}; one thread per run, "
           f"{args.jobs} at once. Command: `python benchmarks/fit_check.py {' '.join(sys.argv[1:] if argv is None else argv)}`.",
-          "", *table(rows, configs)]  # fmt: skip
+          "", *table(rows, shown)]  # fmt: skip
     (out / "fit_check.md").write_text("\n".join(md) + "\n")
     (out / "fit_check.json").write_text(json.dumps({"machine": info, "rows": rows}, indent=1))
     print("\n".join(md))

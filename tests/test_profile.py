@@ -237,6 +237,29 @@ def test_cli_profile_checkpoint(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert "holds model 'medspikeformer'" in capsys.readouterr().err
 
 
+def test_cli_profile_reports_both_neurons(tmp_path: Path, capsys) -> None:
+    """``--neuron ilif --levels D``: the integer network's SOPs and energy, a count of v counted as
+    v events (its binary expansion's figures); an unknown neuron is one line."""
+    from medspikeformer.models.expansion import binary_expansion
+
+    out = tmp_path / "p.json"
+    argv = ["profile", "medspikeformer", "--size", "32", "--base-channels", "8", "--timesteps", "2"]
+    assert (
+        main([*argv, "--neuron", "ilif", "--levels", "3", "--json", str(out), "--no-layers"]) == 0
+    )
+    data = json.loads(out.read_text())
+    torch.manual_seed(0)
+    model = create_model("medspikeformer", **SMALL_MSF, neuron="ilif", levels=3)
+    ref = profile_model(model, size=32, calibrate_bn=True)
+    with binary_expansion(model):
+        events = profile_model(model, size=32)
+    assert data["sops"] == pytest.approx(ref.sops) and data["sops"] == pytest.approx(events.sops)
+    assert data["energy_pj"] == pytest.approx(events.energy_pj)
+    capsys.readouterr()
+    assert main([*argv, "--neuron", "xlif"]) == 2
+    assert capsys.readouterr().err.strip() == "error: unknown neuron 'xlif'; choose from lif, ilif"
+
+
 def test_cli_errors(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["profile", "nope", "--size", "32"]) == 2
     assert "unknown model" in capsys.readouterr().err

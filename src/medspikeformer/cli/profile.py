@@ -38,6 +38,12 @@ def register(subparsers: Any) -> None:
     p.add_argument("--base-channels", type=int, help="override the model width C")
     p.add_argument("--in-channels", type=int, help="override the input channels (1 or 3)")
     p.add_argument(
+        "--neuron",
+        help="spiking neuron (lif: the paper's 0/1 spikes; ilif: integer counts, each count of v "
+        "counted as v synaptic events)",
+    )
+    p.add_argument("--levels", type=int, help="largest integer spike D of --neuron ilif (4)")
+    p.add_argument(
         "--checkpoint",
         help="profile the trained weights of a checkpoint of MODEL (its config, then the overrides)",
     )
@@ -70,6 +76,10 @@ def run(args: argparse.Namespace) -> int:
         overrides["base_channels"] = args.base_channels
     if args.in_channels is not None:
         overrides["in_channels"] = args.in_channels
+    if args.neuron is not None:
+        overrides["neuron"] = args.neuron
+    if args.levels is not None:
+        overrides["levels"] = args.levels
     torch.manual_seed(args.seed)  # reproducible initial weights when no checkpoint is given
     if args.checkpoint:
         from medspikeformer.engine.checkpoint import load_checkpoint, load_state_dict_checked
