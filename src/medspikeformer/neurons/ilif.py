@@ -25,41 +25,40 @@ from __future__ import annotations
 import torch
 
 from medspikeformer.errors import ConfigError
-from medspikeformer.neurons.lif import KERNEL_FAMILIES, KernelFamily, LIFNeuron
+from medspikeformer.neurons.lif import (
+    KERNEL_FAMILIES,
+    KernelFamily,
+    LIFNeuron,
+    soft_reset_backward,
+    soft_reset_backward_fused,
+    soft_reset_forward,
+    soft_reset_forward_fused,
+)
 
 
-def ilif_forward_kernel(
-    x: torch.Tensor, tau: float, v_threshold: float, levels: int, keep_membrane: bool
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Run the I-LIF over time. ``x``: ``[T, ...]`` → counts ``[T, ...]`` in {0..D} and, if
-    asked, the membrane ``U`` before firing (what the straight-through gradient needs).
-
-    Eager reference: preallocated ``out=`` buffers, four passes per timestep.
-    """
-    beta = 1.0 - 1.0 / tau
-    steps = x.shape[0]
-    spikes = torch.empty(x.shape, dtype=x.dtype, device=x.device)
-    membrane = torch.empty_like(spikes) if keep_membrane else None
-    u_buf = None if keep_membrane else torch.empty_like(spikes[0])
-    h = torch.empty_like(spikes[0])
-    for t in range(steps):
-        u = membrane[t] if membrane is not None else u_buf
-        if t == 0:
-            u.copy_(x[0])  # H[-1] = 0
-        else:
-            torch.add(x[t], h, alpha=beta, out=u)
-        s = spikes[t]
-        torch.div(u, v_threshold, out=s)
-        s.round_().clamp_(0, levels)
-        if t + 1 < steps:
-            torch.sub(u, s, alpha=v_threshold, out=h)
-    return spikes, membrane
+def ilif_fire(u: torch.Tensor, v_threshold: float, levels: int) -> torch.Tensor:
+    """The count the membrane ``U`` fires: ``clip(round(U / V_th), 0, D)``."""
+    return torch.clamp(torch.round(u / v_threshold), 0, levels)
 
 
 def ilif_window(u: torch.Tensor, v_threshold: float, levels: int) -> torch.Tensor:
     """∂S/∂U of the straight-through estimator: ``1/V_th`` on ``0 ≤ U ≤ D·V_th``, else 0."""
     inside = (u >= 0) & (u <= levels * v_threshold)
     return inside.to(u.dtype) * (1.0 / v_threshold)
+
+
+def ilif_forward_kernel(
+    x: torch.Tensor, tau: float, v_threshold: float, levels: int, keep_membrane: bool
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Run the I-LIF over time (eager reference). ``x``: ``[T, ...]`` → counts ``[T, ...]`` in
+    {0..D} and, if asked, the membrane ``U`` before firing (what the straight-through gradient
+    needs)."""
+
+    def fire_into(u: torch.Tensor, out: torch.Tensor) -> None:
+        torch.div(u, v_threshold, out=out)
+        out.round_().clamp_(0, levels)
+
+    return soft_reset_forward(x, tau, v_threshold, keep_membrane, fire_into)
 
 
 def ilif_backward_kernel(
@@ -70,22 +69,16 @@ def ilif_backward_kernel(
     levels: int,
     detach_reset: bool,
 ) -> torch.Tensor:
-    """Reverse-time recursion for dL/dX given dL/dS and the saved membrane ``U`` (``[T, ...]``):
-    dL/dU[t] = dL/dS[t]·g + dL/dH[t]·(1 − V_th·g) with g = :func:`ilif_window` (reset term dropped
-    when ``detach_reset``), dL/dH[t−1] = β·dL/dU[t], dL/dX[t] = dL/dU[t]."""
-    beta = 1.0 - 1.0 / tau
-    grad_x = torch.empty_like(membrane)
-    for t in range(membrane.shape[0] - 1, -1, -1):
-        g = ilif_window(membrane[t], v_threshold, levels)
-        gu = grad_x[t]
-        torch.mul(grad_spikes[t], g, out=gu)
-        if t + 1 < membrane.shape[0]:
-            grad_h = grad_x[t + 1] * beta
-            if detach_reset:
-                gu.add_(grad_h)
-            else:
-                gu.add_(grad_h).sub_(grad_h.mul_(g), alpha=v_threshold)
-    return grad_x
+    """dL/dX given dL/dS and the saved membrane ``U``, with ∂S/∂U the straight-through
+    :func:`ilif_window` (:func:`~medspikeformer.neurons.lif.soft_reset_backward`)."""
+    return soft_reset_backward(
+        grad_spikes,
+        membrane,
+        tau,
+        v_threshold,
+        detach_reset,
+        lambda u: ilif_window(u, v_threshold, levels),
+    )
 
 
 def ilif_forward_fused(
@@ -93,23 +86,9 @@ def ilif_forward_fused(
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """:func:`ilif_forward_kernel` as pure tensor expressions (for ``torch.compile`` and tracing;
     run eagerly it gives the same bits)."""
-    beta = 1.0 - 1.0 / tau
-    spikes, membranes = [], []
-    h = None
-    for t in range(x.shape[0]):
-        if torch.compiler.is_compiling():
-            # Plain products under the compiler (see lif_forward_fused: an alpha= keyword of a
-            # symbolic float is baked in at its first traced value).
-            u = x[t] if h is None else x[t] + h * beta
-            s = torch.clamp(torch.round(u / v_threshold), 0, levels)
-            h = u - s * v_threshold
-        else:
-            u = x[t] if h is None else torch.add(x[t], h, alpha=beta)
-            s = torch.clamp(torch.round(u / v_threshold), 0, levels)
-            h = torch.sub(u, s, alpha=v_threshold)
-        spikes.append(s)
-        membranes.append(u)
-    return torch.stack(spikes), (torch.stack(membranes) if keep_membrane else None)
+    return soft_reset_forward_fused(
+        x, tau, v_threshold, keep_membrane, lambda u: ilif_fire(u, v_threshold, levels)
+    )
 
 
 def ilif_backward_fused(
@@ -121,17 +100,14 @@ def ilif_backward_fused(
     detach_reset: bool,
 ) -> torch.Tensor:
     """The recursion of :func:`ilif_backward_kernel` as pure tensor expressions."""
-    beta = 1.0 - 1.0 / tau
-    grads: list[torch.Tensor] = []
-    grad_h = None
-    for t in range(membrane.shape[0] - 1, -1, -1):
-        g = ilif_window(membrane[t], v_threshold, levels)
-        gu = grad_spikes[t] * g
-        if grad_h is not None:
-            gu = gu + grad_h if detach_reset else gu + grad_h - (grad_h * g) * v_threshold
-        grads.append(gu)
-        grad_h = gu * beta
-    return torch.stack(grads[::-1])
+    return soft_reset_backward_fused(
+        grad_spikes,
+        membrane,
+        tau,
+        v_threshold,
+        detach_reset,
+        lambda u: ilif_window(u, v_threshold, levels),
+    )
 
 
 KERNEL_FAMILIES["ilif"] = KernelFamily(

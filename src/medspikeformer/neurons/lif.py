@@ -32,16 +32,18 @@ from medspikeformer.neurons.surrogate import SurrogateGrad, get_surrogate
 log = logging.getLogger(__name__)
 
 
-def lif_forward_kernel(
-    x: torch.Tensor, tau: float, v_threshold: float, keep_membrane: bool
+def soft_reset_forward(
+    x: torch.Tensor,
+    tau: float,
+    v_threshold: float,
+    keep_membrane: bool,
+    fire_into: Callable[[torch.Tensor, torch.Tensor], object],
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Run Eq. 1–3 over time. ``x``: ``[T, ...]`` → spikes ``[T, ...]`` (0/1) and, if asked, ``U``.
+    """The time loop every neuron here shares, eagerly: ``U = X[t] + β·H`` (charge, with the leak),
+    ``S = fire(U)`` (``fire_into(U, out)`` writes it), ``H = U − V_th·S`` (soft reset).
 
-    ``U[t]`` is the membrane after charging and before firing (what the surrogate needs).
-    Three fused passes per timestep, no allocation inside the loop:
-    ``U = X[t] + β·H`` (Eq. 1 with the leak of Eq. 3), ``S = [U ≥ V_th]`` (Eq. 2),
-    ``H = U − V_th·S`` (soft reset). For τ = 2, β·H = H/2 is exact, so the result is bit-identical
-    to spikingjelly's ``H − H/τ + X``.
+    ``x``: ``[T, ...]`` → spikes ``[T, ...]`` and, if asked, the membrane ``U`` before firing.
+    Preallocated ``out=`` buffers, no allocation inside the loop.
     """
     beta = 1.0 - 1.0 / tau
     steps = x.shape[0]
@@ -55,30 +57,30 @@ def lif_forward_kernel(
             u.copy_(x[0])  # H[-1] = 0
         else:
             torch.add(x[t], h, alpha=beta, out=u)
-        torch.ge(u, v_threshold, out=spikes[t])
+        fire_into(u, spikes[t])
         if t + 1 < steps:
             torch.sub(u, spikes[t], alpha=v_threshold, out=h)
     return spikes, membrane
 
 
-def lif_backward_kernel(
+def soft_reset_backward(
     grad_spikes: torch.Tensor,
     membrane: torch.Tensor,
     tau: float,
     v_threshold: float,
-    alpha: float,
-    surrogate: SurrogateGrad,
     detach_reset: bool,
+    slope: Callable[[torch.Tensor], torch.Tensor],
 ) -> torch.Tensor:
-    """Reverse-time recursion for dL/dX given dL/dS and the saved membrane ``U`` (``[T, ...]``).
+    """Reverse-time recursion of :func:`soft_reset_forward` for dL/dX given dL/dS and the saved
+    membrane ``U`` (``[T, ...]``), with g = ``slope(U[t])`` standing for ∂S/∂U:
 
-    dL/dU[t] = dL/dS[t]·σ'(U[t]−V_th) + dL/dH[t]·(1 − V_th·σ'(U[t]−V_th))  (reset term dropped
-    when ``detach_reset``), dL/dH[t−1] = β·dL/dU[t], dL/dX[t] = dL/dU[t].
+    dL/dU[t] = dL/dS[t]·g + dL/dH[t]·(1 − V_th·g)  (reset term dropped when ``detach_reset``),
+    dL/dH[t−1] = β·dL/dU[t], dL/dX[t] = dL/dU[t].
     """
     beta = 1.0 - 1.0 / tau
     grad_x = torch.empty_like(membrane)
     for t in range(membrane.shape[0] - 1, -1, -1):
-        sg = surrogate(membrane[t] - v_threshold, alpha)
+        sg = slope(membrane[t])
         gu = grad_x[t]
         torch.mul(grad_spikes[t], sg, out=gu)
         if t + 1 < membrane.shape[0]:
@@ -90,15 +92,19 @@ def lif_backward_kernel(
     return grad_x
 
 
-def lif_forward_fused(
-    x: torch.Tensor, tau: float, v_threshold: float, keep_membrane: bool
+def soft_reset_forward_fused(
+    x: torch.Tensor,
+    tau: float,
+    v_threshold: float,
+    keep_membrane: bool,
+    fire: Callable[[torch.Tensor], torch.Tensor],
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Eq. 1–3 written as pure tensor expressions, for ``torch.compile`` (run eagerly it gives the
-    bits of :func:`lif_forward_kernel`; compiled, the same spikes for τ = 2).
+    """:func:`soft_reset_forward` as pure tensor expressions, for ``torch.compile`` (run eagerly it
+    gives the same bits; ``fire(U)`` returns the spikes).
 
     With ``T`` fixed at trace time the unrolled loop is one element-wise program; Inductor turns it
     into a single loop that reads each ``X[t]`` once and writes ``S[t]`` (and ``U[t]``) once, with
-    ``H`` kept in registers — instead of the eager kernel's three passes over memory per timestep.
+    ``H`` kept in registers — instead of the eager kernel's passes over memory per timestep.
     """
     beta = 1.0 - 1.0 / tau
     spikes, membranes = [], []
@@ -109,16 +115,87 @@ def lif_forward_fused(
             # an ``alpha=`` keyword of a symbolic float is baked in at its first traced value (a
             # kernel first compiled for V_th = 1 then ran V_th = 0.5 with a reset of 1).
             u = x[t] if h is None else x[t] + h * beta
-            s = (u >= v_threshold).to(x.dtype)
+            s = fire(u)
             h = u - s * v_threshold
         else:
-            # ``alpha=`` eagerly: the same rounding as lif_forward_kernel's out= form.
+            # ``alpha=`` eagerly: the same rounding as soft_reset_forward's out= form.
             u = x[t] if h is None else torch.add(x[t], h, alpha=beta)
-            s = (u >= v_threshold).to(x.dtype)
+            s = fire(u)
             h = torch.sub(u, s, alpha=v_threshold)
         spikes.append(s)
         membranes.append(u)
     return torch.stack(spikes), (torch.stack(membranes) if keep_membrane else None)
+
+
+def soft_reset_backward_fused(
+    grad_spikes: torch.Tensor,
+    membrane: torch.Tensor,
+    tau: float,
+    v_threshold: float,
+    detach_reset: bool,
+    slope: Callable[[torch.Tensor], torch.Tensor],
+) -> torch.Tensor:
+    """The recursion of :func:`soft_reset_backward` as pure tensor expressions (for
+    ``torch.compile``: one fused loop reading ``dL/dS`` and ``U`` once, writing ``dL/dX`` once)."""
+    beta = 1.0 - 1.0 / tau
+    grads: list[torch.Tensor] = []
+    grad_h = None
+    for t in range(membrane.shape[0] - 1, -1, -1):
+        sg = slope(membrane[t])
+        gu = grad_spikes[t] * sg
+        if grad_h is not None:
+            gu = gu + grad_h if detach_reset else gu + grad_h - (grad_h * sg) * v_threshold
+        grads.append(gu)
+        grad_h = gu * beta
+    return torch.stack(grads[::-1])
+
+
+def lif_forward_kernel(
+    x: torch.Tensor, tau: float, v_threshold: float, keep_membrane: bool
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Run Eq. 1–3 over time. ``x``: ``[T, ...]`` → spikes ``[T, ...]`` (0/1) and, if asked, ``U``.
+
+    ``U[t]`` is the membrane after charging and before firing (what the surrogate needs).
+    Three fused passes per timestep: ``U = X[t] + β·H`` (Eq. 1 with the leak of Eq. 3),
+    ``S = [U ≥ V_th]`` (Eq. 2), ``H = U − V_th·S`` (soft reset). For τ = 2, β·H = H/2 is exact, so
+    the result is bit-identical to spikingjelly's ``H − H/τ + X``.
+    """
+
+    def fire_into(u: torch.Tensor, out: torch.Tensor) -> None:
+        torch.ge(u, v_threshold, out=out)
+
+    return soft_reset_forward(x, tau, v_threshold, keep_membrane, fire_into)
+
+
+def lif_backward_kernel(
+    grad_spikes: torch.Tensor,
+    membrane: torch.Tensor,
+    tau: float,
+    v_threshold: float,
+    alpha: float,
+    surrogate: SurrogateGrad,
+    detach_reset: bool,
+) -> torch.Tensor:
+    """dL/dX of Eq. 1–3 given dL/dS and the saved membrane ``U``, with ∂S/∂U replaced by the
+    surrogate σ'(U − V_th) (:func:`soft_reset_backward`)."""
+    return soft_reset_backward(
+        grad_spikes,
+        membrane,
+        tau,
+        v_threshold,
+        detach_reset,
+        lambda u: surrogate(u - v_threshold, alpha),
+    )
+
+
+def lif_forward_fused(
+    x: torch.Tensor, tau: float, v_threshold: float, keep_membrane: bool
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Eq. 1–3 written as pure tensor expressions, for ``torch.compile`` (run eagerly it gives the
+    bits of :func:`lif_forward_kernel`; compiled, the same spikes for τ = 2)."""
+    return soft_reset_forward_fused(
+        x, tau, v_threshold, keep_membrane, lambda u: (u >= v_threshold).to(x.dtype)
+    )
 
 
 def lif_backward_fused(
@@ -130,20 +207,15 @@ def lif_backward_fused(
     surrogate: SurrogateGrad,
     detach_reset: bool,
 ) -> torch.Tensor:
-    """The recursion of :func:`lif_backward_kernel` as pure tensor expressions (for
-    ``torch.compile``: one fused loop reading ``dL/dS`` and ``U`` once, writing ``dL/dX`` once)."""
-    beta = 1.0 - 1.0 / tau
-    steps = membrane.shape[0]
-    grads: list[torch.Tensor] = []
-    grad_h = None
-    for t in range(steps - 1, -1, -1):
-        sg = surrogate(membrane[t] - v_threshold, alpha)
-        gu = grad_spikes[t] * sg
-        if grad_h is not None:
-            gu = gu + grad_h if detach_reset else gu + grad_h - (grad_h * sg) * v_threshold
-        grads.append(gu)
-        grad_h = gu * beta
-    return torch.stack(grads[::-1])
+    """The recursion of :func:`lif_backward_kernel` as pure tensor expressions."""
+    return soft_reset_backward_fused(
+        grad_spikes,
+        membrane,
+        tau,
+        v_threshold,
+        detach_reset,
+        lambda u: surrogate(u - v_threshold, alpha),
+    )
 
 
 LIF_BACKENDS = ("eager", "fused", "unrolled")
