@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+TORCH_VERSION ?= 2.13.0
+TORCH_PIP_ARGS ?=
 export OMP_NUM_THREADS ?= 2
 
 .PHONY: install demo test test-slow test-all lint format bench bench-baseline gpu-check reproduce clean
@@ -10,8 +12,11 @@ export OMP_NUM_THREADS ?= 2
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	# torch first, pinned, so that the project's range (torch>=2.6) does not pull a CUDA build.
-	$(PY) -m pip install --quiet torch==2.13.0
+	# torch first, pinned. Which build that is depends on the index: PyPI serves Linux x86-64 a
+	# CUDA build, so a CPU-only one needs TORCH_PIP_ARGS="--index-url https://download.pytorch.org/whl/cpu".
+	# A GPU node keeps its own CUDA torch instead (docs/performance.md, "On a GPU"); a CPU-only
+	# torch beside a GPU driver says so in one warning line at the start of every run.
+	$(PY) -m pip install --quiet torch==$(TORCH_VERSION) $(TORCH_PIP_ARGS)
 	$(PY) -m pip install --quiet -e '.[dev]'
 	# Test-time reference only; --no-deps keeps torchvision/torchaudio out.
 	$(PY) -m pip install --quiet --no-deps spikingjelly==2.0.0 loguru
