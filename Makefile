@@ -7,7 +7,7 @@ TORCH_VERSION ?= 2.13.0
 TORCH_PIP_ARGS ?=
 export OMP_NUM_THREADS ?= 2
 
-.PHONY: install demo test test-slow test-all lint format bench bench-baseline gpu-check reproduce clean
+.PHONY: install demo test test-slow test-all lint format bench bench-baseline gpu-check wheelhouse reproduce clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -69,10 +69,20 @@ REPRODUCE_OUT ?= exp/reproduce-$(DATASET)
 reproduce: $(STAMP)
 	$(VENV)/bin/medspikeformer experiment reproduce --dataset $(DATASET) --data-root $(DATA_ROOT) --out $(REPRODUCE_OUT) $(REPRODUCE_ARGS)
 
-# One prepared run on one GPU (<= 8 min): gpu tests, step timings, 3 min of Kvasir training.
-# Results in gpu-check/gpu_check.{json,md}; GPU_CHECK_ARGS="--data-root DIR" etc. pass through.
+# One prepared run on one GPU (<= 9 min; docs/performance.md, "On a GPU"): results in
+# gpu-check/gpu_check.{json,md}; GPU_CHECK_ARGS="--data-root DIR" etc. pass through. The node's
+# python3 and CUDA torch are used unless a complete .venv exists; missing dependencies come
+# from wheelhouse/ (make wheelhouse, beforehand, where the package index is reachable).
+GPU_PYTHON ?=
 gpu-check:
-	PYTHON=$(if $(wildcard $(PY)),$(PY),python3) benchmarks/gpu_check.sh --out gpu-check $(GPU_CHECK_ARGS)
+	PYTHON=$(GPU_PYTHON) benchmarks/gpu_check.sh --out gpu-check $(GPU_CHECK_ARGS)
+
+# Wheels of every runtime dependency except torch for the GPU node (WHEEL_PYTHON, WHEEL_PLATFORMS).
+WHEEL_PYTHON ?= 3.12
+WHEEL_PLATFORMS ?= manylinux_2_28_x86_64,manylinux_2_17_x86_64,manylinux2014_x86_64
+wheelhouse:
+	$(PYTHON) benchmarks/wheelhouse.py download --dest wheelhouse \
+	  --python-version $(WHEEL_PYTHON) --platform $(WHEEL_PLATFORMS)
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .ruff_cache
