@@ -23,8 +23,12 @@ import re
 import subprocess
 import sys
 import tempfile
-import tomllib
 from pathlib import Path
+
+try:
+    import tomllib
+except ImportError:  # Python 3.10: pip's own copy of tomli
+    from pip._vendor import tomli as tomllib
 
 REPO = Path(__file__).resolve().parent.parent
 #: Provided by the node: never fetched, never installed.
@@ -41,7 +45,11 @@ def canonical(name: str) -> str:
 def runtime_requirements(pyproject: Path = REPO / "pyproject.toml") -> list[str]:
     """The ``[project] dependencies`` of ``pyproject`` without the node-provided ones."""
     deps = tomllib.loads(pyproject.read_text())["project"]["dependencies"]
-    return [d for d in deps if canonical(re.split(r"[<>=!~ ;\[]", d, 1)[0]) not in NODE_PROVIDED]
+    return [
+        d
+        for d in deps
+        if canonical(re.split(r"[<>=!~ ;\[]", d, maxsplit=1)[0]) not in NODE_PROVIDED
+    ]
 
 
 def keep_without_torch(report: dict, roots: list[str]) -> dict[str, str]:

@@ -202,8 +202,12 @@ class _Kernels:
                 # float32), whether the membrane is kept (training) or not (eval), T, the
                 # surrogate and detach_reset: a handful of variants per run, well inside
                 # Dynamo's recompile limit.
-                self.forward = _compiled_forward(torch.compile(lif_forward_fused, dynamic=True))
-                self.backward = _compiled_backward(torch.compile(lif_backward_fused, dynamic=True))
+                # emulate_precision_casts: Inductor rounds every bf16/fp16 intermediate as eager
+                # does (it would keep them in fp32 and fire differently from the eager kernel).
+                opts = {"emulate_precision_casts": True}
+                fwd = torch.compile(lif_forward_fused, dynamic=True, options=opts)
+                bwd = torch.compile(lif_backward_fused, dynamic=True, options=opts)
+                self.forward, self.backward = _compiled_forward(fwd), _compiled_backward(bwd)
                 self.compiled = True
             except Exception as exc:  # pragma: no cover - depends on the platform
                 log.warning("torch.compile unavailable for LIF (%s); using eager kernels", exc)
