@@ -3,15 +3,20 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+TORCH_VERSION ?= 2.13.0
+TORCH_PIP_ARGS ?=
 export OMP_NUM_THREADS ?= 2
 
-.PHONY: install fast-cpu demo test test-slow test-all lint format bench bench-baseline bench-allocators gpu-check reproduce clean
+.PHONY: install fast-cpu demo test test-slow test-all lint format bench bench-baseline bench-allocators gpu-check wheelhouse reproduce clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	# torch first, pinned, so that the project's range (torch>=2.6) does not pull a CUDA build.
-	$(PY) -m pip install --quiet torch==2.13.0
+	# torch first, pinned. Which build that is depends on the index: PyPI serves Linux x86-64 a
+	# CUDA build, so a CPU-only one needs TORCH_PIP_ARGS="--index-url https://download.pytorch.org/whl/cpu".
+	# A GPU node keeps its own CUDA torch instead (docs/performance.md, "On a GPU"); a CPU-only
+	# torch beside a GPU driver says so in one warning line at the start of every run.
+	$(PY) -m pip install --quiet torch==$(TORCH_VERSION) $(TORCH_PIP_ARGS)
 	$(PY) -m pip install --quiet -e '.[dev]'
 	# Test-time reference only; --no-deps keeps torchvision/torchaudio out.
 	$(PY) -m pip install --quiet --no-deps spikingjelly==2.0.0 loguru
@@ -81,10 +86,20 @@ REPRODUCE_OUT ?= exp/reproduce-$(DATASET)
 reproduce: $(STAMP)
 	$(VENV)/bin/medspikeformer experiment reproduce --dataset $(DATASET) --data-root $(DATA_ROOT) --out $(REPRODUCE_OUT) $(REPRODUCE_ARGS)
 
-# One prepared run on one GPU (<= 8 min): gpu tests, step timings, 3 min of Kvasir training.
-# Results in gpu-check/gpu_check.{json,md}; GPU_CHECK_ARGS="--data-root DIR" etc. pass through.
+# One prepared run on one GPU (<= 9 min; docs/performance.md, "On a GPU"): results in
+# gpu-check/gpu_check.{json,md}; GPU_CHECK_ARGS="--data-root DIR" etc. pass through. The node's
+# python3 and CUDA torch are used unless a complete .venv exists; missing dependencies come
+# from wheelhouse/ (make wheelhouse, beforehand, where the package index is reachable).
+GPU_PYTHON ?=
 gpu-check:
-	PYTHON=$(if $(wildcard $(PY)),$(PY),python3) benchmarks/gpu_check.sh --out gpu-check $(GPU_CHECK_ARGS)
+	PYTHON=$(GPU_PYTHON) benchmarks/gpu_check.sh --out gpu-check $(GPU_CHECK_ARGS)
+
+# Wheels of every runtime dependency except torch for the GPU node (WHEEL_PYTHON, WHEEL_PLATFORMS).
+WHEEL_PYTHON ?= 3.12
+WHEEL_PLATFORMS ?= manylinux_2_28_x86_64,manylinux_2_17_x86_64,manylinux2014_x86_64
+wheelhouse:
+	$(PYTHON) benchmarks/wheelhouse.py download --dest wheelhouse \
+	  --python-version $(WHEEL_PYTHON) --platform $(WHEEL_PLATFORMS)
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .ruff_cache

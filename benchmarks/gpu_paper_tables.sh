@@ -18,6 +18,9 @@ DEVICE=${DEVICE:-cuda}  # DEVICE=cpu and EXTRA="--set ..." for a dry run on a CP
 EXTRA=${EXTRA:-}
 PY=${PY:-.venv/bin/python}
 [ -x "$PY" ] || PY=python3
+# A plain checkout (no editable install) must find the package too.
+export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
+status=0  # the worst part's exit status; a part cut by its time limit (124) is expected
 if [ ! -d "$DATA_ROOT" ]; then
     echo "error: $DATA_ROOT: no such dataset folder (pass the Kvasir-SEG root as the first argument)"
     exit 2
@@ -33,7 +36,9 @@ part() {  # part NAME SHARE_PERCENT ARGS...
     timeout --signal=INT --kill-after=30 "$limit" \
         "$PY" -m medspikeformer experiment "$name" --dataset kvasir --data-root "$DATA_ROOT" \
         --device "$DEVICE" --out "$OUT/$name" "$@" $EXTRA 2>&1 | tee -a "$OUT/log.txt"
-    echo "== $name: exit ${PIPESTATUS[0]}" | tee -a "$OUT/log.txt"
+    local rc=${PIPESTATUS[0]}
+    echo "== $name: exit $rc" | tee -a "$OUT/log.txt"
+    if [ "$rc" -ne 0 ] && [ "$rc" -ne 124 ]; then status=$rc; fi
 }
 part reproduce 50
 part compare 30 --models medspikeformer sdt ann unet
@@ -49,3 +54,4 @@ if runs:
     print("wrote", plot_dsc_over_time(runs, out / "dsc_over_time.png", title="paper recipe, GPU"))
 PYEOF
 echo "wrote $OUT (log.txt, */results.md, dsc_over_time.png)"
+exit $status

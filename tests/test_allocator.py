@@ -11,7 +11,6 @@ import pytest
 
 from medspikeformer import allocator
 from medspikeformer.errors import ConfigError
-from medspikeformer.runtime import cuda_expected
 
 CPU_ONLY = {"CUDA_VISIBLE_DEVICES": ""}
 
@@ -116,14 +115,3 @@ def test_the_program_runs_under_the_chosen_allocator() -> None:
         pytest.skip("no allocator of PREFERENCE installed here (Debian: libtcmalloc-minimal4)")
     maps = _run(["-c", code_maps], LD_PRELOAD=library).stdout
     assert os.path.basename(library).split(".so")[0] in maps
-
-
-def test_cuda_expected_needs_a_driver_and_visible_devices(tmp_path) -> None:
-    node = tmp_path / "nvidiactl"
-    node.touch()
-    absent = (str(tmp_path / "none"),)
-    assert cuda_expected({}, (str(node),)) is True
-    assert cuda_expected({"CUDA_VISIBLE_DEVICES": "0"}, (str(node),)) is True
-    assert cuda_expected({"CUDA_VISIBLE_DEVICES": ""}, (str(node),)) is False
-    assert cuda_expected({"CUDA_VISIBLE_DEVICES": "-1"}, (str(node),)) is False
-    assert cuda_expected({}, absent) is False

@@ -121,3 +121,15 @@ def test_strong_policy_changes_geometry_and_unknown_policy_lists_it() -> None:
     assert moved >= 14  # p(no flip, no affine) = 0.5·0.5·0.3 ≈ 8 %
     with pytest.raises(ConfigError, match="strong"):
         build_augment("heavy")
+
+
+@pytest.mark.parametrize("policy", ["paper", "strong"])
+def test_augmentation_without_albumentations_says_what_to_do(
+    policy: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "albumentations", None)  # not installed
+    with pytest.raises(ConfigError, match=r"needs albumentations.*data\.augment=none"):
+        build_augment(policy)
+    assert build_augment("none") is None  # no augmentation needs no albumentations

@@ -74,6 +74,21 @@ def test_versions_record_python_torch_package() -> None:
     assert v["python"].count(".") == 2
 
 
+def test_versions_need_no_monai(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run only records MONAI's version: it must neither need nor import MONAI (a GPU node
+    may lack it)."""
+    import importlib.metadata
+    import sys
+
+    monkeypatch.setitem(sys.modules, "monai", None)  # `import monai` now raises ImportError
+
+    def absent(name: str) -> str:
+        raise importlib.metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(importlib.metadata, "version", absent)
+    assert collect_versions()["monai"] is None
+
+
 def test_metrics_csv_union_of_columns(tmp_path: Path) -> None:
     path = tmp_path / "m.csv"
     write_metrics_csv(path, [{"epoch": 1, "loss": 0.5}, {"epoch": 2, "loss": 0.4, "val_miou": 0.7}])

@@ -90,3 +90,40 @@ def test_callbacks_and_extra_terms_in_the_loop(tmp_path: Path) -> None:
         header = next(csv.reader(fh))
     assert "train_mean_logit" in header and "train_teacher_total" not in header
     assert header.index("train_total") > header.index("train_teacher_stage")
+
+
+def test_compile_trial_runs_what_training_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The compile trial is a train-mode forward and backward at the run's batch shape (a
+    compiler that fails only there is caught at wrap time, not at the first step) and leaves
+    the weights, BN statistics and gradients as they were."""
+    seen: list[tuple[int, bool, bool]] = []
+
+    def picky_compile(module, *args, **kwargs):
+        def run(x):
+            seen.append((x.shape[0], module.training, torch.is_grad_enabled()))
+            if module.training and torch.is_grad_enabled():
+                raise RuntimeError("checkpoint not implemented for context_fn")
+            return module(x)
+
+        return run
+
+    monkeypatch.setattr(torch, "compile", picky_compile)
+    cfg = tiny_config(tmp_path / "r", teacher={"mode": "none"}, train={"batch_size": 3})
+    step = TrainingStep.from_config(cfg)
+    with pytest.warns(UserWarning, match="torch.compile failed, training eagerly: checkpoint"):
+        step.wrap(compile=True)
+    assert seen == [(3, True, True)]
+    assert isinstance(step.student_fwd, torch.nn.Module)  # eager fallback
+    step(_batch(3))
+    assert step.steps == 1
+
+    monkeypatch.setattr(torch, "compile", lambda module, *a, **k: module)
+    step = TrainingStep.from_config(cfg)
+    state = {k: v.clone() for k, v in step.student.state_dict().items()}
+    step.wrap(compile=True)
+    for key, value in step.student.state_dict().items():
+        assert torch.equal(value, state[key]), key
+    assert all(p.grad is None for p in step.student.parameters())
+    assert step.student.training

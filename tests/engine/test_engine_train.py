@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import math
+import os
 from pathlib import Path
 
 import pytest
@@ -474,3 +475,20 @@ def test_adam_uses_the_fused_kernel_with_plain_adam_results(name: str) -> None:
         torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
     assert not optim_mod.fused_ok([torch.zeros(2, dtype=torch.float64)])
     assert not optim_mod.fused_ok([])
+
+
+def test_deterministic_run_sets_the_cublas_workspace(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without CUBLAS_WORKSPACE_CONFIG the first cuBLAS matmul of a deterministic CUDA run raises;
+    the run sets it (keeping a value the user chose). MONAI sets it when first imported: import
+    it before, so that the run cannot lean on that."""
+    import monai  # noqa: F401
+
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    cfg = tiny_config(tmp_path / "r", train={"epochs": 1, "deterministic": True, "progress": False})
+    train(cfg, log=quiet)
+    assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
+    monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", ":16:8")
+    train(tiny_config(tmp_path / "s", train={"epochs": 1, "deterministic": True}), log=quiet)
+    assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":16:8"

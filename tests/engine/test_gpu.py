@@ -96,3 +96,21 @@ def test_cuda_step_syncs_at_most_once(tmp_path: Path, precision: str) -> None:
     finally:
         run.close()
     assert run.precision == precision
+
+
+def test_deterministic_joint_step_on_cuda(tmp_path: Path) -> None:
+    """``--deterministic`` on CUDA: cuBLAS gets its workspace and the teacher's key/value
+    pooling has a deterministic backward, so one joint-teacher epoch runs and repeats exactly."""
+    weights = []
+    for name in ("a", "b"):
+        cfg = tiny_config(
+            tmp_path / name,
+            teacher={"mode": "joint"},
+            data={"size": 64, "options": {"num_samples": 8}},
+            model={**tiny_config("x")["model"], "n_kv": 16},
+            train={"epochs": 1, "batch_size": 2, "deterministic": True, "device": "cuda"},
+        )
+        trainer_mod.train(cfg, log=quiet)
+        weights.append(torch.load(tmp_path / name / "last.pt", weights_only=True)["state_dict"])
+    for key in weights[0]:
+        assert torch.equal(weights[0][key], weights[1][key]), key

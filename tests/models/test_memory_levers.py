@@ -77,3 +77,26 @@ def test_spike_saving_conv_matches_conv2d() -> None:
     torch.testing.assert_close(s.grad, s2.grad, rtol=0, atol=1e-6)
     torch.testing.assert_close(ref.weight.grad, ours.weight.grad, rtol=0, atol=1e-6)
     torch.testing.assert_close(ref.bias.grad, ours.bias.grad, rtol=0, atol=1e-6)
+
+
+def test_attention_checkpointing_traces_under_torch_compile() -> None:
+    """Recomputation inside ``torch.compile`` (Dynamo cannot trace a ``context_fn``): same
+    logits, gradients and BN statistics (updated once) as eager recomputation."""
+    from tiny_models import TINY_MSF
+
+    torch.manual_seed(5)
+    a = create_model("medspikeformer", **TINY_MSF, checkpoint_attention=True).train()
+    b = create_model("medspikeformer", **TINY_MSF, checkpoint_attention=True).train()
+    b.load_state_dict(a.state_dict())
+    x = torch.randn(2, 3, 16, 16) * 2
+    la, ga, sa = _grads_and_stats(a, x)
+    torch._dynamo.reset()
+    compiled = torch.compile(lambda inp: b.forward_all(inp), backend="aot_eager")
+    out = compiled(x)
+    loss = out.logits.square().mean() + sum(s.square().mean() for s in out.stage_logits)
+    loss.backward()
+    torch.testing.assert_close(out.logits.detach(), la)
+    for name, p in b.named_parameters():
+        torch.testing.assert_close(p.grad, ga[name], rtol=1e-4, atol=1e-6, msg=name)
+    for key, value in b.state_dict().items():
+        torch.testing.assert_close(value, sa[key], msg=key)

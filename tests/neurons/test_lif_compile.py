@@ -104,3 +104,19 @@ def test_training_with_the_compiled_lif_equals_eager_training(tmp_path: Path) ->
         weights[compiled] = ckpt["state_dict"]
     for key, value in weights[False].items():
         assert torch.equal(weights[True][key], value), key
+
+
+def test_compiled_bf16_lif_equals_eager() -> None:
+    """bf16 (autocast): Inductor keeps the recursion's intermediates in fp32 unless told to round
+    them as eager does; the compiled kernel must give eager's spikes bit for bit (GPU and CPU
+    training must not differ by backend)."""
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    x = (torch.randn(4, 2, 16, 32, 32) * 1.5).to(torch.bfloat16)
+    lif = LIFNeuron(backend="fused")
+    xg = x.clone().requires_grad_(True)
+    out = lif(xg)
+    assert lif._kernels.compiled
+    assert torch.equal(out.detach(), lif_forward_kernel(x, 2.0, 1.0, False)[0])
+    with torch.no_grad():
+        assert torch.equal(lif(x), lif_forward_kernel(x, 2.0, 1.0, False)[0])

@@ -26,6 +26,24 @@ def kv_pool_size(h: int, w: int, n_kv: int) -> tuple[int, int]:
     return math.ceil(h / r), math.ceil(w / r)
 
 
+def kv_pool(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """``F.adaptive_avg_pool2d(x [N, C, H, W], size)`` with a deterministic backward on CUDA
+    (``adaptive_avg_pool2d``'s has none, so ``--deterministic`` refused the teacher): equal
+    windows as ``avg_pool2d``; uneven ones as the pooling matrices ``P_h · x · P_wᵀ``."""
+    h, w = x.shape[-2:]
+    oh, ow = size
+    if h % oh == 0 and w % ow == 0:
+        return F.avg_pool2d(x, (h // oh, w // ow))
+
+    def matrix(n: int, m: int) -> torch.Tensor:  # [m, n]: row i averages adaptive window i
+        i = torch.arange(m, device=x.device).unsqueeze(1)
+        j = torch.arange(n, device=x.device).unsqueeze(0)
+        inside = (j >= (i * n) // m) & (j < ((i + 1) * n + m - 1) // m)
+        return (inside / inside.sum(1, keepdim=True)).to(x.dtype)
+
+    return matrix(h, oh) @ x @ matrix(w, ow).transpose(0, 1)
+
+
 @register_attention("softmax", spiking=False, options=("n_kv",))
 class SoftmaxAttention(nn.Module):
     """ANN attention. ``x [T, B, C, H, W]`` (real) → ``[T, B, C, H, W]``.
@@ -56,7 +74,7 @@ class SoftmaxAttention(nn.Module):
         # which keeps O(N) for backward instead of the N×n_kv probability matrix.
         q = self.q_bn(self.q(xf)).view(t * b, nh, d, h * w).transpose(-1, -2).contiguous()
         if h * w > self.n_kv:
-            xf = F.adaptive_avg_pool2d(xf, kv_pool_size(h, w, self.n_kv))
+            xf = kv_pool(xf, kv_pool_size(h, w, self.n_kv))
         kv = self.kv_bn(self.kv(xf))
         m = kv.shape[-2] * kv.shape[-1]
         k, v = kv.view(t * b, 2, nh, d, m).transpose(-1, -2).unbind(1)

@@ -34,7 +34,14 @@ def build_augment(policy: str = "none", interpolation: int = cv2.INTER_LINEAR, p
         return None
     if policy not in POLICIES:
         raise ConfigError(f"unknown augmentation policy {policy!r} (known: {', '.join(POLICIES)})")
-    import albumentations as A
+    try:
+        import albumentations as A
+    except ImportError:
+        raise ConfigError(
+            f"augmentation policy {policy!r} needs albumentations, which is not installed: "
+            "install it (pip install albumentations, or offline from `make wheelhouse`, see "
+            "docs/performance.md) or train without augmentation (data.augment=none)"
+        ) from None
 
     hole = 1.0 / 32.0
     if policy == "strong":

@@ -15,6 +15,7 @@ Layout (see docs/training.md)::
 from __future__ import annotations
 
 import csv
+import importlib.metadata
 import io
 import json
 import os
@@ -204,9 +205,12 @@ def collect_versions() -> dict[str, Any]:
         "cuda": torch.version.cuda,
         "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
     }
-    import monai  # a dependency of the package
-
-    info["monai"] = monai.__version__
+    # Read from the installed metadata, not by importing: a run must not need (or pay the import
+    # of) a package whose version it only records; None where it is not installed.
+    try:
+        info["monai"] = importlib.metadata.version("monai")
+    except importlib.metadata.PackageNotFoundError:
+        info["monai"] = None
     info["git"] = git_commit()
     return info
 

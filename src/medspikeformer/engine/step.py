@@ -298,20 +298,43 @@ class TrainingStep:
                 self.teacher_fwd = self._try_compile(self.teacher_fwd)
 
     def _try_compile(self, module: nn.Module) -> nn.Module:
+        """``torch.compile(module)`` after a trial step that succeeded, else ``module`` with a
+        one-line warning (any compiler failure: no C++ compiler, an untraceable op)."""
         try:
             compiled = torch.compile(module, mode=self.cfg.train.compile_mode)
-            size = self.cfg.data.size
-            x = torch.zeros(1, self.student.in_channels, size, size, device=self.device)
-            module.eval()
-            with torch.no_grad(), self.autocast():
-                compiled(x.contiguous(memory_format=self.memory_format))
-            module.train()
+            self._compile_trial(compiled, module)
             return compiled
         except Exception as exc:  # graceful fallback: any compiler failure
-            module.train()
             first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             warnings.warn(f"torch.compile failed, training eagerly: {first}", stacklevel=2)
             return module
+
+    def _compile_trial(self, compiled: nn.Module, module: nn.Module) -> None:
+        """One forward and backward of what training runs — train mode, the run's batch shape
+        and layout, autocast — so that a form the compiler cannot trace (e.g. the attention
+        recomputation that only large training batches switch on) fails here and not at the
+        first step. The compiled graphs are the ones training then reuses. BatchNorm statistics,
+        gradients and the RNG state are put back: the trial leaves no trace in the run."""
+        t, size = self.cfg.train, self.cfg.data.size
+        x = torch.zeros(t.batch_size, self.student.in_channels, size, size, device=self.device)
+        x = x.contiguous(memory_format=self.memory_format)
+        saved = [(b, b.detach().clone()) for b in module.buffers()]
+        was_training = module.training
+        rng_devices = [self.device] if self.device.type == "cuda" else []
+        module.train()
+        try:
+            with torch.random.fork_rng(devices=rng_devices):
+                with self.autocast():
+                    out = compiled(x)
+                total = out.logits.float().sum() + sum(s.float().sum() for s in out.stage_logits)
+                total.backward()
+        finally:
+            module.train(was_training)
+            with torch.no_grad():
+                for buf, value in saved:
+                    buf.copy_(value)
+            for p in module.parameters():
+                p.grad = None
 
     def add_loss_term(self, name: str, fn: LossTermFn, weight: float = 1.0) -> None:
         """Add ``weight · fn(outputs)`` to the student's objective, logged as ``train_<name>``.

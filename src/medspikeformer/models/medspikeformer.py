@@ -142,7 +142,13 @@ def checkpointed(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
     Same values and gradients as ``module(x)`` (LIF state is reset on every call and all ops
     are deterministic); BatchNorm running statistics are updated once.
+
+    Under ``torch.compile`` the checkpoint is traced as one region that the compiler recomputes
+    in backward from its own graph (the running statistics are written once by the forward graph),
+    and Dynamo cannot trace a ``context_fn``: none is passed there.
     """
+    if torch.compiler.is_compiling():
+        return checkpoint(module, x, use_reentrant=False)
     return checkpoint(
         module,
         x,

@@ -297,11 +297,14 @@ class _Kernels:
                 # float32), whether the membrane is kept (training) or not (eval), T, the
                 # surrogate and detach_reset: a handful of variants per run, well inside
                 # Dynamo's recompile limit.
+                # emulate_precision_casts: Inductor rounds every bf16/fp16 intermediate as eager
+                # does (it would keep them in fp32 and fire differently from the eager kernel).
+                opts = {"emulate_precision_casts": True}
                 self.forward = _compiled_forward(
-                    torch.compile(self.family.forward_fused, dynamic=True)
+                    torch.compile(self.family.forward_fused, dynamic=True, options=opts)
                 )
                 self.backward = _compiled_backward(
-                    torch.compile(self.family.backward_fused, dynamic=True)
+                    torch.compile(self.family.backward_fused, dynamic=True, options=opts)
                 )
                 self.compiled = True
             except Exception as exc:  # pragma: no cover - depends on the platform
