@@ -112,8 +112,14 @@ def _check(args: argparse.Namespace, options: dict[str, Any]) -> int:
     if args.json:
         print(json.dumps({**summary, "problems": report.errors, "notes": report.notes}, indent=1))
         return 0 if report.ok else 1
+    from medspikeformer.errors import printable
+
     con = Console(highlight=False, soft_wrap=True)
-    con.print(f"[bold]{args.name}[/bold] at {summary['root']}")
+    from rich.markup import escape
+
+    con.print(
+        f"[bold]{escape(printable(args.name))}[/bold] at {escape(printable(summary['root']))}"
+    )
     parts = ", ".join(f"{k}: {v}" for k, v in sorted(summary["parts"].items()) if k != "unassigned")
     parts = f"official parts {parts}" if parts else "no official split"
     con.print(f"  pairs found: {summary['pairs']}   decoded OK: {summary['checked']}   ({parts})")
@@ -141,11 +147,11 @@ def _check(args: argparse.Namespace, options: dict[str, Any]) -> int:
     for i, n in summary.get("unknown_ids", {}).items():
         con.print(f"  unknown label id {i}: in {n} image(s)")
     for note in report.notes:
-        con.print(f"  note: {note}")
+        con.print(f"  note: {printable(note)}", markup=False)
     if report.errors:
         con.print(f"[red]{len(report.errors)} problem(s):[/red]")
         for e in report.errors[:50]:
-            con.print(f"  - {e}", markup=False)
+            con.print(f"  - {printable(e)}", markup=False)
         if len(report.errors) > 50:
             con.print(f"  … and {len(report.errors) - 50} more")
         return 1
