@@ -57,9 +57,8 @@ def run(args: argparse.Namespace) -> int:
     from medspikeformer.inference import resolve_device
     from medspikeformer.inference.context import load_context, load_teacher, policy_warnings
     from medspikeformer.inference.explain import attention_maps, prepare_image
-    from medspikeformer.viz import attention_figure
-
     from medspikeformer.outputs import OutputNames
+    from medspikeformer.viz import attention_figure
 
     console = Console(stderr=True, markup=False, highlight=False, soft_wrap=True)
     out = args.out or args.checkpoint.parent / f"explain-{args.image.stem}.png"
