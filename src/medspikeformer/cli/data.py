@@ -166,7 +166,17 @@ def _show(args: argparse.Namespace, options: dict[str, Any]) -> int:
 
     from medspikeformer.data import build_dataset
     from medspikeformer.data.check import preview_grid
+    from medspikeformer.errors import ConfigError
+    from medspikeformer.outputs import OutputNames
 
+    if args.n < 1:
+        raise ConfigError(f"-n {args.n}: the number of pairs must be at least 1")
+    if args.size < 8 or args.size > 4096:
+        raise ConfigError(f"--size {args.size}: the tile size must lie in 8…4096 pixels")
+    if args.columns is not None and args.columns < 1:
+        raise ConfigError(f"--columns {args.columns}: must be at least 1")
+    if not 0 <= args.colors <= 256:
+        raise ConfigError(f"--colors {args.colors}: a PNG palette holds 0 (off) to 256 colours")
     ds = build_dataset(
         args.name,
         root=args.root,
@@ -176,8 +186,14 @@ def _show(args: argparse.Namespace, options: dict[str, Any]) -> int:
         cache_dir=False,
         **options,
     )
-    grid = preview_grid(ds, n=args.n, columns=args.columns)
     out = Path(args.out)
+    # every file of the dataset is an input: the picture never replaces one
+    names = OutputNames(f for sample in ds.source.scan().samples for f in sample.files)
+    if ds.source.root is not None and Path(ds.source.root).is_dir():
+        for f in Path(ds.source.root).rglob("*"):
+            names.add_input(f)
+    names.check_not_input(out, source=f"data show {args.name}")
+    grid = preview_grid(ds, n=args.n, columns=args.columns)
     picture = Image.fromarray(grid)
     if args.colors:
         picture = picture.quantize(colors=args.colors, dither=Image.Dither.NONE)
@@ -190,8 +206,6 @@ def _show(args: argparse.Namespace, options: dict[str, Any]) -> int:
         with atomic_path(out) as tmp:
             picture.save(tmp, format=fmt, optimize=True)
     except (OSError, ValueError) as exc:  # not writable / a file in the way / unknown extension
-        from medspikeformer.errors import ConfigError
-
         raise ConfigError(f"{out}: cannot write the picture ({exc.strerror or exc})") from None
     print(
         f"wrote {out} ({min(args.n, len(ds))} pairs of {args.name}/{args.split}, {grid.shape[1]}×{grid.shape[0]} px)"

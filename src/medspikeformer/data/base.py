@@ -27,6 +27,18 @@ from .io import to_model_input
 #: The package's one default seed: of the random split and the synthetic images (data layer) and
 #: of ``train.seed`` in the training config (``medspikeformer.engine.config``).
 DEFAULT_SEED = 41
+#: Seeds lie in 0 … 2³² − 1: numpy's ``RandomState`` and every data worker take no other.
+MAX_SEED = 2**32 - 1
+
+
+def check_seed(seed: object, where: str) -> int:
+    """``seed`` when it is an integer in ``0 … MAX_SEED``, else ``ConfigError`` naming ``where``."""
+    from medspikeformer.errors import ConfigError
+
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        raise ConfigError(f"{where}={seed!r}: a seed is an integer in 0…{MAX_SEED}")
+    return seed
+
 
 SPLITS = ("train", "val", "test", "all")
 

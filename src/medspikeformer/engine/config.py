@@ -546,6 +546,9 @@ def validate_config(config: TrainConfig, *, check_model: bool = True) -> None:
         raise ConfigError(f"config value train.early_stopping={t.early_stopping} must be >= 0")
     if not 0.0 < t.threshold < 1.0:
         raise ConfigError(f"config value train.threshold={t.threshold} must be in (0, 1)")
+    from medspikeformer.data import check_seed
+
+    check_seed(t.seed, "config value train.seed")
     _choice(t.precision, _PRECISIONS, "train.precision")
     _choice(t.compile_mode, _COMPILE_MODES, "train.compile_mode")
     _choice(t.nan_policy, _NAN_POLICIES, "train.nan_policy")
