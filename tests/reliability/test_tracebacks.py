@@ -94,7 +94,7 @@ def test_out_of_range_seed_in_a_training_config_is_refused() -> None:
     from medspikeformer.engine.config import load_config, validate_config
 
     cfg = load_config("kvasir", sets=["train.seed=18446744073709551616"])
-    with pytest.raises(ConfigError, match="train.seed"):
+    with pytest.raises(ConfigError, match=r"train\.seed"):
         validate_config(cfg, check_model=False)
 
 
