@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from .base import DatasetSource, Sample
+from .io import MASK_RULE_VERSION
 
 
 def default_cache_dir() -> Path:
@@ -32,6 +33,16 @@ def default_cache_dir() -> Path:
     xdg = os.environ.get("XDG_CACHE_HOME")
     base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
     return base / "medspikeformer"
+
+
+def _plausible_entry(img: np.ndarray, mask: np.ndarray, size: tuple[int, int]) -> bool:
+    """Whether a loaded entry is what ``put`` writes: a ``uint8`` ``[H,W]``/``[H,W,3]`` image and
+    an integer mask of the same H×W, at ``size``."""
+    if img.dtype != np.uint8 or img.ndim not in (2, 3) or (img.ndim == 3 and img.shape[-1] != 3):
+        return False
+    if mask.dtype.kind not in "ub" or mask.shape[:2] != img.shape[:2]:
+        return False
+    return tuple(img.shape[:2]) == tuple(size)
 
 
 class ArrayCache:
@@ -61,6 +72,7 @@ class ArrayCache:
         payload = {
             "dataset": source.name,
             "version": source.version,
+            "mask_rule": MASK_RULE_VERSION,
             "files": files,
             "extra": list(sample.extra),
             "size": list(size),
@@ -100,6 +112,9 @@ class ArrayCache:
             with np.load(path, allow_pickle=False) as z:
                 img, mask = z["image"], z["mask"]
         except Exception:
+            self.misses += 1
+            return None
+        if not _plausible_entry(img, mask, size):  # damaged or foreign file: decode again
             self.misses += 1
             return None
         self.hits += 1
