@@ -1,7 +1,7 @@
 """On-disk cache of decoded, resized arrays: one ``.npz`` per sample and size.
 
-Key = SHA-256 of: dataset name and loader version, every source file's resolved path, byte size and
-modification time (ns), the sample's extra detail (e.g. slice index), the target size, and the
+Key = SHA-256 of: dataset name and loader version, the mask rule's version, every source file's
+resolved path, byte size, modification and change time (ns), the sample's extra detail (e.g. slice index), the target size, and the
 loader options that change pixels. Editing a file, changing the size or an option therefore misses
 the cache. Writes go to a temporary file in the same folder and are renamed into place
 (``os.replace`` is atomic), so parallel workers never read half a file; an unreadable entry is
@@ -68,7 +68,8 @@ class ArrayCache:
         files = []
         for f in sample.files:
             st = f.stat()
-            files.append([str(f.resolve()), st.st_size, st.st_mtime_ns])
+            # ctime too: a file replaced with the same size and a restored mtime changes it
+            files.append([str(f.resolve()), st.st_size, st.st_mtime_ns, st.st_ctime_ns])
         payload = {
             "dataset": source.name,
             "version": source.version,
