@@ -159,7 +159,6 @@ MASK_RULE_VERSION = 2
 #: A mask with more than two values is "near-binary" (a lossy or anti-aliased 0/M mask) when at
 #: least this fraction of its pixels lies within an eighth of the range from 0 or from M.
 NEAR_BINARY_SHARE = 0.99
-LOSSY_EXTENSIONS = (".jpg", ".jpeg")
 
 
 def decode_mask_values(path: Path) -> np.ndarray:
@@ -239,9 +238,23 @@ def _values_text(values: np.ndarray, limit: int = 8) -> str:
     return "{" + shown + (", …" if len(values) > limit else "") + "}"
 
 
-def binarise_mask(
-    raw: np.ndarray, path: Path, threshold: int = 127, lossy: bool = False
-) -> np.ndarray:
+def _distinct_colours(arr: np.ndarray) -> np.ndarray:
+    """The distinct colours of ``[H,W,C]`` (C ≤ 3, 8 or 16 bit), sorted, as ``[n, C]`` — packed
+    into one integer per pixel first (``np.unique(axis=0)`` is far slower)."""
+    bits = arr.dtype.itemsize * 8
+    flat = arr.reshape(-1, arr.shape[-1]).astype(np.uint64)
+    packed = np.zeros(len(flat), np.uint64)
+    for c in range(flat.shape[1]):
+        packed = (packed << np.uint64(bits)) | flat[:, c]
+    unique = np.unique(packed)
+    mask = np.uint64((1 << bits) - 1)
+    channels = [
+        (unique >> np.uint64(bits * (flat.shape[1] - 1 - c))) & mask for c in range(flat.shape[1])
+    ]
+    return np.stack(channels, axis=-1).astype(arr.dtype)
+
+
+def binarise_mask(raw: np.ndarray, path: Path, threshold: int = 127) -> np.ndarray:
     """The one mask-decoding rule (docs/data.md, "Masks"): stored values → bool ``[H,W]``.
 
     * alpha: ignored when constant; when the colour is constant, the alpha channel *is* the mask
@@ -266,18 +279,19 @@ def binarise_mask(
     if arr.ndim == 3 and arr.shape[-1] == 1:
         arr = arr[..., 0]
     if arr.ndim == 3:  # colour
-        flat = arr.reshape(-1, arr.shape[-1])
-        colours = np.unique(flat[:: max(1, len(flat) // 200_000)], axis=0)
-        if len(colours) <= 2 or not lossy:
-            colours = np.unique(flat, axis=0)
-        if len(colours) == 2 and colours[0].any():
-            raise DataError(
-                f"{path}: mask of two colours {tuple(int(c) for c in colours[0])} and "
-                f"{tuple(int(c) for c in colours[1])}, neither black: which is the background?"
-            )
-        if len(colours) <= 2:
-            return arr.any(axis=-1)
-        arr = arr.max(axis=-1)  # a lossy coloured mask: its strongest channel
+        if (arr == arr[..., :1]).all():  # grey stored as colour
+            arr = arr[..., 0]
+        else:
+            colours = _distinct_colours(arr)
+            if len(colours) == 2 and colours[0].any():
+                raise DataError(
+                    f"{path}: mask of two colours {tuple(int(c) for c in colours[0])} and "
+                    f"{tuple(int(c) for c in colours[1])}, neither black: which is the "
+                    "background?"
+                )
+            if len(colours) <= 2:
+                return arr.any(axis=-1)
+            arr = arr.max(axis=-1)  # a noisy coloured mask: its strongest channel
     values = np.unique(arr)
     if len(values) <= 2 and (values[0] == 0 or len(values) == 1):
         return arr > 0
@@ -301,7 +315,7 @@ def read_mask(path: str | Path, threshold: int = 127) -> np.ndarray:
     masks → ``DataError`` naming the values)."""
     path = Path(path)
     raw = decode_mask_values(path)
-    return binarise_mask(raw, path, threshold, lossy=path.suffix.lower() in LOSSY_EXTENSIONS)
+    return binarise_mask(raw, path, threshold)
 
 
 def read_label_map(path: str | Path) -> np.ndarray:
