@@ -26,3 +26,23 @@ class CheckpointError(UserError):
 
 class NumericalError(UserError):
     """Training met a NaN/Inf loss or gradient and was configured to stop."""
+
+
+def printable(text: object) -> str:
+    """``text`` with every control character (ESC, BEL, newline, tab, DEL, C1 codes) shown as a
+    Python escape (``\\x1b``, ``\\n``): a file name chosen by someone else must not move the
+    cursor, ring the bell, recolour the terminal or split a one-line error in two."""
+    s = str(text)
+    if s.isprintable():
+        return s
+    return "".join(ch if ch.isprintable() or ch == " " else _escape(ch) for ch in s)
+
+
+def _escape(ch: str) -> str:
+    code = ord(ch)
+    named = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+    if ch in named:
+        return named[ch]
+    if code <= 0xFF:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"

@@ -128,8 +128,10 @@ def atomic_write_bytes(
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
-    """UTF-8 text, atomically."""
-    return atomic_write_bytes(path, text.encode("utf-8"))
+    """UTF-8 text, atomically. Characters UTF-8 cannot hold — the surrogate escapes of a file
+    name that is not UTF-8 (a sample id in a report) — are written as backslash (``\\udcXX``) escapes
+    instead of failing after the work that produced the text."""
+    return atomic_write_bytes(path, text.encode("utf-8", errors="backslashreplace"))
 
 
 def _key(path: Path) -> str:

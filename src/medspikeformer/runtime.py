@@ -109,9 +109,16 @@ def resolve_device(
         return torch.device("cuda") if local_rank is None else torch.device("cuda", local_rank)
     if name.startswith("cuda") and not cuda:
         raise ConfigError(f"device {name!r} asked for, but CUDA is not available here")
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"device {name!r} asked for, but MPS is not available here")
     if name == "cuda" and local_rank is not None:
         return torch.device("cuda", local_rank)
-    return torch.device(name)
+    try:
+        return torch.device(name)
+    except (RuntimeError, ValueError):
+        raise ConfigError(
+            f"device {name!r}: not a device (auto, cpu, cuda, cuda:N or mps)"
+        ) from None
 
 
 def progress_enabled(requested: bool = True) -> bool:

@@ -24,6 +24,8 @@ import numpy as np
 import pytest
 import yaml
 
+from medspikeformer.errors import DataError
+
 from .badfiles import (
     ACCEPTED,
     COVID_PROBLEMS,
@@ -244,21 +246,24 @@ def test_missing_dataset_root(tmp_path: Path, capsys: pytest.CaptureFixture[str]
 # ----------------------------------------------------------------------------- documented handling
 
 
-def test_non_binary_masks_are_binarised_at_127(tmp_path: Path) -> None:
-    """Loaders binarise grey masks at > 127 and keep 0/1 masks; ``data check`` only flags masks
-    that are far from binary (more than 1 % of pixels in 32…223), JPEG noise is a note."""
+def test_non_binary_masks_are_refused_and_near_binary_ones_binarised(tmp_path: Path) -> None:
+    """The one mask rule (issue 27, docs/data.md): a grey ramp is no binary mask and is refused
+    naming its values (it was binarised at > 127 before); 0/1 masks are kept; near-binary
+    masks (noise around 0/255, as JPEG gives) are thresholded and only a note for data check."""
     from medspikeformer.data import build_dataset
     from medspikeformer.data.io import read_mask
 
     grad = np.tile(np.arange(256, dtype=np.uint8), (4, 1))
     path = save_png(tmp_path / "grad.png", grad)
-    np.testing.assert_array_equal(read_mask(path), grad > 127)
+    with pytest.raises(DataError, match=r"grad\.png: mask is not binary.*256 values \{0, 1, 2"):
+        read_mask(path)
     zero_one = save_png(tmp_path / "01.png", binary_mask(value=1))
     np.testing.assert_array_equal(read_mask(zero_one), binary_mask() > 0)
-    # Through a dataset: the item's mask is exactly the thresholded mask, values in {0, 1}.
+    # Through a dataset: the item's mask is exactly the mask, values in {0, 1}.
     root = tmp_path / "ds"
     save_png(root / "images" / "a.png", rgb(0, 4, 256))
-    save_png(root / "masks" / "a.png", grad)
+    step = (grad > 127).astype(np.uint8) * 255
+    save_png(root / "masks" / "a.png", step)
     ds = build_dataset("folder", root=root, split="all", size=(4, 256), cache_dir=False)
     mask = ds[0]["mask"][0].numpy()
     assert set(np.unique(mask)) <= {0.0, 1.0}

@@ -97,7 +97,10 @@ class ProfileReport:
         return d
 
     def save_json(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        """The report as JSON, through ``outputs`` (atomic, never through a link)."""
+        from medspikeformer.outputs import atomic_write_text
+
+        atomic_write_text(path, json.dumps(self.to_dict(), indent=2) + "\n")
 
     # ---------------------------------------------------------------- rich tables
     def summary_table(self):

@@ -15,7 +15,7 @@ import warnings
 from collections.abc import Sequence
 
 from medspikeformer import __version__
-from medspikeformer.errors import UserError
+from medspikeformer.errors import UserError, printable
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,7 +44,16 @@ def one_line_message(exc: BaseException) -> str:
     A ``UserError`` raised in a ``DataLoader`` worker process reaches the main process re-raised
     with the worker's traceback folded into its message ("Caught DataError in DataLoader worker
     process 0. Original Traceback ... DataError: <message>"); only the original message is kept.
+    Any other line break (a file name holding one) and every control character are escaped
+    (``errors.printable``): the message stays one line and cannot drive the terminal.
     """
+    if "Traceback" not in str(exc):
+        text = str(exc).strip()
+        return printable(text) if text else type(exc).__name__
+    return printable(_unwrap_worker_message(exc))
+
+
+def _unwrap_worker_message(exc: BaseException) -> str:
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
     if not lines:
         return type(exc).__name__
@@ -59,14 +68,22 @@ def one_line_message(exc: BaseException) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    # The one-line warning format first: importing the sub-commands and parsing the arguments
+    # may warn too, and those lines must look like every other.
     saved_format = warnings.formatwarning
     warnings.formatwarning = _format_warning
     try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
         result = args.func(args)
     except UserError as exc:
         print(f"error: {one_line_message(exc)}", file=sys.stderr)
+        return 2
+    except MemoryError:
+        print(
+            "error: out of memory (a smaller --batch-size, image size or model needs less)",
+            file=sys.stderr,
+        )
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
@@ -97,7 +114,7 @@ def _format_warning(
     message: Warning | str, category: type[Warning], *_: object, **__: object
 ) -> str:
     """Warnings to the user as ``warning: …`` lines (no source file and line of code)."""
-    return f"warning: {message}\n"
+    return f"warning: {printable(message)}\n"
 
 
 if __name__ == "__main__":  # pragma: no cover

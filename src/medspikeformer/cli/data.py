@@ -112,8 +112,14 @@ def _check(args: argparse.Namespace, options: dict[str, Any]) -> int:
     if args.json:
         print(json.dumps({**summary, "problems": report.errors, "notes": report.notes}, indent=1))
         return 0 if report.ok else 1
+    from medspikeformer.errors import printable
+
     con = Console(highlight=False, soft_wrap=True)
-    con.print(f"[bold]{args.name}[/bold] at {summary['root']}")
+    from rich.markup import escape
+
+    con.print(
+        f"[bold]{escape(printable(args.name))}[/bold] at {escape(printable(summary['root']))}"
+    )
     parts = ", ".join(f"{k}: {v}" for k, v in sorted(summary["parts"].items()) if k != "unassigned")
     parts = f"official parts {parts}" if parts else "no official split"
     con.print(f"  pairs found: {summary['pairs']}   decoded OK: {summary['checked']}   ({parts})")
@@ -141,11 +147,11 @@ def _check(args: argparse.Namespace, options: dict[str, Any]) -> int:
     for i, n in summary.get("unknown_ids", {}).items():
         con.print(f"  unknown label id {i}: in {n} image(s)")
     for note in report.notes:
-        con.print(f"  note: {note}")
+        con.print(f"  note: {printable(note)}", markup=False)
     if report.errors:
         con.print(f"[red]{len(report.errors)} problem(s):[/red]")
         for e in report.errors[:50]:
-            con.print(f"  - {e}", markup=False)
+            con.print(f"  - {printable(e)}", markup=False)
         if len(report.errors) > 50:
             con.print(f"  … and {len(report.errors) - 50} more")
         return 1
@@ -160,7 +166,17 @@ def _show(args: argparse.Namespace, options: dict[str, Any]) -> int:
 
     from medspikeformer.data import build_dataset
     from medspikeformer.data.check import preview_grid
+    from medspikeformer.errors import ConfigError
+    from medspikeformer.outputs import OutputNames
 
+    if args.n < 1:
+        raise ConfigError(f"-n {args.n}: the number of pairs must be at least 1")
+    if args.size < 8 or args.size > 4096:
+        raise ConfigError(f"--size {args.size}: the tile size must lie in 8…4096 pixels")
+    if args.columns is not None and args.columns < 1:
+        raise ConfigError(f"--columns {args.columns}: must be at least 1")
+    if not 0 <= args.colors <= 256:
+        raise ConfigError(f"--colors {args.colors}: a PNG palette holds 0 (off) to 256 colours")
     ds = build_dataset(
         args.name,
         root=args.root,
@@ -170,8 +186,14 @@ def _show(args: argparse.Namespace, options: dict[str, Any]) -> int:
         cache_dir=False,
         **options,
     )
-    grid = preview_grid(ds, n=args.n, columns=args.columns)
     out = Path(args.out)
+    # every file of the dataset is an input: the picture never replaces one
+    names = OutputNames(f for sample in ds.source.scan().samples for f in sample.files)
+    if ds.source.root is not None and Path(ds.source.root).is_dir():
+        for f in Path(ds.source.root).rglob("*"):
+            names.add_input(f)
+    names.check_not_input(out, source=f"data show {args.name}")
+    grid = preview_grid(ds, n=args.n, columns=args.columns)
     picture = Image.fromarray(grid)
     if args.colors:
         picture = picture.quantize(colors=args.colors, dither=Image.Dither.NONE)
@@ -184,8 +206,6 @@ def _show(args: argparse.Namespace, options: dict[str, Any]) -> int:
         with atomic_path(out) as tmp:
             picture.save(tmp, format=fmt, optimize=True)
     except (OSError, ValueError) as exc:  # not writable / a file in the way / unknown extension
-        from medspikeformer.errors import ConfigError
-
         raise ConfigError(f"{out}: cannot write the picture ({exc.strerror or exc})") from None
     print(
         f"wrote {out} ({min(args.n, len(ds))} pairs of {args.name}/{args.split}, {grid.shape[1]}×{grid.shape[0]} px)"

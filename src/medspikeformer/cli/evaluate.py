@@ -68,6 +68,30 @@ def resolve_split_spec(ctx: Any, dataset: str, given: str | None) -> tuple[Any, 
     return "paper", "default"
 
 
+#: The files ``evaluate`` writes into ``--out``.
+OUTPUT_FILES = ("per_image.csv", "summary.json", "summary.md")
+GRID_FILE = "qualitative.png"
+#: A folder holding one of these is a training run: its files are never replaced by evaluate.
+RUN_MARKERS = ("last.pt", "best.pt", "metrics.csv", "split.json")
+
+
+def check_outputs(out: Path, checkpoint: Path, *, grid: bool) -> None:
+    """``OutputError`` before anything runs when ``--out`` is a training run's folder (its
+    ``summary.json`` is the training's and would be replaced) or an output would replace the
+    checkpoint."""
+    from medspikeformer.outputs import OutputError, OutputNames
+
+    present = [m for m in RUN_MARKERS if (out / m).exists()]
+    if present:
+        raise OutputError(
+            f"{out}: holds a training run ({', '.join(present)}); evaluate would replace its "
+            "summary.json — choose another --out (default: CKPT_DIR/eval-STEM-SPLIT)"
+        )
+    names = OutputNames([checkpoint])
+    for name in (*OUTPUT_FILES, *((GRID_FILE,) if grid else ())):
+        names.check_not_input(out / name, source="the evaluation")
+
+
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
@@ -80,6 +104,10 @@ def run(args: argparse.Namespace) -> int:
     from medspikeformer.inference.evaluate import GLOBAL_METRICS, MEAN_METRICS, METRIC_LABELS
     from medspikeformer.viz import qualitative_grid
 
+    if args.threshold is not None and not 0.0 < args.threshold < 1.0:
+        raise ConfigError(
+            f"--threshold {args.threshold}: must lie strictly between 0 and 1 (a probability)"
+        )
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size {args.batch_size}: must be at least 1")
     if args.num_workers < 0:
@@ -91,6 +119,7 @@ def run(args: argparse.Namespace) -> int:
     from medspikeformer.engine.run_dir import ensure_writable_dir
 
     ensure_writable_dir(out)  # a bad --out fails before the evaluation, on one line
+    check_outputs(out, args.checkpoint, grid=args.grid > 0)
     cfg = copy.deepcopy(ctx.config)
     saved_dataset = cfg.data.dataset if ctx.has_config else None
     dataset = args.dataset or saved_dataset
@@ -111,8 +140,9 @@ def run(args: argparse.Namespace) -> int:
     cfg.data.dataset, cfg.data.root, cfg.data.split_spec = dataset, root, spec
     if not same_dataset:
         cfg.data.options = {}  # loader options of another dataset do not apply
-    if args.cache_dir is not None:
-        cfg.data.cache_dir = args.cache_dir
+    # Where the cache writes is the command line's choice, never the checkpoint's: a file from
+    # someone else must not pick a folder on this machine to write into.
+    cfg.data.cache_dir = args.cache_dir
     ds = dataset_from_config(cfg, args.split, size=ctx.train_size, in_channels=in_channels)
     info = {
         **ctx.info(),

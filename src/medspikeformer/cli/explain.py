@@ -57,9 +57,13 @@ def run(args: argparse.Namespace) -> int:
     from medspikeformer.inference import resolve_device
     from medspikeformer.inference.context import load_context, load_teacher, policy_warnings
     from medspikeformer.inference.explain import attention_maps, prepare_image
+    from medspikeformer.outputs import OutputNames
     from medspikeformer.viz import attention_figure
 
     console = Console(stderr=True, markup=False, highlight=False, soft_wrap=True)
+    out = args.out or args.checkpoint.parent / f"explain-{args.image.stem}.png"
+    inputs = [args.checkpoint, args.image, *([args.teacher] if args.teacher else [])]
+    OutputNames(inputs).check_not_input(out, source=f"explain of {args.image}")
     device = resolve_device(args.device)
     ctx = load_context(args.checkpoint, device=device, size=args.size)
     # explain shows one whole image at the policy's size (a sliding-trained model too)
@@ -81,7 +85,6 @@ def run(args: argparse.Namespace) -> int:
             teacher_maps = attention_maps(teacher, x.to(device))
             console.print(f"teacher: {source}")
     name = ctx.checkpoint.get("model_name", "model")
-    out = args.out or args.checkpoint.parent / f"explain-{args.image.stem}.png"
     attention_figure(
         shown,
         student,

@@ -38,6 +38,16 @@ def run(args: argparse.Namespace) -> int:
     console = Console(stderr=True, markup=False, highlight=False, soft_wrap=True)
     if args.onnx is None and args.safetensors is None:
         raise ConfigError("nothing to export: give --onnx FILE and/or --safetensors FILE")
+    from medspikeformer.outputs import OutputNames
+
+    # Both outputs are checked before anything is built: never over the checkpoint (or a hard
+    # link to it), never the two formats into one file.
+    names = OutputNames([args.checkpoint])
+    for out in (args.safetensors, args.onnx):
+        if out is not None:
+            names.check_not_input(out, source=f"export of {args.checkpoint}")
+    if args.onnx is not None and args.onnx == args.safetensors:
+        raise ConfigError(f"{args.onnx}: --onnx and --safetensors name the same file")
     ctx = load_context(args.checkpoint, device="cpu", size=args.size)
     if args.safetensors is not None:
         from medspikeformer.engine.checkpoint import export_safetensors

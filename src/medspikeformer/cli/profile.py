@@ -60,10 +60,15 @@ def run(args: argparse.Namespace) -> int:
     import torch
     from rich.console import Console
 
+    from medspikeformer.data import check_seed
     from medspikeformer.errors import ConfigError
     from medspikeformer.models import create_model
+    from medspikeformer.outputs import OutputNames
     from medspikeformer.profile import profile_model
 
+    check_seed(args.seed, "--seed")
+    if args.json:  # checked before profiling: never over the checkpoint, never through a link
+        OutputNames([args.checkpoint] if args.checkpoint else []).check_not_input(args.json)
     if len(args.size) > 2:
         raise ConfigError(f"--size takes H or H W, got {len(args.size)} values")
     size = (args.size[0], args.size[-1])

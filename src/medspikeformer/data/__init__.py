@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from .base import (
     DEFAULT_SEED,
+    MAX_SEED,
     DatasetSource,
     Sample,
     SegmentationDataset,
     as_hw,
+    check_seed,
     parse_size,
     resize_image,
     resize_pair,
@@ -24,6 +26,7 @@ from .synthetic import make_synthetic_pair
 
 __all__ = [
     "DEFAULT_SEED",
+    "MAX_SEED",
     "DatasetSource",
     "LabelSpec",
     "Sample",
@@ -31,6 +34,7 @@ __all__ = [
     "as_hw",
     "build_dataset",
     "build_source",
+    "check_seed",
     "list_datasets",
     "make_synthetic_pair",
     "parse_size",

@@ -27,6 +27,18 @@ from .io import to_model_input
 #: The package's one default seed: of the random split and the synthetic images (data layer) and
 #: of ``train.seed`` in the training config (``medspikeformer.engine.config``).
 DEFAULT_SEED = 41
+#: Seeds lie in 0 … 2³² − 1: numpy's ``RandomState`` and every data worker take no other.
+MAX_SEED = 2**32 - 1
+
+
+def check_seed(seed: object, where: str) -> int:
+    """``seed`` when it is an integer in ``0 … MAX_SEED``, else ``ConfigError`` naming ``where``."""
+    from medspikeformer.errors import ConfigError
+
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        raise ConfigError(f"{where}={seed!r}: a seed is an integer in 0…{MAX_SEED}")
+    return seed
+
 
 SPLITS = ("train", "val", "test", "all")
 
@@ -64,6 +76,42 @@ class ScanResult:
     problems: list[str] = field(default_factory=list)
 
 
+#: Ranges of loader options shared by several layouts (inclusive).
+OPTION_RANGES: dict[str, tuple[int, int]] = {
+    # mask threshold on the 8-bit scale: 255 would make every mask empty, < 0 every one full
+    "threshold": (0, 254),
+}
+
+
+def check_loader_option(dataset: str, key: str, value: Any, default: Any) -> None:
+    """``ConfigError`` naming the dataset and option when ``value`` is not of the default's
+    kind (true/false, integer, number, text, list) or outside :data:`OPTION_RANGES`; a default
+    of ``None`` leaves the check to the layout."""
+    kinds: list[tuple[type | tuple[type, ...], str]] = [
+        (bool, "true or false"),
+        (int, "an integer"),
+        (float, "a number"),
+        (str, "text"),
+        ((list, tuple), "a list"),
+    ]
+    for kind, words in kinds:
+        if isinstance(default, kind):
+            ok = isinstance(value, kind) or (kind is float and isinstance(value, int))
+            if kind in (int, float) and isinstance(value, bool):
+                ok = False
+            if not ok:
+                raise ConfigError(
+                    f"dataset {dataset!r}: option {key} must be {words} (got {value!r})"
+                )
+            break
+    if key in OPTION_RANGES and isinstance(value, (int, float)):
+        low, high = OPTION_RANGES[key]
+        if not low <= value <= high:
+            raise ConfigError(
+                f"dataset {dataset!r}: option {key}={value!r} must lie in {low}…{high}"
+            )
+
+
 class DatasetSource:
     """Base class of one dataset layout. Subclasses set ``name`` and implement ``scan``/``load``.
 
@@ -86,6 +134,8 @@ class DatasetSource:
             raise ConfigError(
                 f"dataset {self.name!r}: unknown option(s) {', '.join(unknown)} (known: {known})"
             )
+        for key, value in options.items():
+            check_loader_option(self.name, key, value, self.options[key])
         self.opts: dict[str, Any] = {**self.options, **options}
         if self.needs_root:
             if root is None:

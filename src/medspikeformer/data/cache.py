@@ -1,7 +1,7 @@
 """On-disk cache of decoded, resized arrays: one ``.npz`` per sample and size.
 
-Key = SHA-256 of: dataset name and loader version, every source file's resolved path, byte size and
-modification time (ns), the sample's extra detail (e.g. slice index), the target size, and the
+Key = SHA-256 of: dataset name and loader version, the mask rule's version, every source file's
+resolved path, byte size, modification and change time (ns), the sample's extra detail (e.g. slice index), the target size, and the
 loader options that change pixels. Editing a file, changing the size or an option therefore misses
 the cache. Writes go to a temporary file in the same folder and are renamed into place
 (``os.replace`` is atomic), so parallel workers never read half a file; an unreadable entry is
@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from .base import DatasetSource, Sample
+from .io import MASK_RULE_VERSION
 
 
 def default_cache_dir() -> Path:
@@ -32,6 +33,16 @@ def default_cache_dir() -> Path:
     xdg = os.environ.get("XDG_CACHE_HOME")
     base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
     return base / "medspikeformer"
+
+
+def _plausible_entry(img: np.ndarray, mask: np.ndarray, size: tuple[int, int]) -> bool:
+    """Whether a loaded entry is what ``put`` writes: a ``uint8`` ``[H,W]``/``[H,W,3]`` image and
+    an integer mask of the same H×W, at ``size``."""
+    if img.dtype != np.uint8 or img.ndim not in (2, 3) or (img.ndim == 3 and img.shape[-1] != 3):
+        return False
+    if mask.dtype.kind not in "ub" or mask.shape[:2] != img.shape[:2]:
+        return False
+    return tuple(img.shape[:2]) == tuple(size)
 
 
 class ArrayCache:
@@ -57,10 +68,12 @@ class ArrayCache:
         files = []
         for f in sample.files:
             st = f.stat()
-            files.append([str(f.resolve()), st.st_size, st.st_mtime_ns])
+            # ctime too: a file replaced with the same size and a restored mtime changes it
+            files.append([str(f.resolve()), st.st_size, st.st_mtime_ns, st.st_ctime_ns])
         payload = {
             "dataset": source.name,
             "version": source.version,
+            "mask_rule": MASK_RULE_VERSION,
             "files": files,
             "extra": list(sample.extra),
             "size": list(size),
@@ -100,6 +113,9 @@ class ArrayCache:
             with np.load(path, allow_pickle=False) as z:
                 img, mask = z["image"], z["mask"]
         except Exception:
+            self.misses += 1
+            return None
+        if not _plausible_entry(img, mask, size):  # damaged or foreign file: decode again
             self.misses += 1
             return None
         self.hits += 1

@@ -18,6 +18,7 @@ refused (their value range is unknown).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -118,10 +119,11 @@ def _decode(path: Path) -> np.ndarray:
                     im.load()
                     arr = np.asarray(im if im.mode in ("L", "RGB", "I;16") else im.convert("RGB"))
         else:
-            from PIL import Image
+            from PIL import Image, ImageOps
 
             with Image.open(path) as im:
                 im.load()
+                im = _upright(im, ImageOps)
                 if im.mode in ("I;16", "I;16B", "I;16L", "I"):
                     arr = np.asarray(im)
                     if arr.dtype != np.uint16:
@@ -152,18 +154,168 @@ def to_grey(img: np.ndarray) -> np.ndarray:
     return np.clip(np.round(img[..., :3].astype(np.float32) @ w), 0, 255).astype(np.uint8)
 
 
-def read_mask(path: str | Path, threshold: int = 127) -> np.ndarray:
-    """Decode a mask file to a boolean ``[H,W]`` array: foreground where grey value > threshold.
+#: Bumped whenever :func:`read_mask` decides differently, so that cached masks are re-decoded.
+MASK_RULE_VERSION = 2
+#: A mask with more than two values is "near-binary" (a lossy or anti-aliased 0/M mask) when at
+#: least this fraction of its pixels lies within an eighth of the range from 0 or from M.
+NEAR_BINARY_SHARE = 0.99
 
-    Masks stored as 0/1 (rather than 0/255) are recognised and kept as they are — at 8 and at 16
-    bit: the 0/1 check looks at the stored values, before 16-bit masks are scaled to 8 bit (which
-    would turn a 16-bit 1 into 0 and the mask into an empty one).
+
+def decode_mask_values(path: Path) -> np.ndarray:
+    """The stored mask values, nothing converted: ``[H,W]`` (grey, palette indices, 16-bit),
+    ``[H,W,2]`` (grey + alpha), ``[H,W,3]`` (colour) or ``[H,W,4]`` (colour + alpha)."""
+    _check_file(path)
+    suffix = path.suffix.lower()
+    try:
+        if suffix in (".tif", ".tiff"):
+            import tifffile
+
+            try:
+                with tifffile.TiffFile(str(path)) as tif:
+                    page = tif.pages[0]
+                    _check_tiff_pixels(path, int(page.imagelength), int(page.imagewidth))
+                    arr = np.asarray(page.asarray())
+            except ValueError as exc:
+                if "imagecodecs" not in str(exc):
+                    raise
+                arr = _pillow_mask(path)
+        else:
+            arr = _pillow_mask(path)
+    except DataError:
+        raise
+    except Exception as exc:
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise DataError(f"{path}: unreadable mask ({msg})") from None
+    if arr.ndim >= 2 and min(arr.shape[:2]) == 0:
+        raise DataError(f"{path}: mask has no pixels (shape {tuple(arr.shape)})")
+    if arr.ndim == 3 and arr.shape[-1] == 1:
+        arr = arr[..., 0]
+    if arr.ndim == 3 and arr.shape[0] in (2, 3, 4) and arr.shape[-1] > 4:  # planar TIFF
+        arr = np.moveaxis(arr, 0, -1)
+    if not (arr.ndim == 2 or (arr.ndim == 3 and arr.shape[-1] in (2, 3, 4))):
+        raise DataError(f"{path}: unsupported mask shape {tuple(arr.shape)} (expected H×W)")
+    if arr.dtype == np.bool_:
+        return arr.astype(np.uint8)
+    if arr.dtype.kind == "f":
+        raise DataError(f"{path}: floating-point mask (value range unknown)")
+    if arr.dtype.kind not in "ui" or arr.min(initial=0) < 0 or arr.max(initial=0) > 65535:
+        raise DataError(f"{path}: mask of type {arr.dtype} outside 0…65535")
+    return np.ascontiguousarray(arr)
+
+
+def _pillow_mask(path: Path) -> np.ndarray:
+    from PIL import Image, ImageOps
+
+    with Image.open(path) as im:
+        im.load()
+        im = _upright(im, ImageOps)
+        if im.mode == "P" and "transparency" in im.info:
+            im = im.convert("PA")
+        if im.mode in ("P", "L", "LA", "PA", "RGB", "RGBA", "I;16", "I;16B", "I;16L", "I", "1"):
+            arr = np.asarray(im)  # palette images: the indices, never their colours
+        elif im.mode == "F":
+            raise DataError(f"{path}: floating-point mask (value range unknown)")
+        else:  # CMYK, YCbCr, LAB, ...
+            arr = np.asarray(im.convert("RGB"))
+    return arr
+
+
+def _upright(im: Any, image_ops: Any) -> Any:
+    """The picture as a viewer shows it: the EXIF orientation applied (a phone photo of a slide
+    is stored sideways with an orientation tag). Images and masks both, so that they stay
+    aligned."""
+    try:
+        orientation = im.getexif().get(0x0112, 1)
+    except Exception:  # a damaged EXIF block: the pixels as stored
+        return im
+    if orientation in (None, 1):
+        return im
+    return image_ops.exif_transpose(im)
+
+
+def _values_text(values: np.ndarray, limit: int = 8) -> str:
+    shown = ", ".join(str(int(v)) for v in values[:limit])
+    return "{" + shown + (", …" if len(values) > limit else "") + "}"
+
+
+def _distinct_colours(arr: np.ndarray) -> np.ndarray:
+    """The distinct colours of ``[H,W,C]`` (C ≤ 3, 8 or 16 bit), sorted, as ``[n, C]`` — packed
+    into one integer per pixel first (``np.unique(axis=0)`` is far slower)."""
+    bits = arr.dtype.itemsize * 8
+    flat = arr.reshape(-1, arr.shape[-1]).astype(np.uint64)
+    packed = np.zeros(len(flat), np.uint64)
+    for c in range(flat.shape[1]):
+        packed = (packed << np.uint64(bits)) | flat[:, c]
+    unique = np.unique(packed)
+    mask = np.uint64((1 << bits) - 1)
+    channels = [
+        (unique >> np.uint64(bits * (flat.shape[1] - 1 - c))) & mask for c in range(flat.shape[1])
+    ]
+    return np.stack(channels, axis=-1).astype(arr.dtype)
+
+
+def binarise_mask(raw: np.ndarray, path: Path, threshold: int = 127) -> np.ndarray:
+    """The one mask-decoding rule (docs/data.md, "Masks"): stored values → bool ``[H,W]``.
+
+    * alpha: ignored when constant; when the colour is constant, the alpha channel *is* the mask
+      (an annotation layer); otherwise transparent pixels are background;
+    * colour: each distinct colour is one value, black is background;
+    * two values (one of them 0): every non-zero pixel is foreground — 0/1, 0/255, 0/65535,
+      label id 2, palette index 1, pure red or blue alike; luminance is never used;
+    * more values: a lossy (JPEG) or anti-aliased 0/M mask — at least 99 % of the pixels within
+      an eighth of the range from 0 or M, and M ≥ 128 — is thresholded (stored value scaled to
+      8 bit > ``threshold``); anything else is refused, naming the values (a label map needs
+      ``data.labels``).
     """
+    arr = raw
+    if arr.ndim == 3 and arr.shape[-1] in (2, 4):
+        colour, alpha = arr[..., :-1], arr[..., -1]
+        if alpha.min() == alpha.max():
+            arr = colour
+        elif (colour == colour.reshape(-1, colour.shape[-1])[0]).all():
+            arr = alpha
+        else:
+            arr = np.where(alpha[..., None] > 0, colour, 0)
+    if arr.ndim == 3 and arr.shape[-1] == 1:
+        arr = arr[..., 0]
+    if arr.ndim == 3:  # colour
+        if (arr == arr[..., :1]).all():  # grey stored as colour
+            arr = arr[..., 0]
+        else:
+            colours = _distinct_colours(arr)
+            if len(colours) == 2 and colours[0].any():
+                raise DataError(
+                    f"{path}: mask of two colours {tuple(int(c) for c in colours[0])} and "
+                    f"{tuple(int(c) for c in colours[1])}, neither black: which is the "
+                    "background?"
+                )
+            if len(colours) <= 2:
+                return arr.any(axis=-1)
+            arr = arr.max(axis=-1)  # a noisy coloured mask: its strongest channel
+    values = np.unique(arr)
+    if len(values) <= 2 and (values[0] == 0 or len(values) == 1):
+        return arr > 0
+    top = int(values[-1])
+    scale = 255.0 if arr.dtype == np.uint8 else 65535.0
+    if top * 255.0 / scale >= 128 and values[0] <= top / 8:
+        near = (arr <= top / 8) | (arr >= top - top / 8)
+        if float(near.mean()) >= NEAR_BINARY_SHARE:
+            return np.round(arr.astype(np.float32) * (255.0 / scale)) > threshold
+    raise DataError(
+        f"{path}: mask is not binary: it holds {len(values)} values {_values_text(values)} "
+        "(a binary mask has background 0 and one foreground value, or is a near-binary 0/255 "
+        "with compression noise); a label map needs data.labels (docs/data.md)"
+    )
+
+
+def read_mask(path: str | Path, threshold: int = 127) -> np.ndarray:
+    """Decode a mask file to a boolean ``[H,W]`` array by :func:`binarise_mask` (any non-zero
+    value of a two-valued mask is foreground; palette indices and alpha honoured; lossy
+    near-binary masks thresholded at ``threshold`` on the 8-bit scale; other multi-valued
+    masks → ``DataError`` naming the values)."""
     path = Path(path)
-    raw = _decode(path)
-    if raw.max() <= 1:
-        return (raw if raw.ndim == 2 else raw.max(axis=-1)) > 0
-    return to_grey(_to_uint8(raw, path)) > threshold
+    raw = decode_mask_values(path)
+    return binarise_mask(raw, path, threshold)
 
 
 def read_label_map(path: str | Path) -> np.ndarray:
@@ -184,10 +336,11 @@ def read_label_map(path: str | Path) -> np.ndarray:
                 _check_tiff_pixels(path, int(page.imagelength), int(page.imagewidth))
                 arr = np.asarray(page.asarray())
         else:
-            from PIL import Image
+            from PIL import Image, ImageOps
 
             with Image.open(path) as im:
                 im.load()
+                im = _upright(im, ImageOps)
                 if im.mode == "P" or im.mode in (
                     "I;16",
                     "I;16B",

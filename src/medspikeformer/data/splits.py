@@ -81,6 +81,15 @@ def _from_file(path: Path) -> dict[str, list[str]]:
         if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
             raise DataError(f"{path}: split '{key}' must be a list of sample ids (strings)")
         out[key] = list(ids)
+    # an id in train and in val/test is evaluated on what it trained on (val = test is allowed:
+    # the two-part protocols do that)
+    for other in ("test", "val"):
+        both = sorted(set(out["train"]) & set(out[other]))
+        if both:
+            raise DataError(
+                f"{path}: {len(both)} id(s) in both 'train' and '{other}', e.g. {both[0]!r} "
+                "(a sample must not be trained and evaluated on)"
+            )
     return out
 
 

@@ -32,6 +32,7 @@ from __future__ import annotations
 import collections
 import functools
 import io
+import math
 import os
 import pickle
 import zipfile
@@ -187,6 +188,8 @@ def _check_config_value(value: Any, where: str, depth: int = 0) -> str | None:
     """Why ``value`` is not a small JSON-like config value, or None when it is."""
     if depth > MAX_CONFIG_DEPTH:
         return f"{where} is nested deeper than {MAX_CONFIG_DEPTH} levels"
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"{where} is {value} (not a finite number)"
     if value is None or isinstance(value, (bool, int, float)):
         return None
     if isinstance(value, str):
@@ -281,7 +284,10 @@ def load_state_dict_checked(
     ``source`` names where the weights come from (file + model), ``target`` the receiving model.
     """
     check_state_dict_fits(model.state_dict(), state_dict, source=source, target=target)
-    model.load_state_dict(state_dict, strict=True)
+    try:
+        model.load_state_dict(state_dict, strict=True)
+    except RuntimeError as exc:
+        raise CheckpointError(f"{source} does not fit {target}: {_one_line(exc)}") from None
 
 
 def check_state_dict_fits(
@@ -299,6 +305,15 @@ def check_state_dict_fits(
         for k, v in own.items()
         if k in state_dict and tuple(state_dict[k].shape) != tuple(v.shape)
     ]
+    # a complex tensor would be copied into a real parameter with its imaginary part dropped
+    kind = [
+        f"{k} {state_dict[k].dtype} vs {v.dtype}"
+        for k, v in own.items()
+        if k in state_dict
+        and isinstance(state_dict[k], torch.Tensor)
+        and state_dict[k].is_complex() != v.is_complex()
+    ]
+    shape += kind
     if missing or unexpected or shape:
         parts = []
         if missing:
@@ -306,7 +321,7 @@ def check_state_dict_fits(
         if unexpected:
             parts.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]})")
         if shape:
-            parts.append(f"{len(shape)} of other shape (e.g. {shape[0]})")
+            parts.append(f"{len(shape)} of other shape or kind (e.g. {shape[0]})")
         raise CheckpointError(f"{source} does not fit {target}: parameters {'; '.join(parts)}")
 
 
@@ -337,9 +352,12 @@ def load_model(
             return create_model(name, **ckpt["model_config"])
         except ConfigError as exc:
             raise CheckpointError(f"{path}: cannot rebuild model {name!r}: {exc}") from None
-        except (TypeError, ValueError) as exc:
+        except MemoryError:
+            raise
+        except Exception as exc:  # the config is the file's: any failure to build is the file's
             raise CheckpointError(
-                f"{path}: model config does not fit model {name!r}: {_one_line(exc)}"
+                f"{path}: model config does not fit model {name!r}: "
+                f"{type(exc).__name__}: {_one_line(exc)}"
             ) from None
 
     # First without memory (meta tensors): a config asking for a huge model must not be built

@@ -360,7 +360,7 @@ MAX_CONFIG_BYTES = 1 << 20
 
 class _NoAliasLoader(yaml.SafeLoader):
     """``yaml.SafeLoader`` that refuses aliases (``*name``): a few hundred bytes of nested aliases
-    expand to gigabytes ("billion laughs"), and no config needs them."""
+    expand to gigabytes ("billion laughs"), and no config needs them; and duplicate keys."""
 
     def compose_node(self, parent: Any, index: Any) -> Any:
         if self.check_event(yaml.AliasEvent):
@@ -372,6 +372,23 @@ class _NoAliasLoader(yaml.SafeLoader):
                 event.start_mark,
             )
         return super().compose_node(parent, index)
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        # a key given twice: YAML keeps the last silently, so an edit above a forgotten line
+        # would change nothing
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            try:
+                duplicate = key in seen
+                seen.add(key)
+            except TypeError:  # an unhashable key: the base loader reports it
+                continue
+            if duplicate:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r} in a mapping", key_node.start_mark
+                )
+        return super().construct_mapping(node, deep=deep)
 
 
 def safe_yaml_load(text: str) -> Any:
@@ -408,7 +425,8 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
         line = getattr(getattr(exc, "problem_mark", None), "line", None)
         where = f" at line {line + 1}" if line is not None else ""
         problem = getattr(exc, "problem", None)
-        detail = f": {problem}" if problem and "alias" in str(problem) else ""
+        shown = ("alias", "duplicate key")  # our own refusals; the parser's wording is noise
+        detail = f": {problem}" if problem and any(w in str(problem) for w in shown) else ""
         raise ConfigError(f"{path}: malformed YAML{where}{detail}") from None
     except RecursionError:
         raise ConfigError(f"{path}: YAML nested too deeply") from None
@@ -546,6 +564,9 @@ def validate_config(config: TrainConfig, *, check_model: bool = True) -> None:
         raise ConfigError(f"config value train.early_stopping={t.early_stopping} must be >= 0")
     if not 0.0 < t.threshold < 1.0:
         raise ConfigError(f"config value train.threshold={t.threshold} must be in (0, 1)")
+    from medspikeformer.data import check_seed
+
+    check_seed(t.seed, "config value train.seed")
     _choice(t.precision, _PRECISIONS, "train.precision")
     _choice(t.compile_mode, _COMPILE_MODES, "train.compile_mode")
     _choice(t.nan_policy, _NAN_POLICIES, "train.nan_policy")

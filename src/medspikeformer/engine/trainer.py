@@ -218,6 +218,11 @@ class _Run:
             raise ConfigError(f"dataset {d.dataset!r}: the {d.train_split!r} split is empty")
         if len(self.val_set) == 0:
             raise ConfigError(f"dataset {d.dataset!r}: the {d.val_split!r} split is empty")
+        if self.main:  # masks that all read as empty train nothing and validate as mIoU 1.0
+            from medspikeformer.data.check import warn_if_nearly_empty
+
+            for split, ds in ((d.train_split, self.train_set), (d.val_split, self.val_set)):
+                warn_if_nearly_empty(ds, f"dataset {d.dataset!r}, {split!r} split")
         self.train_sampler = DistributedSampler(
             self.train_set,
             num_replicas=self.dist.world_size,

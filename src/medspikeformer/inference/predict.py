@@ -52,6 +52,7 @@ from medspikeformer.data.probe import (
     pil_pixel_limit,
     probe_shape,
 )
+from medspikeformer.data.volume import finite_volume
 from medspikeformer.errors import ConfigError, DataError
 from medspikeformer.inference.sliding import (
     activation_of,
@@ -378,6 +379,7 @@ class Predictor:
         except Exception as exc:
             msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise DataError(f"{path}: unreadable NIfTI volume ({msg})") from None
+        data = finite_volume(data, path)
         flat = data.ndim == 2
         if flat:
             data = data[..., None]

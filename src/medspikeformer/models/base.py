@@ -27,7 +27,43 @@ from torch import nn
 from medspikeformer.errors import ConfigError
 from medspikeformer.models.output import SegmentationOutput, head_activation
 
-__all__ = ["SegmentationModel", "pop_multilabel", "pop_num_classes"]
+__all__ = [
+    "OPTION_LIMITS",
+    "SegmentationModel",
+    "check_option_limits",
+    "pop_multilabel",
+    "pop_num_classes",
+]
+
+#: Upper bounds of the options that set a model's compute or memory (every registered model).
+#: A checkpoint is untrusted: ``timesteps`` does not change any weight's shape, so a file of a few
+#: kB can otherwise ask for a model whose first forward pass (or BN fold) exhausts memory. The
+#: bounds are far above anything trained on one GPU (docs/reliability.md, "Bounds").
+OPTION_LIMITS: dict[str, int] = {
+    "in_channels": 16,
+    "num_classes": 256,
+    "base_channels": 512,
+    "num_units": 8,
+    "num_levels": 8,
+    "num_res_units": 8,
+    "timesteps": 64,
+    "head_dim": 1024,
+    "num_heads": 64,
+    "n_kv": 65536,
+    "levels": 255,  # integer spikes are saved as uint8 for backward
+}
+
+
+def check_option_limits(config: dict[str, Any], model: str) -> None:
+    """``ConfigError`` naming ``model`` and the option when an integer option in ``config``
+    exceeds its :data:`OPTION_LIMITS` bound; checked before anything is built."""
+    for key, limit in OPTION_LIMITS.items():
+        value = config.get(key)
+        if isinstance(value, int) and not isinstance(value, bool) and value > limit:
+            raise ConfigError(
+                f"{model} option {key} = {value} exceeds its bound of {limit} "
+                "(compute and memory grow with it)"
+            )
 
 
 def pop_num_classes(config: dict[str, Any], model: str) -> int:
@@ -36,6 +72,7 @@ def pop_num_classes(config: dict[str, Any], model: str) -> int:
     k = config.pop("num_classes", 1)
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
         raise ConfigError(f"{model} option num_classes must be a positive integer (got {k!r})")
+    check_option_limits({"num_classes": k}, model)
     return k
 
 

@@ -37,7 +37,12 @@ from medspikeformer.attention import (
 )
 from medspikeformer.errors import ConfigError
 from medspikeformer.layers import ConvBN, SpikeConv, upsample2x
-from medspikeformer.models.base import SegmentationModel, pop_multilabel, pop_num_classes
+from medspikeformer.models.base import (
+    SegmentationModel,
+    check_option_limits,
+    pop_multilabel,
+    pop_num_classes,
+)
 from medspikeformer.models.blocks import StageHead, check_head, create_head
 from medspikeformer.models.output import SegmentationOutput
 from medspikeformer.neurons import check_neuron
@@ -99,6 +104,7 @@ def _validate(cfg: dict[str, Any]) -> None:
     ):
         if not isinstance(cfg[key], int) or cfg[key] < 1:
             raise ConfigError(f"MedSpikeFormer option {key} must be a positive integer")
+    check_option_limits(cfg, "MedSpikeFormer")
     gain = cfg["head_gain"]
     if isinstance(gain, bool) or not isinstance(gain, (int, float)) or not gain > 0:
         raise ConfigError(

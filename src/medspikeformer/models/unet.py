@@ -7,7 +7,12 @@ from typing import Any
 import torch
 
 from medspikeformer.errors import ConfigError
-from medspikeformer.models.base import SegmentationModel, pop_multilabel, pop_num_classes
+from medspikeformer.models.base import (
+    SegmentationModel,
+    check_option_limits,
+    pop_multilabel,
+    pop_num_classes,
+)
 from medspikeformer.models.output import SegmentationOutput
 
 
@@ -43,6 +48,7 @@ class UNetBaseline(SegmentationModel):
         for key, value in cfg.items():
             if not isinstance(value, int) or value < (0 if key == "num_res_units" else 1):
                 raise ConfigError(f"unet option {key} must be a positive integer")
+        check_option_limits(cfg, "unet")
         if cfg["num_levels"] < 2:
             raise ConfigError("unet option num_levels must be at least 2")
         cfg.update(self.label_config())  # empty for binary: configs stay as they were

@@ -32,6 +32,7 @@ from medspikeformer.errors import ConfigError, DataError
 from ..base import DatasetSource, Sample, ScanResult, check_nonempty_file
 from ..io import IMAGE_EXTENSIONS, read_image, read_mask, to_grey
 from ..registry import register_dataset
+from ..volume import finite_volume
 from ._common import list_images, pair_by_name
 
 LUNG_WINDOW = (-1000.0, 400.0)
@@ -72,6 +73,7 @@ def _volume(path: str, mtime_ns: int) -> tuple[np.ndarray, bool]:
         data = data[..., 0]
     if data.ndim != 3:
         raise DataError(f"{path}: expected a 3-D volume, got shape {data.shape}")
+    data = finite_volume(data, path)
     grey = bool(data.min() >= 0 and data.max() <= 255)
     return data, grey
 
@@ -211,6 +213,9 @@ class Covid19Source(DatasetSource):
                 problems.append(
                     f"{m}: mask shape {shape_m} differs from volume {v.name} shape {shape_v}"
                 )
+                continue
+            if len(shape_v) != 3 or 0 in shape_v:
+                problems.append(f"{v}: expected a 3-D volume with voxels, got shape {shape_v}")
                 continue
             zs = range(shape_v[2])
             if self.opts["infected_only"]:

@@ -37,6 +37,7 @@ from medspikeformer.errors import ConfigError, DataError
 from ..base import DatasetSource, Sample, ScanResult, check_nonempty_file
 from ..io import read_image, read_label_map, to_grey
 from ..registry import register_dataset
+from ..volume import finite_volume, label_volume
 
 _NII = (".nii.gz", ".nii")
 
@@ -91,7 +92,7 @@ def _volume(path: str, mtime_ns: int) -> np.ndarray:
         data = data[..., 0]
     if data.ndim not in (3, 4):
         raise DataError(f"{path}: expected a 3-D (or 4-D multi-channel) volume, got {data.shape}")
-    return data
+    return finite_volume(data, path)
 
 
 def load_volume(path: Path) -> tuple[np.ndarray, None]:
@@ -209,7 +210,7 @@ class DecathlonSource(DatasetSource):
                 samples.append(Sample(id=case, files=files, group=case))
                 continue
             try:
-                mvol, _ = load_volume(lab)
+                mvol = label_volume(load_volume(lab)[0], lab)
                 shape = load_volume(images[0])[0].shape
             except DataError as exc:
                 problems.append(str(exc))
@@ -258,7 +259,7 @@ class DecathlonSource(DatasetSource):
         planes = self._channel_planes(sample)
         if self.is_volume:
             planes = [_to_uint8(p, *self._window(sample, i)) for i, p in enumerate(planes)]
-            mvol, _ = load_volume(sample.masks[0])
+            mvol = label_volume(load_volume(sample.masks[0])[0], sample.masks[0])
             raw = _slice(mvol, self.opts["axis"], sample.extra[0])
             if not np.array_equal(raw, np.round(raw)) or raw.min(initial=0) < 0:
                 raise DataError(

@@ -1,0 +1,53 @@
+"""Checks every NIfTI reader applies to a decoded volume (datasets and ``predict`` alike).
+
+* a volume without voxels (a zero-slice file) → ``DataError`` naming the file;
+* non-finite voxels (NaN, ±Inf) are replaced by the volume's lowest finite value — they show as
+  the window's low end (black) — with one warning naming the file and the count. One NaN used to
+  make the percentile window NaN (every slice decoded to zeros) or move a 0…255 volume to the lung
+  window; with the replacement the window and the grey/HU decision see the finite voxels only;
+* a label volume must be 3-D (``label_volume``).
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from medspikeformer.errors import DataError
+
+__all__ = ["finite_volume", "label_volume"]
+
+
+def finite_volume(data: np.ndarray, path: str | Path) -> np.ndarray:
+    """``data`` with every non-finite voxel set to the lowest finite value (a copy only when
+    needed); ``DataError`` when it has no voxel or no finite voxel."""
+    if data.size == 0:
+        raise DataError(f"{path}: volume has no voxels (shape {tuple(data.shape)})")
+    finite = np.isfinite(data)
+    if finite.all():
+        return data
+    if not finite.any():
+        raise DataError(f"{path}: volume holds no finite value (all NaN or infinite)")
+    bad = int(data.size - np.count_nonzero(finite))
+    low = float(data[finite].min())
+    warnings.warn(
+        f"{path}: {bad} non-finite voxel(s) (NaN or infinite) read as the lowest value {low:g}",
+        stacklevel=2,
+    )
+    return np.where(finite, data, np.asarray(low, dtype=data.dtype))
+
+
+def label_volume(data: np.ndarray, path: str | Path) -> np.ndarray:
+    """A label volume as ``[X, Y, Z]`` (a trailing axis of one squeezed); anything else →
+    ``DataError`` (a 4-D label map has no single label per voxel)."""
+    if data.ndim == 4 and data.shape[-1] == 1:
+        data = data[..., 0]
+    if data.ndim != 3:
+        raise DataError(
+            f"{path}: label volume of shape {tuple(data.shape)} (expected 3-D, one label per voxel)"
+        )
+    if data.size == 0:
+        raise DataError(f"{path}: volume has no voxels (shape {tuple(data.shape)})")
+    return data
