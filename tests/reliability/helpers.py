@@ -170,3 +170,21 @@ def run_cli_as_nobody(args: list[object], cwd: Path, **env: str) -> CliResult:
         preexec_fn=drop,
     )
     return CliResult(proc.returncode, proc.stdout, proc.stderr)
+
+
+def folder_dataset(root: Path, n: int = 2) -> Path:
+    """A generic image/mask folder of ``n`` 32² pairs (random RGB images, one square each)."""
+    import numpy as np
+    from PIL import Image
+
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    (root / "masks").mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        rng = np.random.default_rng(i)
+        Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(
+            root / "images" / f"c{i}.png"
+        )
+        m = np.zeros((32, 32), np.uint8)
+        m[4:12, 4:12] = 255
+        Image.fromarray(m).save(root / "masks" / f"c{i}.png")
+    return root

@@ -13,26 +13,12 @@ from PIL import Image
 from medspikeformer.engine.checkpoint import build_payload, load_model, save_checkpoint
 from medspikeformer.errors import CheckpointError, ConfigError
 
-from .helpers import assert_user_error, run_main, tiny_checkpoint, tiny_model
+from .helpers import assert_user_error, folder_dataset, run_main, tiny_checkpoint, tiny_model
 
 
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tiny_checkpoint(tmp_path_factory.mktemp("ckpt"))
-
-
-def _folder_dataset(root: Path, n: int = 2) -> Path:
-    for i in range(n):
-        (root / "images").mkdir(parents=True, exist_ok=True)
-        (root / "masks").mkdir(parents=True, exist_ok=True)
-        rng = np.random.default_rng(i)
-        Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(
-            root / "images" / f"c{i}.png"
-        )
-        m = np.zeros((32, 32), np.uint8)
-        m[4:12, 4:12] = 255
-        Image.fromarray(m).save(root / "masks" / f"c{i}.png")
-    return root
 
 
 # ------------------------------------------------------------------ A.2 bounded model options
@@ -87,7 +73,7 @@ def test_evaluate_never_writes_where_the_checkpoint_says(
     chosen = tmp_path / "chosen-by-the-author"
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     monkeypatch.delenv("MEDSPIKEFORMER_CACHE", raising=False)
-    data = _folder_dataset(tmp_path / "ds")
+    data = folder_dataset(tmp_path / "ds")
     ckpt = save_checkpoint(
         tmp_path / "c.pt",
         build_payload(
@@ -122,7 +108,7 @@ def test_printable_escapes_every_control_character() -> None:
 def test_data_check_prints_hostile_names_escaped(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    data = _folder_dataset(tmp_path / "ds", n=2)
+    data = folder_dataset(tmp_path / "ds", n=2)
     hostile = "evil\x1b]0;owned\x07\x1b[2J\nname.png"
     Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(data / "images" / hostile)
     res = run_main(["data", "check", "folder", "--root", data], capsys)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from .helpers import assert_user_error, run_main, tiny_checkpoint
+from .helpers import assert_user_error, folder_dataset, run_main, tiny_checkpoint
 
 PROFILE = ["profile", "unet", "--size", "32", "--base-channels", "4", "--no-layers"]
 
@@ -23,20 +23,6 @@ def ckpt(tmp_path: Path) -> Path:
 def _mkdir(p: Path) -> Path:
     p.mkdir(parents=True, exist_ok=True)
     return p
-
-
-def _folder_dataset(root: Path, n: int = 2) -> Path:
-    for i in range(n):
-        _mkdir(root / "images")
-        _mkdir(root / "masks")
-        rng = np.random.default_rng(i)
-        Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(
-            root / "images" / f"c{i}.png"
-        )
-        m = np.zeros((32, 32), np.uint8)
-        m[4:12, 4:12] = 255
-        Image.fromarray(m).save(root / "masks" / f"c{i}.png")
-    return root
 
 
 @pytest.mark.parametrize("flag", ["--safetensors", "--onnx"])
@@ -74,7 +60,7 @@ def test_explain_never_overwrites_its_image(
 def test_data_show_never_overwrites_a_dataset_file(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    data = _folder_dataset(tmp_path / "ds")
+    data = folder_dataset(tmp_path / "ds")
     victim = data / "images" / "c1.png"
     before = victim.read_bytes()
     res = run_main(["data", "show", "folder", "--root", data, "--out", victim, "-n", "1"], capsys)
@@ -85,7 +71,7 @@ def test_data_show_never_overwrites_a_dataset_file(
 def test_evaluate_never_replaces_a_training_runs_summary(
     ckpt: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    data = _folder_dataset(tmp_path / "ds")
+    data = folder_dataset(tmp_path / "ds")
     run = _mkdir(tmp_path / "run")
     (run / "summary.json").write_text('{"best_miou": 0.8}')
     (run / "metrics.csv").write_text("epoch\n1\n")
