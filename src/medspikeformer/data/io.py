@@ -92,6 +92,27 @@ def read_image(path: str | Path) -> np.ndarray:
     return np.ascontiguousarray(_to_uint8(_decode(path), path))
 
 
+def _tiff_first_page(path: Path) -> np.ndarray | None:
+    """The first page of a TIFF (tifffile); ``None`` when it needs the optional imagecodecs
+    package (a compressed TIFF, e.g. LZW: the caller reads it with Pillow).
+
+    The first page only: for a stack that is its first image, and a corrupt chain of later pages
+    is never walked (enumerating the series of a mutated file can run for minutes). An H×W×5
+    page stays 3-D and is refused by the caller.
+    """
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(str(path)) as tif:
+            page = tif.pages[0]
+            _check_tiff_pixels(path, int(page.imagelength), int(page.imagewidth))
+            return np.asarray(page.asarray())
+    except ValueError as exc:
+        if "imagecodecs" not in str(exc):
+            raise
+        return None
+
+
 def _decode(path: Path) -> np.ndarray:
     """The decoded pixels before any 16 → 8 bit scaling: ``[H,W]`` or ``[H,W,3]``, uint8,
     uint16 or bool."""
@@ -99,20 +120,8 @@ def _decode(path: Path) -> np.ndarray:
     suffix = path.suffix.lower()
     try:
         if suffix in (".tif", ".tiff"):
-            import tifffile
-
-            try:
-                # The first page only: for a stack that is its first image, and a corrupt chain
-                # of later pages is never walked (enumerating the series of a mutated file can
-                # run for minutes). An H×W×5 page stays 3-D and is refused below.
-                with tifffile.TiffFile(str(path)) as tif:
-                    page = tif.pages[0]
-                    _check_tiff_pixels(path, int(page.imagelength), int(page.imagewidth))
-                    arr = page.asarray()
-            except ValueError as exc:
-                # compressed TIFF (e.g. LZW) needs the optional imagecodecs package: Pillow reads it
-                if "imagecodecs" not in str(exc):
-                    raise
+            arr = _tiff_first_page(path)
+            if arr is None:
                 from PIL import Image
 
                 with Image.open(path) as im:
@@ -168,16 +177,8 @@ def decode_mask_values(path: Path) -> np.ndarray:
     suffix = path.suffix.lower()
     try:
         if suffix in (".tif", ".tiff"):
-            import tifffile
-
-            try:
-                with tifffile.TiffFile(str(path)) as tif:
-                    page = tif.pages[0]
-                    _check_tiff_pixels(path, int(page.imagelength), int(page.imagewidth))
-                    arr = np.asarray(page.asarray())
-            except ValueError as exc:
-                if "imagecodecs" not in str(exc):
-                    raise
+            arr = _tiff_first_page(path)
+            if arr is None:
                 arr = _pillow_mask(path)
         else:
             arr = _pillow_mask(path)
