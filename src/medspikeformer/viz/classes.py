@@ -116,7 +116,7 @@ def multiclass_grid(
     """
     from matplotlib.figure import Figure
 
-    from medspikeformer.viz.grid import (
+    from medspikeformer.viz.cells import (
         CELL_INCHES,
         DPI,
         ERROR_COLORS,
