@@ -1,7 +1,7 @@
 """Training loggers beside ``metrics.csv``: a small registry of :class:`Callback` factories.
 
 ``train.loggers: [tensorboard]`` (CLI ``--logger tensorboard``) adds the registered logger to a
-run (rank 0 only). A logger is a :class:`~medspikeformer.engine.step.Callback` built from the run
+run (rank 0 only). A logger is a :class:`~medspikeformer.engine.callbacks.Callback` built from the run
 directory; register another (Weights & Biases, MLflow, …) from outside::
 
     from medspikeformer.engine.loggers import register_logger
@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from medspikeformer.engine.step import Callback
+from medspikeformer.engine.callbacks import Callback
 from medspikeformer.errors import ConfigError
 
 __all__ = ["TensorBoardLogger", "build_loggers", "list_loggers", "register_logger"]

@@ -18,7 +18,7 @@ import random
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
@@ -27,8 +27,8 @@ from medspikeformer.data.preprocessing import training_policy
 from medspikeformer.engine import checkpoint as ckpt_mod
 from medspikeformer.errors import CheckpointError
 
-if TYPE_CHECKING:
-    from medspikeformer.engine.step import TrainingStep
+# ``step`` arguments below are the run's engine.step.TrainingStep, typed Any: importing it here,
+# even for type checking, would make state and step import each other.
 
 __all__ = [
     "LoopState",
@@ -133,7 +133,7 @@ class LoopState:
 
 
 def training_payload(
-    step: TrainingStep,
+    step: Any,
     loop: LoopState,
     metrics: Mapping[str, Any],
     *,
@@ -181,7 +181,7 @@ def training_payload(
 
 
 def restore_training(
-    path: Path, step: TrainingStep, sched: Any, *, target: str, rank: int, world_size: int
+    path: Path, step: Any, sched: Any, *, target: str, rank: int, world_size: int
 ) -> LoopState:
     """Load last.pt at ``path`` into ``step`` (weights, optimisers, scaler), ``sched`` and this
     rank's RNGs; returns the loop state to continue from. ``target`` names the receiving model."""
@@ -203,7 +203,7 @@ def _restore(
     path: Path,
     ck: Mapping[str, Any],
     res: Mapping[str, Any],
-    step: TrainingStep,
+    step: Any,
     sched: Any,
     *,
     target: str,

@@ -40,6 +40,7 @@ import torch
 from torch import nn
 
 from medspikeformer.engine import checkpoint as ckpt_mod
+from medspikeformer.engine.callbacks import Callback
 from medspikeformer.engine.config import (
     TrainConfig,
     build_model_from_config,
@@ -83,28 +84,6 @@ def resolve_teacher_mode(config: TrainConfig) -> str:
         return model_info(config.model.name).default_teacher
     except ConfigError:
         return "none"
-
-
-class Callback:
-    """Hooks of the training loop; subclass and override what you need (all no-ops here).
-
-    ``terms`` are the step's loss terms by name as device tensors: reading one (``float()``)
-    costs a device sync per step, so a logger should accumulate them on the device or read only
-    every few steps. ``row`` is the epoch's ``metrics.csv`` row.
-    """
-
-    def on_train_start(self, step: TrainingStep) -> None:
-        """Once, after the models and optimisers exist (e.g. to register forward hooks)."""
-
-    def on_step_end(self, index: int, terms: Mapping[str, torch.Tensor]) -> None:
-        """After each applied optimiser step (gradients are still in ``.grad``)."""
-
-    def on_epoch_end(self, epoch: int, row: Mapping[str, Any]) -> None:
-        """After each epoch's validation, with its metrics row."""
-
-    def on_train_end(self, summary: Mapping[str, Any]) -> None:
-        """Once, after the last epoch, with the run's summary (what ``summary.json`` holds);
-        also where a logger flushes and closes its files."""
 
 
 @dataclass
