@@ -47,6 +47,24 @@ def test_split_file_with_an_id_in_train_and_test_is_refused(tmp_path: Path) -> N
         )
 
 
+def test_a_split_file_may_overlap_when_it_says_so(tmp_path: Path) -> None:
+    """A fitting check trains and scores on the same images on purpose: ``allow_overlap``."""
+    from medspikeformer.data import build_dataset
+
+    data = _folder(tmp_path / "ds")
+    split = tmp_path / "split.json"
+    split.write_text(json.dumps({"allow_overlap": True, "train": ["c0", "c1"], "test": ["c1"]}))
+    ds = build_dataset(
+        "folder", root=data, split="test", size=16, split_spec=str(split), cache_dir=False
+    )
+    assert [s.id for s in ds.samples] == ["c1"]
+    split.write_text(json.dumps({"allow_overlap": "yes", "train": ["c1"], "test": ["c1"]}))
+    with pytest.raises(DataError, match="allow_overlap"):
+        build_dataset(
+            "folder", root=data, split="test", size=16, split_spec=str(split), cache_dir=False
+        )
+
+
 def test_a_replaced_file_with_the_same_size_and_mtime_misses_the_cache(tmp_path: Path) -> None:
     from medspikeformer.data import build_dataset
 

@@ -71,6 +71,8 @@ def _from_file(path: Path) -> dict[str, list[str]]:
         raise DataError(f"{path}: cannot read split file ({exc})") from None
     except json.JSONDecodeError as exc:
         raise DataError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    # a fitting check trains and scores on the same images on purpose, and says so in the file
+    allow_overlap = isinstance(data, dict) and data.get("allow_overlap") is True
     if isinstance(data, dict) and isinstance(data.get("ids"), dict):
         data = data["ids"]
     if not isinstance(data, dict) or "train" not in data or "test" not in data:
@@ -83,12 +85,13 @@ def _from_file(path: Path) -> dict[str, list[str]]:
         out[key] = list(ids)
     # an id in train and in val/test is evaluated on what it trained on (val = test is allowed:
     # the two-part protocols do that)
-    for other in ("test", "val"):
+    for other in () if allow_overlap else ("test", "val"):
         both = sorted(set(out["train"]) & set(out[other]))
         if both:
             raise DataError(
                 f"{path}: {len(both)} id(s) in both 'train' and '{other}', e.g. {both[0]!r} "
-                "(a sample must not be trained and evaluated on)"
+                "(a sample must not be trained and evaluated on; a fitting check that means it sets "
+                '"allow_overlap": true in the file)'
             )
     return out
 
