@@ -5,7 +5,7 @@
 #
 # Trains Table 1's MedSpikeFormer row at src/medspikeformer/configs/kvasir.yaml (256², batch 8, T = 4, joint ANN
 # teacher, Adam 1e-4, plateau), then `experiment compare` and `experiment ablation` at the same
-# recipe, each part under its share of MINUTES (default 8) of wall time. A part cut by its time
+# recipe (the compare rows hold both neurons: the paper's binary LIF and integer spikes), each part under its share of MINUTES (default 8) of wall time. A part cut by its time
 # limit keeps its finished epochs (last.pt); re-running the same command resumes every row.
 # Nothing is downloaded: the dataset is read from DATA_ROOT (default ../shared/data/kvasir-seg).
 # Writes OUT/{reproduce,compare,ablation}/ (tables, dsc_over_time.png) and OUT/log.txt.
@@ -41,7 +41,7 @@ part() {  # part NAME SHARE_PERCENT ARGS...
     if [ "$rc" -ne 0 ] && [ "$rc" -ne 124 ]; then status=$rc; fi
 }
 part reproduce 50
-part compare 30 --models medspikeformer sdt ann unet
+part compare 30 --models medspikeformer medspikeformer_ilif sdt ann unet
 part ablation 20
 # A part cut by its limit wrote no table; its curves are still in rows/*/seed0/metrics.csv.
 "$PY" - "$OUT" <<'PYEOF'

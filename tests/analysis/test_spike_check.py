@@ -26,7 +26,9 @@ SPIKING = [
 @pytest.mark.parametrize("train_mode", [True, False])
 @pytest.mark.parametrize("name", SPIKING)
 def test_spiking_models_are_spike_driven(name: str, train_mode: bool) -> None:
-    model = create_model(name, base_channels=8, timesteps=2)
+    """Binary-LIF networks (integer ones pass through their binary expansion:
+    tests/models/test_integer_spikes.py)."""
+    model = create_model(name, base_channels=8, timesteps=2, neuron="lif")
     x = torch.randn(2, 3, 32, 48) * 2
     report = check_spike_driven(model, x, train_mode=train_mode)
     assert report.ok, report.table()
@@ -73,3 +75,11 @@ def test_negative_values_are_not_counts() -> None:
     report = check_spike_driven(seq, torch.ones(1, 3), allow_counts=True)
     assert report.first_layer == "0"
     assert not report.ok and report.violations[0].startswith("1 (Linear)")
+
+
+def test_integer_counts_point_to_the_binary_expansion() -> None:
+    """The default network fires counts: the check says how to see its 0/1 events."""
+    model = create_model("medspikeformer", base_channels=8, timesteps=2)
+    report = check_spike_driven(model, torch.randn(2, 3, 32, 32) * 2, train_mode=True)
+    assert report.violations
+    assert all("binary_expansion" in v for v in report.violations), report.violations

@@ -68,8 +68,11 @@ def test_state_dict_layout_unchanged(name: str) -> None:
         for k, v in model.state_dict().items()
     ]
     assert now == GOLDEN[name]["state"]
-    # options added since the golden file, at the values that keep the old network (the paper's)
-    added = {"neuron": "lif", "levels": 4, "head": "spike"}
+    # options added since the golden file: the old network (the paper's) for every model but
+    # medspikeformer itself, whose default neuron is now the integer one (and its ANN twin, where
+    # the option has no effect)
+    neuron = "ilif" if name in ("medspikeformer", "ann") else "lif"
+    added = {"neuron": neuron, "levels": 4, "head": "spike"}
     if name != "unet":
         assert {k: model.config[k] for k in added} == added
     assert {k: v for k, v in model.config.items() if k not in added} == GOLDEN[name]["config"]
@@ -81,11 +84,40 @@ def test_old_checkpoint_loads(tmp_path: Path, name: str) -> None:
     torch.save(_old_payload(name), path)
     model, ckpt = load_model(path, expected_model=name)
     assert ckpt["epoch"] == 3
+    if name != "unet":  # written before the neuron option: the paper's LIF, whatever the default
+        assert model.config["neuron"] == "lif" and ckpt["model_config"]["neuron"] == "lif"
     for key, value in _old_state(name).items():
         assert torch.equal(model.state_dict()[key], value), key
     x = torch.rand(1, model.in_channels, 32, 32)
     with torch.no_grad():
         assert model(x).shape == (1, 1, 32, 32)
+
+
+def test_an_old_run_resumes_as_the_network_it_trained(tmp_path: Path) -> None:
+    """A run folder written before the neuron option (config.yaml and last.pt without it) resumes
+    with the paper's LIF it trained with, not today's default, and without a config complaint."""
+    from medspikeformer.engine import train
+    from medspikeformer.engine.checkpoint import load_checkpoint
+
+    from .helpers import TINY_MODEL, quiet, tiny_config
+
+    run = tmp_path / "run"
+    cfg = tiny_config(run, model={**TINY_MODEL, "neuron": "lif"}, train={"epochs": 1})
+    train(cfg, log=quiet)
+    # make it old: no neuron anywhere
+    for name in ("last.pt", "best.pt"):
+        ckpt = torch.load(run / name, weights_only=True)
+        del ckpt["model_config"]["neuron"]
+        del ckpt["train_config"]["model"]["neuron"]
+        torch.save(ckpt, run / name)
+    text = (run / "config.yaml").read_text()
+    (run / "config.yaml").write_text(text.replace("  neuron: lif\n", ""))
+    assert "neuron" not in (run / "config.yaml").read_text()
+    cfg["model"].pop("neuron")
+    cfg["train"]["epochs"] = 2
+    train(cfg, resume=run, log=quiet)
+    ckpt = load_checkpoint(run / "last.pt")
+    assert ckpt["epoch"] == 2 and ckpt["model_config"]["neuron"] == "lif"
 
 
 def test_old_last_checkpoint_gives_its_teacher(tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ from medspikeformer.errors import ConfigError
 from medspikeformer.experiments.plots import plot_accuracy_vs_energy, plot_metric_bars
 from medspikeformer.experiments.rows import ABLATION_ROWS, ablation_rows, compare_rows
 from medspikeformer.experiments.tables import COLUMNS, summarise, to_csv, to_markdown
+from medspikeformer.models import PAPER_NETWORK
 
 IDS = [f"im{i}" for i in range(6)]
 
@@ -172,15 +173,15 @@ def test_rows_selection_and_errors() -> None:
     with pytest.raises(ConfigError, match="given twice"):
         compare_rows(["qk", "qk"])
     by = {r.key: r for r in ABLATION_ROWS}
-    assert by["t8"].model_overrides == {"timesteps": 8}
+    assert by["t8"].model_overrides == {"timesteps": 8, **PAPER_NETWORK}
     assert by["ilif"].model_overrides["neuron"] == "ilif"
     compare = {r.key: r for r in compare_rows()}
     assert compare["medspikeformer_ilif"].model_overrides == by["ilif"].model_overrides
     # Table 1's row is the paper's network whatever a recipe or a later default says
     assert compare["medspikeformer"].model_overrides == {"neuron": "lif", "head": "spike"}
-    assert by["wo_sa"].train_overrides == {"teacher.mode": "none"}
-    assert by["wo_kl"].train_overrides == {"teacher.align.use_kl": False}
-    assert by["wo_l2"].train_overrides == {"teacher.align.use_l2": False}
+    assert by["wo_sa"].train_overrides == {"teacher.mode": "none", "train.init_from": None}
+    assert by["wo_kl"].train_overrides == {"teacher.align.use_kl": False, "train.init_from": None}
+    assert by["wo_l2"].train_overrides == {"teacher.align.use_l2": False, "train.init_from": None}
     assert by["wo_aa"].paper["kvasir"] == {"miou": 0.8054}
 
 

@@ -23,7 +23,8 @@ def exported(tmp_path_factory):
     from medspikeformer import create_model
 
     torch.manual_seed(0)
-    model = calibrate(create_model("medspikeformer", **TINY))
+    # the paper's binary LIF, whose graph the tests below read (integer spikes: further down)
+    model = calibrate(create_model("medspikeformer", **TINY, neuron="lif"))
     path = tmp_path_factory.mktemp("onnx") / "tiny.onnx"
     report = export_onnx(model, path, size=(SIZE, SIZE))
     return model, path, report

@@ -11,7 +11,7 @@ from medspikeformer import create_model
 from medspikeformer.analysis.profile import profile_model
 from medspikeformer.analysis.spike_check import check_spike_driven
 from medspikeformer.errors import CheckpointError, ConfigError
-from medspikeformer.models import build_teacher
+from medspikeformer.models import PAPER_NETWORK, build_teacher
 from medspikeformer.models.expansion import ExpandedConv, binary_expansion
 from medspikeformer.models.twin_init import transfer_twin_weights, twin_matches
 from medspikeformer.neurons import IntegerLIFNeuron, LIFNeuron
@@ -48,10 +48,14 @@ def test_every_spiking_model_takes_the_integer_neuron(name: str, timesteps: int)
     assert x.grad is not None and torch.isfinite(x.grad).all()
 
 
-def test_the_paper_neuron_stays_the_default() -> None:
+def test_integer_spikes_are_the_default_and_the_paper_network_one_mapping_away() -> None:
     model = create_model("medspikeformer", **TINY_MSF)
-    assert model.config["neuron"] == "lif" and model.config["head"] == "spike"
-    assert all(type(m) is LIFNeuron for m in model.modules() if isinstance(m, LIFNeuron))
+    assert model.config["neuron"] == "ilif" and model.config["head"] == "spike"
+    assert any(isinstance(m, IntegerLIFNeuron) for m in model.modules())
+    paper = create_model("medspikeformer", **TINY_MSF, **PAPER_NETWORK)
+    assert paper.config["neuron"] == "lif" and paper.config["head"] == "spike"
+    assert all(type(m) is LIFNeuron for m in paper.modules() if isinstance(m, LIFNeuron))
+    assert not any(isinstance(m, IntegerLIFNeuron) for m in paper.modules())
 
 
 @pytest.mark.parametrize(

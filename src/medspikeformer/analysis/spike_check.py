@@ -151,7 +151,12 @@ def check_spike_driven(
             continue
         if rec.training_only:
             continue
-        if not (rec.binary or (allow_counts and rec.counts)):
+        if rec.counts and not rec.binary and not allow_counts:
+            violations.append(
+                f"{rec.name} ({rec.kind}) receives integer spike counts up to {rec.max:.3g} (0/1 "
+                "events only under models.expansion.binary_expansion, or pass allow_counts=True)"
+            )
+        elif not (rec.binary or (allow_counts and rec.counts)):
             violations.append(
                 f"{rec.name} ({rec.kind}) receives non-spike input in [{rec.min:.3g}, {rec.max:.3g}]"
             )

@@ -7,6 +7,7 @@ Examples::
     medspikeformer train --config synthetic --model ssa --teacher none --set model.timesteps=2
     medspikeformer train --resume runs/kvasir                  # continue after the last epoch
     medspikeformer train --config busi --data-root DIR --init-from runs/kvasir/best.pt   # fine-tune
+    medspikeformer train --config kvasir --data-root DIR --init-from twin   # ANN twin first, then from it
     torchrun --nproc_per_node 2 -m medspikeformer train --config kvasir ...   # data-parallel
 """
 
@@ -78,9 +79,11 @@ def register(subparsers: Any) -> None:
     p.add_argument("--teacher", help="auto | joint | none | PATH of a frozen ANN-twin checkpoint")
     p.add_argument(
         "--init-from",
-        metavar="CKPT",
+        metavar="CKPT|twin",
         help="fine-tune: start from the weights of CKPT (same model and options; a run's last.pt "
-        "also gives a joint teacher its weights); fresh optimiser, schedule and epochs",
+        "also gives a joint teacher its weights; the model's ANN twin's checkpoint starts a twin "
+        "initialisation); fresh optimiser, schedule and epochs. 'twin': train the ANN twin first "
+        "into OUT/twin/ and start from it (the cpu recipe does)",
     )
     p.add_argument(
         "--logger",

@@ -44,7 +44,7 @@ import torch
 from torch import nn
 
 from medspikeformer import outputs
-from medspikeformer.errors import CheckpointError
+from medspikeformer.errors import CheckpointError, ConfigError
 
 CHECKPOINT_FORMAT = "medspikeformer-checkpoint"
 CHECKPOINT_FORMAT_VERSION = 1
@@ -273,7 +273,21 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     if problem:
         raise CheckpointError(f"{path}: implausible checkpoint: {problem}")
     check_tensors(path, obj["state_dict"], "state_dict")
+    obj["model_config"] = _upgraded_model_config(obj["model_name"], obj["model_config"])
     return obj
+
+
+def _upgraded_model_config(name: Any, config: dict[str, Any]) -> dict[str, Any]:
+    """``config`` with the options an older version left implicit made explicit, so that an old
+    checkpoint builds the network it was trained as (models.medspikeformer.upgrade_saved_config)."""
+    from medspikeformer.models import model_info
+    from medspikeformer.models.medspikeformer import upgrade_saved_config
+
+    try:
+        family = model_info(str(name)).family
+    except ConfigError:
+        return config  # an unknown model is reported where it is built, with the known ones
+    return upgrade_saved_config(config) if family == "medspikeformer" else config
 
 
 def load_state_dict_checked(

@@ -158,7 +158,9 @@ class TrainLoopConfig:
     ``stage_supervision``: weight of deep supervision of the trained model's own stage heads (0 in
     the paper recipe; set 1 when training an ``ann`` model to be used later as a frozen teacher).
     ``init_from``: a checkpoint whose student weights start the run (fine-tuning; fresh optimiser
-    and schedule, epoch 1). ``loggers``: names of registered loggers
+    and schedule, epoch 1; the ANN twin's checkpoint starts a twin initialisation), or
+    :data:`INIT_FROM_TWIN` (``twin``): train the model's ANN twin first into ``RUN/twin/`` and
+    start from it. ``loggers``: names of registered loggers
     (``medspikeformer.engine.loggers``, e.g. ``tensorboard``) besides ``metrics.csv``."""
 
     epochs: int = 200
@@ -179,6 +181,10 @@ class TrainLoopConfig:
     progress: bool = True
     init_from: str | None = None
     loggers: list[str] = field(default_factory=list)
+
+
+INIT_FROM_TWIN = "twin"
+"""``train.init_from`` value that trains the ANN twin first and starts the run from it."""
 
 
 @dataclass

@@ -29,6 +29,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from medspikeformer.engine import checkpoint as ckpt_mod
 from medspikeformer.engine.config import (
+    INIT_FROM_TWIN,
     TrainConfig,
     config_from_dict,
     config_to_dict,
@@ -59,6 +60,7 @@ from medspikeformer.engine.state import (
     LoopState,
     capture_rng,
     epoch_seed,
+    restore_rng,
     restore_training,
     seed_everything,
     training_payload,
@@ -196,6 +198,10 @@ class _Run:
         self.sched = build_scheduler(self.opt, cfg)
         if self.resume_dir is not None:
             self._restore(self.resume_dir / "last.pt")
+        elif cfg.train.init_from == INIT_FROM_TWIN:
+            twin = self._train_twin()
+            if twin is not None:
+                self._init_from(twin)
         elif cfg.train.init_from:
             self._init_from(Path(cfg.train.init_from))
         # Wrappers (after loading weights into the plain modules).
@@ -250,8 +256,18 @@ class _Run:
 
     # -------------------------------------------------------------- resume
     def _check_resumed_config(self, path: Path) -> None:
-        """Refuse (unless forced) a config that differs from the one ``last.pt`` trained with."""
-        saved = ckpt_mod.load_checkpoint(path).get("train_config")
+        """Refuse (unless forced) a config that differs from the one ``last.pt`` trained with.
+
+        A run written before the ``neuron`` option existed trained the paper's LIF; its config
+        leaves the neuron implicit, so the neuron it was trained with is made explicit here
+        (in the config and in the saved one it is compared with) before the default changes it."""
+        ckpt = ckpt_mod.load_checkpoint(path)
+        saved = ckpt.get("train_config")
+        neuron = ckpt["model_config"].get("neuron")
+        if neuron is not None and "neuron" not in self.cfg.model.options:
+            self.cfg.model.options["neuron"] = neuron
+            if isinstance(saved, Mapping) and isinstance(saved.get("model"), Mapping):
+                saved = {**saved, "model": {"neuron": neuron, **saved["model"]}}
         if not isinstance(saved, Mapping) or not saved:
             return  # written by an old version without it: nothing to compare with
         diffs = config_differences(saved, config_to_dict(self.cfg))
@@ -331,6 +347,48 @@ class _Run:
             f"initialised from {path} (model {ckpt['model_name']!r}, epoch {ckpt.get('epoch')}"
             + (", with its teacher)" if with_teacher else ")")
         )
+
+    def _train_twin(self) -> Path | None:
+        """``train.init_from: twin``: train the student's ANN twin into ``RUN/twin/`` (same data,
+        split, seed and schedule; no teacher; the student's head gain) and return its
+        ``last.pt``. A twin already finished there (its ``summary.json``) is reused, an unfinished
+        one resumed; a model without a twin starts from scratch, and the log says so."""
+        cfg = self.cfg
+        options = self.student.twin_config()  # None: an ANN or a model without a twin
+        if options is None:
+            self.log(f"train.init_from=twin: model {cfg.model.name!r} has no ANN twin; it starts "
+                     "from scratch")  # fmt: skip
+            return None
+        if self.dist.enabled:
+            raise ConfigError(
+                "train.init_from=twin trains the twin in one process: train it first "
+                "(`medspikeformer train ... --model ann --teacher none --out TWIN`), then start "
+                "this run with --init-from TWIN/last.pt"
+            )
+        twin_dir = self.run_dir / "twin"
+        last = twin_dir / "last.pt"
+        if (twin_dir / "summary.json").is_file() and last.is_file():
+            self.log(f"train.init_from=twin: reusing the finished twin {twin_dir}")
+            return last
+        head_gain = getattr(self.student, "config", {}).get("head_gain")
+        spec = config_to_dict(cfg)
+        spec["model"] = {"name": "ann", **options}
+        if head_gain is not None:
+            spec["model"]["head_gain"] = head_gain
+        spec["teacher"] = {**spec["teacher"], "mode": "none"}
+        spec["train"] = {**spec["train"], "init_from": None}
+        spec["out"] = str(twin_dir)
+        self.log(f"train.init_from=twin: training the ANN twin first → {twin_dir}")
+        rng = capture_rng()  # the student's run draws the same numbers with or without this stage
+        try:
+            train(
+                None if last.is_file() else spec,
+                resume=twin_dir if last.is_file() else None,
+                log=lambda line: self.log(f"twin: {line}"),
+            )
+        finally:
+            restore_rng(rng)
+        return last
 
     def _init_from_twin(self, path: Path, ckpt: dict[str, Any]) -> None:
         moved = transfer_twin_weights(self.student, ckpt["state_dict"], source=str(path))

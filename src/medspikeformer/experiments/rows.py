@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from medspikeformer.errors import ConfigError
+from medspikeformer.models.medspikeformer import PAPER_NETWORK
 
 __all__ = [
     "ABLATION_ROWS",
@@ -96,9 +97,9 @@ _PAPER_ABLATION: dict[str, dict[str, dict[str, float]]] = {
     "wo_l2": _miou(0.7743, 0.7782, 0.4988, 0.3988, 0.5108),
 }
 
-PAPER_NETWORK: Mapping[str, Any] = {"neuron": "lif", "head": "spike"}
-"""The paper's spiking network (binary LIF, Eq. 1–3; spike head, Eq. 12): pinned on the
-MedSpikeFormer row that ``experiment compare`` and ``reproduce`` train, whatever a recipe sets."""
+PAPER_TRAINING: Mapping[str, Any] = {"train.init_from": None}
+"""The paper trains its network from scratch: a recipe's twin initialisation is undone on the rows
+that pin :data:`PAPER_NETWORK` (the paper's binary LIF network, whatever a recipe sets)."""
 INTEGER_SPIKES: Mapping[str, Any] = {
     "neuron": "ilif",
     "levels": 4,
@@ -113,6 +114,7 @@ COMPARE_ROWS: tuple[Row, ...] = (
         "MedSpikeFormer",
         "medspikeformer",
         model_overrides=PAPER_NETWORK,
+        train_overrides=PAPER_TRAINING,
         paper=PAPER_TABLE1["medspikeformer"],
     ),
     Row(
@@ -128,39 +130,53 @@ COMPARE_ROWS: tuple[Row, ...] = (
     Row("unet", "U-Net (MONAI)", "unet", paper=PAPER_TABLE1["unet"]),
 )
 
+
+def _paper_row(key: str, label: str, model: str, **fields: Any) -> Row:
+    """A row of the paper's ablation tables: the paper's network (:data:`PAPER_NETWORK`, trained
+    from scratch) with the row's own switch on top."""
+    return Row(
+        key,
+        label,
+        model,
+        model_overrides={**PAPER_NETWORK, **fields.pop("model_overrides", {})},
+        train_overrides={**PAPER_TRAINING, **fields.pop("train_overrides", {})},
+        **fields,
+    )
+
+
 ABLATION_ROWS: tuple[Row, ...] = (
-    Row("full", "Ours (full)", "medspikeformer", paper=_PAPER_ABLATION["full"]),
-    Row("wo_sdsa", "w/o SDSA", "medspikeformer_wo_sdsa", paper=_PAPER_ABLATION["wo_sdsa"]),
-    Row(
+    _paper_row("full", "Ours (full)", "medspikeformer", paper=_PAPER_ABLATION["full"]),
+    _paper_row("wo_sdsa", "w/o SDSA", "medspikeformer_wo_sdsa", paper=_PAPER_ABLATION["wo_sdsa"]),
+    _paper_row(
         "wo_sa",
         "w/o SA (no teacher)",
         "medspikeformer",
         train_overrides={"teacher.mode": "none"},
         paper=_PAPER_ABLATION["wo_sa"],
     ),
-    Row("wo_sc", "w/o SC", "medspikeformer_wo_sc", paper=_PAPER_ABLATION["wo_sc"]),
-    Row("wo_aa", "w/o A-A", "medspikeformer_wo_aa", paper=_PAPER_ABLATION["wo_aa"]),
-    Row("wo_ai", "w/o A-I", "medspikeformer_wo_ai", paper=_PAPER_ABLATION["wo_ai"]),
-    Row("wo_ia", "w/o I-A", "medspikeformer_wo_ia", paper=_PAPER_ABLATION["wo_ia"]),
-    Row("wo_ii", "w/o I-I", "medspikeformer_wo_ii", paper=_PAPER_ABLATION["wo_ii"]),
-    Row(
+    _paper_row("wo_sc", "w/o SC", "medspikeformer_wo_sc", paper=_PAPER_ABLATION["wo_sc"]),
+    _paper_row("wo_aa", "w/o A-A", "medspikeformer_wo_aa", paper=_PAPER_ABLATION["wo_aa"]),
+    _paper_row("wo_ai", "w/o A-I", "medspikeformer_wo_ai", paper=_PAPER_ABLATION["wo_ai"]),
+    _paper_row("wo_ia", "w/o I-A", "medspikeformer_wo_ia", paper=_PAPER_ABLATION["wo_ia"]),
+    _paper_row("wo_ii", "w/o I-I", "medspikeformer_wo_ii", paper=_PAPER_ABLATION["wo_ii"]),
+    _paper_row(
         "wo_kl",
         "w/o KL",
         "medspikeformer",
         train_overrides={"teacher.align.use_kl": False},
         paper=_PAPER_ABLATION["wo_kl"],
     ),
-    Row(
+    _paper_row(
         "wo_l2",
         "w/o L2",
         "medspikeformer",
         train_overrides={"teacher.align.use_l2": False},
         paper=_PAPER_ABLATION["wo_l2"],
     ),
-    Row("t1", "T = 1", "medspikeformer", model_overrides={"timesteps": 1}),
-    Row("t2", "T = 2", "medspikeformer", model_overrides={"timesteps": 2}),
-    Row("t4", "T = 4", "medspikeformer", model_overrides={"timesteps": 4}),
-    Row("t8", "T = 8", "medspikeformer", model_overrides={"timesteps": 8}),
+    _paper_row("t1", "T = 1", "medspikeformer", model_overrides={"timesteps": 1}),
+    _paper_row("t2", "T = 2", "medspikeformer", model_overrides={"timesteps": 2}),
+    _paper_row("t4", "T = 4", "medspikeformer", model_overrides={"timesteps": 4}),
+    _paper_row("t8", "T = 8", "medspikeformer", model_overrides={"timesteps": 8}),
     Row("ilif", "integer spikes (I-LIF, D = 4)", "medspikeformer", model_overrides=INTEGER_SPIKES),
 )
 

@@ -14,6 +14,7 @@ from typing import Any
 from medspikeformer.models.base import SegmentationModel
 from medspikeformer.models.medspikeformer import (
     ATTENTIONS,
+    PAPER_NETWORK,
     MedSpikeFormer,
     build_teacher,
     default_config,
@@ -36,6 +37,9 @@ from medspikeformer.models.unet import UNetBaseline
 
 
 def _msf(defaults: dict[str, Any], overrides: dict[str, Any]) -> MedSpikeFormer:
+    """A MedSpikeFormer variant. The paper's ablation variants and the other papers' binary-spike
+    baselines default to :data:`PAPER_NETWORK` (binary LIF); only ``medspikeformer`` itself takes
+    the integer neuron by default."""
     return MedSpikeFormer(**{**defaults, **overrides})
 
 
@@ -45,62 +49,63 @@ def _without(interaction: str) -> list[str]:
 
 @register_model(family="medspikeformer", default_teacher="joint")
 def medspikeformer(**overrides: Any) -> MedSpikeFormer:
-    """MedSpikeFormer with decomposed spike attention (all four interactions)."""
+    """MedSpikeFormer with decomposed spike attention (all four interactions); integer spikes
+    by default, the paper's binary LIF with ``**PAPER_NETWORK``."""
     return _msf({}, overrides)
 
 
 @register_model(family="medspikeformer", default_teacher="joint")
 def medspikeformer_wo_sdsa(**overrides: Any) -> MedSpikeFormer:
     """Ablation w/o SDSA: no attention, f_e = PE(x)."""
-    return _msf({"attention": "none"}, overrides)
+    return _msf({**PAPER_NETWORK, "attention": "none"}, overrides)
 
 
 @register_model(family="medspikeformer", default_teacher="joint")
 def medspikeformer_wo_sc(**overrides: Any) -> MedSpikeFormer:
     """Ablation w/o SC: no 3×3 spike conv in PE; decoder fuses with LIF → 1×1 conv → BN."""
-    return _msf({"use_spike_conv": False}, overrides)
+    return _msf({**PAPER_NETWORK, "use_spike_conv": False}, overrides)
 
 
 @register_model(family="medspikeformer", default_teacher="joint")
 def medspikeformer_wo_aa(**overrides: Any) -> MedSpikeFormer:
     """Ablation w/o A–A interaction."""
-    return _msf({"interactions": _without("aa")}, overrides)
+    return _msf({**PAPER_NETWORK, "interactions": _without("aa")}, overrides)
 
 
 @register_model(family="medspikeformer", default_teacher="joint")
 def medspikeformer_wo_ai(**overrides: Any) -> MedSpikeFormer:
     """Ablation w/o A–I interaction."""
-    return _msf({"interactions": _without("ai")}, overrides)
+    return _msf({**PAPER_NETWORK, "interactions": _without("ai")}, overrides)
 
 
 @register_model(family="medspikeformer", default_teacher="joint")
 def medspikeformer_wo_ia(**overrides: Any) -> MedSpikeFormer:
     """Ablation w/o I–A interaction."""
-    return _msf({"interactions": _without("ia")}, overrides)
+    return _msf({**PAPER_NETWORK, "interactions": _without("ia")}, overrides)
 
 
 @register_model(family="medspikeformer", default_teacher="joint")
 def medspikeformer_wo_ii(**overrides: Any) -> MedSpikeFormer:
     """Ablation w/o I–I interaction."""
-    return _msf({"interactions": _without("ii")}, overrides)
+    return _msf({**PAPER_NETWORK, "interactions": _without("ii")}, overrides)
 
 
 @register_model(family="medspikeformer")
 def ssa(**overrides: Any) -> MedSpikeFormer:
     """Baseline: Spikformer spiking self-attention in the same encoder–decoder."""
-    return _msf({"attention": "ssa"}, overrides)
+    return _msf({**PAPER_NETWORK, "attention": "ssa"}, overrides)
 
 
 @register_model(family="medspikeformer")
 def sdt(**overrides: Any) -> MedSpikeFormer:
     """Baseline: Spike-driven Transformer v1 attention in the same encoder–decoder."""
-    return _msf({"attention": "sdt"}, overrides)
+    return _msf({**PAPER_NETWORK, "attention": "sdt"}, overrides)
 
 
 @register_model(family="medspikeformer")
 def qk(**overrides: Any) -> MedSpikeFormer:
     """Baseline: QKFormer token attention in the same encoder–decoder."""
-    return _msf({"attention": "qk"}, overrides)
+    return _msf({**PAPER_NETWORK, "attention": "qk"}, overrides)
 
 
 @register_model(family="medspikeformer")
@@ -118,6 +123,7 @@ def unet(**overrides: Any) -> UNetBaseline:
 __all__ = [
     "ACTIVATIONS",
     "ATTENTIONS",
+    "PAPER_NETWORK",
     "MedSpikeFormer",
     "ModelInfo",
     "SegmentationModel",

@@ -9,10 +9,12 @@ resolution H/2^(i−1)):
     f_s^L = SC(f_e^L),  f_s^i = SC(f_e^i + Up(f_s^(i+1)))  (Eq. 11; SC changes the width)
     Ŷ = mean_T conv1×1(LIF(f_s^1))                      (Eq. 12; K = num_classes channels)
 
-Beyond the paper (model options, docs/architecture.md): ``neuron: ilif`` puts integer-valued
-spikes (counts in {0..``levels``}) wherever a spike enters a synaptic layer; ``head: real`` takes
-the logits from the real-valued f_s^1 (mean over T → conv3×3 → BN → conv1×1, as the authors'
-released code) instead of Eq. 12's spike head.
+Beyond the paper (model options, docs/architecture.md): ``neuron: ilif`` (the default) puts
+integer-valued spikes (counts in {0..``levels``}) wherever a spike enters a synaptic layer, run as
+binary events at inference (:mod:`medspikeformer.models.expansion`); ``neuron: lif`` is the
+paper's binary LIF (Eq. 1–3), :data:`PAPER_NETWORK`. ``head: real`` takes the logits from the
+real-valued f_s^1 (mean over T → conv3×3 → BN → conv1×1, as the authors' released code) instead
+of Eq. 12's spike head.
 
 Every conv after the first is preceded by a LIF (spike-driven); additions happen on real values
 before that LIF; upsampling is nearest-neighbour on real values.
@@ -50,6 +52,14 @@ from medspikeformer.neurons import check_neuron
 #: The attention kinds registered at import (``attention.list_attentions()`` is the live list).
 ATTENTIONS = tuple(list_attentions())
 
+PAPER_NETWORK: dict[str, Any] = {"neuron": "lif", "head": "spike"}
+"""The options that make the paper's network of the default one (binary LIF, Eq. 1–3; spike head,
+Eq. 12): the ``paper`` presets, the rows of the paper's tables and old checkpoints use them."""
+
+DEFAULT_NEURON = "ilif"
+"""The default neuron: integer spikes learn faster than the paper's binary LIF at the same cost
+in events (docs/results.md, "Integer spikes"); :data:`PAPER_NETWORK` gives the paper's."""
+
 AUTO_CHECKPOINT_ELEMENTS = 4 * 2 * 256 * 256
 """``checkpoint_attention="auto"`` recomputes the attention blocks in backward only when an input
 has more than T·B·H·W = this many frame pixels (batch 2 at 256² with T = 4). Measured on 2 CPU
@@ -71,7 +81,7 @@ def default_config() -> dict[str, Any]:
         "head_dim": 32,
         "num_heads": None,
         "n_kv": 1024,
-        "neuron": "lif",
+        "neuron": DEFAULT_NEURON,
         "levels": 4,
         "head": "spike",
         "tau": 2.0,
@@ -83,6 +93,15 @@ def default_config() -> dict[str, Any]:
         "checkpoint_attention": "auto",
         "head_gain": 1.0,
     }
+
+
+def upgrade_saved_config(config: dict[str, Any]) -> dict[str, Any]:
+    """A MedSpikeFormer ``model_config`` saved by an older version, with the options whose
+    default has changed since made explicit: a config without ``neuron`` was written before the
+    option existed, when every network was the paper's binary LIF."""
+    if "neuron" in config:
+        return config
+    return {**config, "neuron": PAPER_NETWORK["neuron"]}
 
 
 def _validate(cfg: dict[str, Any]) -> None:
