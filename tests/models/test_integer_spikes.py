@@ -142,5 +142,34 @@ def test_twin_initialisation_copies_every_shared_tensor() -> None:
     own, theirs = student.state_dict(), twin.state_dict()
     assert moved.copied and all(torch.equal(own[n], theirs[n]) for n in moved.copied)
     assert all(n.startswith("attn.") for n in moved.kept)  # softmax vs spiking attention
+
+
+@pytest.mark.parametrize("attention", ["sdsa", "ssa", "sdt", "qk"])
+def test_the_new_attention_blocks_start_as_the_identity_of_their_residual(attention: str) -> None:
+    """After the transfer the student computes what the twin's attention-free network would
+    with the same neurons: each block adds 0 (Eq. 10 with the last BN's γ = 0)."""
+    student = create_model("medspikeformer", **{**TINY_MSF, "attention": attention})
+    twin = build_teacher(student)
+    moved = transfer_twin_weights(student, twin.state_dict(), source="twin.pt")
+    assert moved.identity == tuple(f"attn.{i}" for i in range(len(student.attn)))
+    student.eval()
+    x = torch.randn(2, TINY_MSF.get("in_channels", 3), 16, 16)
+    captured: list[torch.Tensor] = []
+    hooks = [b.register_forward_hook(lambda m, i, o: captured.append(o)) for b in student.attn]
+    with torch.no_grad():
+        student(x)
+    for h in hooks:
+        h.remove()
+    assert len(captured) == len(student.attn)
+    assert all(float(o.abs().max()) == 0.0 for o in captured)
+    # γ is a parameter with a gradient: the blocks still learn
+    student.train()
+    student(x).sum().backward()
+    norms = [m for m in student.attn[0].modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert norms[-1].weight.grad is not None and norms[-1].weight.grad.abs().sum() > 0
+
+
+def test_a_twin_that_has_nothing_to_transfer_is_refused() -> None:
+    student = create_model("medspikeformer", **{**TINY_MSF, "neuron": "ilif"})
     with pytest.raises(CheckpointError, match="no layer of it fits"):
         transfer_twin_weights(student, {"x.weight": torch.zeros(1)}, source="other.pt")

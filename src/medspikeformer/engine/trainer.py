@@ -406,6 +406,7 @@ class _Run:
             "sha256": _sha256(path),
             "copied": len(moved.copied),
             "kept": list(moved.kept),
+            "identity": list(moved.identity),
         }
         self.log(
             f"initialised from the ANN twin {path} ({moved.summary()}"
