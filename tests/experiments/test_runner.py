@@ -323,3 +323,29 @@ def test_experiment_help_names_every_ablation_row(capsys) -> None:
     text = " ".join(capsys.readouterr().out.split())
     for row in ABLATION_ROWS:
         assert f" {row.key} " in text or f" {row.key})" in text, row.key
+
+
+def test_a_damaged_result_is_kept_aside_and_the_row_scored_again(tmp_path: Path) -> None:
+    scores = {"medspikeformer": [0.9, 0.8, 0.7]}
+    out = tmp_path / "dmg"
+    spec = ExperimentSpec("reproduce", "synthetic", out=out, sets=tiny_sets(tmp_path / "c"))
+    first = run_experiment(spec, log=None, row_runner=_fake_runner(scores))
+    assert first.trained == ["medspikeformer/seed0"]
+    result = out / "rows" / "medspikeformer" / "seed0" / "result.json"
+    result.write_text('{"test_metrics": {"dsc": 0.9')  # cut short
+    lines: list[str] = []
+    again = run_experiment(spec, log=lines.append, row_runner=_fake_runner(scores))
+    assert again.trained == ["medspikeformer/seed0"] and again.reused == []
+    assert json.loads(result.read_text())  # written again, whole
+    aside = result.with_name("result.json.damaged")
+    assert aside.read_text() == '{"test_metrics": {"dsc": 0.9'
+    assert any("damaged record" in line and "result.json.damaged" in line for line in lines)
+
+
+def test_an_output_folder_that_is_a_file_is_one_line(tmp_path: Path) -> None:
+    out = tmp_path / "taken"
+    out.write_text("not a folder")
+    spec = ExperimentSpec("reproduce", "synthetic", out=out, sets=tiny_sets(tmp_path / "c"))
+    with pytest.raises(ConfigError, match="exists and is not a directory"):
+        run_experiment(spec, log=None, row_runner=_fake_runner({"medspikeformer": [0.5]}))
+    assert out.read_text() == "not a folder"

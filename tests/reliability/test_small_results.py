@@ -107,3 +107,39 @@ def test_reports_with_non_utf8_sample_ids_are_written(tmp_path: Path) -> None:
     name = os.fsdecode(b"case-\xff\xfe")  # a file name that is not UTF-8
     path = atomic_write_text(tmp_path / "per_image.csv", f"id,dice\n{name},0.5\n")
     assert path.read_bytes() == b"id,dice\ncase-\\udcff\\udcfe,0.5\n"
+
+
+def test_a_terminated_program_leaves_no_temporary_file(tmp_path: Path) -> None:
+    """SIGTERM in the middle of a write (``kill``, a scheduler's time limit) unwinds like Ctrl-C:
+    the half-written temporary file beside the target is removed, the target never appears."""
+    import subprocess
+    import sys
+
+    from medspikeformer.cli import SIGTERM_EXIT
+
+    script = (
+        "import os, signal, sys, time\n"
+        "from medspikeformer.cli import exit_on_sigterm\n"
+        "from medspikeformer.outputs import atomic_path\n"
+        "exit_on_sigterm()\n"
+        "with atomic_path(sys.argv[1]) as tmp:\n"
+        "    tmp.write_bytes(b'half')\n"
+        "    os.kill(os.getpid(), signal.SIGTERM)\n"
+        "    time.sleep(30)\n"
+    )
+    target = tmp_path / "out" / "mask.png"
+    proc = subprocess.run([sys.executable, "-c", script, str(target)], timeout=60)
+    assert proc.returncode == SIGTERM_EXIT
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_data_check_reports_the_duplicate_ids_that_build_dataset_refuses(tmp_path: Path) -> None:
+    from medspikeformer.data import build_dataset
+    from medspikeformer.data.check import check_dataset
+
+    data = _folder(tmp_path / "ds")
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(data / "images" / "c0.jpg")
+    with pytest.raises(DataError, match="duplicate sample id 'c0'"):
+        build_dataset("folder", root=data, split="all", size=16, cache_dir=False)
+    errors = check_dataset("folder", data, progress=False).errors
+    assert any("duplicate sample id 'c0'" in e and "c0.jpg" in e for e in errors), errors

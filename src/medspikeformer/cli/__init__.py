@@ -10,6 +10,7 @@ import argparse
 import importlib
 import os
 import pkgutil
+import signal
 import sys
 import warnings
 from collections.abc import Sequence
@@ -107,7 +108,24 @@ def entry() -> int:
         print(f"error: {one_line_message(exc)}", file=sys.stderr)
         return 2
     os.environ.update(allocator.cpu_settings())
+    exit_on_sigterm()
     return main(argv)
+
+
+SIGTERM_EXIT = 128 + signal.SIGTERM
+"""Exit status of a program stopped by SIGTERM (as the shell reports a killed one)."""
+
+
+def exit_on_sigterm() -> None:
+    """Make SIGTERM (``kill``, a batch scheduler's time limit) unwind like Ctrl-C does: a
+    ``SystemExit`` runs every ``finally`` and cleanup on the way out — a temporary file is removed,
+    a run's lock released — instead of the process vanishing mid-write. The program's own
+    setting, never the library's."""
+
+    def stop(signum: int, _frame: object) -> None:
+        raise SystemExit(SIGTERM_EXIT)
+
+    signal.signal(signal.SIGTERM, stop)
 
 
 def _format_warning(

@@ -75,6 +75,13 @@ class ScanResult:
     samples: list[Sample]
     problems: list[str] = field(default_factory=list)
 
+    def duplicate_ids(self) -> list[str]:
+        """Sample ids found more than once (sorted): a split could not tell them apart, so
+        ``build_dataset`` refuses them and ``data check`` reports them."""
+        seen: set[str] = set()
+        dups = {s.id for s in self.samples if s.id in seen or seen.add(s.id)}
+        return sorted(dups)
+
 
 #: Ranges of loader options shared by several layouts (inclusive).
 OPTION_RANGES: dict[str, tuple[int, int]] = {

@@ -94,9 +94,9 @@ def build_dataset(
     if not scan.samples:
         raise DataError(f"{where}: no usable image/mask pairs ({len(scan.problems)} problem(s))")
     ids = [s.id for s in scan.samples]
-    if len(set(ids)) != len(ids):
-        dup = next(i for i in ids if ids.count(i) > 1)
-        raise DataError(f"{where}: duplicate sample id {dup!r}")
+    dups = scan.duplicate_ids()
+    if dups:
+        raise DataError(f"{where}: duplicate sample id {dups[0]!r}")
     split_ids, spec = make_split(scan.samples, split_spec, seed, name)
     wanted = set(ids) if split == "all" else set(split_ids[split])
     samples = [s for s in scan.samples if s.id in wanted]

@@ -192,6 +192,11 @@ def check_source(source: DatasetSource, progress: bool = True, labels: Any = Non
     report = CheckReport(source.name, str(source.root))
     scan = source.scan()
     report.errors.extend(scan.problems)
+    for dup in scan.duplicate_ids():  # what build_dataset refuses
+        files = [str(s.image) for s in scan.samples if s.id == dup]
+        report.errors.append(
+            f"{source.root}: duplicate sample id {dup!r} ({', '.join(files[:3])}): rename one"
+        )
     report.pairs = len(scan.samples) + sum(
         "no mask" in p or "without a matching" in p for p in scan.problems
     )

@@ -254,8 +254,9 @@ def train_row(config, run_dir: Path) -> dict[str, Any]:
     from medspikeformer.engine import train
 
     marker = run_dir / TRAINED_NAME
-    if marker.is_file():
-        return json.loads(marker.read_text())
+    done = read_record(marker)
+    if done is not None:
+        return done
     resume = run_dir if (run_dir / "last.pt").is_file() else None
     result = dict(train(config, resume=resume) or {})
     result["resumed"] = resume is not None
@@ -342,6 +343,44 @@ def profile_row(model, dataset, size: int, max_images: int = 4) -> dict[str, Any
 
 
 # ----------------------------------------------------------------------------- the runner
+
+
+def read_record(path: Path, log: Callable[[str], None] | None = None) -> dict[str, Any] | None:
+    """A finished step's record (``trained.json``, ``result.json``), or ``None`` when the step
+    must run: no file, or a damaged one — kept beside as ``NAME.damaged`` (never overwritten,
+    never deleted), with one warning line, and the step is done again."""
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        problem = f"{type(exc).__name__}: {exc}"
+    else:
+        if isinstance(data, dict):
+            return data
+        problem = f"a JSON {type(data).__name__}, not an object"
+    aside = _free_name(path.with_name(path.name + ".damaged"))
+    path.rename(aside)
+    message = (
+        f"warning: {path}: damaged record ({problem}); kept as {aside.name}, redoing that step"
+    )
+    (log or _warn)(message)
+    return None
+
+
+def _free_name(path: Path) -> Path:
+    """``path``, or ``path.1``, ``path.2``… whichever does not exist yet."""
+    candidate, n = path, 0
+    while candidate.exists():
+        n += 1
+        candidate = path.with_name(f"{path.name}.{n}")
+    return candidate
+
+
+def _warn(message: str) -> None:
+    import sys
+
+    print(message, file=sys.stderr)
 
 
 def _write_json(path: Path, data: Any) -> None:
@@ -474,7 +513,9 @@ def run_experiment(
         raise ConfigError(f"--seeds {spec.seeds}: at least one seed is needed")
     row_runner = row_runner or run_row
     out = Path(spec.out)
-    out.mkdir(parents=True, exist_ok=True)
+    from medspikeformer.engine.run_dir import ensure_writable_dir
+
+    ensure_writable_dir(out)  # a file there, or a folder it cannot write: one line, before any work
     if spec.checkpoint not in ("last", "best"):
         raise ConfigError(f"--checkpoint {spec.checkpoint!r}: use last or best")
     rows = spec.row_list()
@@ -506,8 +547,8 @@ def run_experiment(
             )
             result_path = run_dir / RESULT_NAME
             tag = f"{row.key}/seed{k}"
-            if result_path.is_file():
-                result = json.loads(result_path.read_text())
+            result = read_record(result_path, log)
+            if result is not None:
                 reused.append(tag)
                 _progress(log, f"[{step}/{total}] {tag}: finished earlier, reusing {result_path}")
             else:
