@@ -102,12 +102,12 @@ PAPER_TRAINING: Mapping[str, Any] = {"train.init_from": None}
 that pin :data:`PAPER_NETWORK` (the paper's binary LIF network, whatever a recipe sets)."""
 INTEGER_SPIKES: Mapping[str, Any] = {
     "neuron": "ilif",
-    "levels": 8,
-    "v_threshold": 0.5,
+    "levels": 4,
+    "v_threshold": 1.0,
     "head": "spike",
     "head_gain": 1.0,
 }
-"""The integer-spike MedSpikeFormer of the neuron rows (I-LIF, D = 8, V_th = 0.5, spike head: the
+"""The integer-spike MedSpikeFormer of the neuron rows (I-LIF, D = 4, V_th = 1, spike head: the
 ``cpu`` recipe's network; docs/results.md). The ablation's ``ilif`` row switches the neuron alone;
 the comparison's ``medspikeformer_ilif`` row is the whole chosen configuration, started from its
 ANN twin (``train.init_from: twin``)."""
@@ -182,7 +182,7 @@ ABLATION_ROWS: tuple[Row, ...] = (
     _paper_row("t2", "T = 2", "medspikeformer", model_overrides={"timesteps": 2}),
     _paper_row("t4", "T = 4", "medspikeformer", model_overrides={"timesteps": 4}),
     _paper_row("t8", "T = 8", "medspikeformer", model_overrides={"timesteps": 8}),
-    Row("ilif", "integer spikes (I-LIF, D = 8)", "medspikeformer", model_overrides=INTEGER_SPIKES),
+    Row("ilif", "integer spikes (I-LIF, D = 4)", "medspikeformer", model_overrides=INTEGER_SPIKES),
 )
 
 
