@@ -11,7 +11,8 @@ head trained by the ``ann`` / ``ann-real`` configuration of the same seed (those
 and the training segmentation loss every 10 epochs, the final DSC, the median seconds per
 training step, and the trained model's firing rate, SOPs and energy on one 64² input
 (``medspikeformer profile``'s numbers; an integer spike of value v counts v events). Results:
-``OUT/fit_check.{json,md}``.
+``OUT/fit_check.{json,md}``, rewritten after every run; each run's row is also kept in its folder
+(``fit_row.json``), so a later invocation reuses finished runs and resumes an interrupted one.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import argparse
 import json
 import statistics
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -30,6 +32,7 @@ if str(BENCH_DIR) not in sys.path:
     sys.path.insert(0, str(BENCH_DIR))
 
 from bench_common import Row, machine_info, run_isolated  # noqa: E402
+from medspikeformer.outputs import atomic_write_text  # noqa: E402
 
 LIF_RECIPE = {"neuron": "lif", "head_gain": 4.0, "v_threshold": 0.5}  # the CPU recipe's LIF
 ILIF = {"neuron": "ilif", "levels": 4, "v_threshold": 1.0, "head_gain": 1.0}
@@ -97,9 +100,8 @@ def fit_run(
     from medspikeformer.engine.checkpoint import load_checkpoint
     from medspikeformer.models import create_model
 
-    class Points(Callback):
+    class StepTimes(Callback):
         def __init__(self) -> None:
-            self.points: list[dict[str, float]] = []
             self.step_times: list[float] = []
             self._t = time.perf_counter()
 
@@ -109,9 +111,6 @@ def fit_run(
             self._t = now
 
         def on_epoch_end(self, epoch: int, row: Any) -> None:
-            if epoch % EVERY == 0 or epoch == 1:
-                seg = row.get("train_bce", float("nan")) + row.get("train_dice", float("nan"))
-                self.points.append({"epoch": epoch, "dsc": row["val_dsc"], "seg": seg})
             self._t = time.perf_counter()
 
     # n_kv 256: the ANN twin's pooled keys as in the CPU recipe (the spiking models ignore it)
@@ -128,30 +127,58 @@ def fit_run(
         "train": {"epochs": epochs, "batch_size": 8, "seed": seed, "progress": False,
                   "init_from": init_from},
     }  # fmt: skip
-    probe = Points()
+    probe = StepTimes()
     t0 = time.perf_counter()
-    result = train(cfg, log=lambda _line: None, callbacks=[probe])
+    # a run interrupted earlier continues (a finished one has nothing left to do)
+    resume = out if (Path(out) / "last.pt").is_file() else None
+    result = train(cfg, resume=resume, log=lambda _line: None, callbacks=[probe])
     wall = time.perf_counter() - t0
+    points, epoch_times = read_points(Path(out) / "metrics.csv")
+    steps = statistics.median(probe.step_times) if probe.step_times else None
+    if steps is None and epoch_times:  # all epochs done before: per step from the epoch times
+        steps = statistics.median(epoch_times) / STEPS_PER_EPOCH
     ckpt = load_checkpoint(Path(out) / "last.pt")
     net = create_model(ckpt["model_name"], **ckpt["model_config"])
     net.load_state_dict(ckpt["state_dict"])
     torch.manual_seed(seed)
     prof = profile_model(net.eval(), size=64)
-    final = probe.points[-1] if probe.points else {}
-    return make_row(
+    final = points[-1] if points else {}
+    row = make_row(
         "fit",
         f"{config} seed {seed}",
         {"config": config, "seed": seed, "epochs": epochs},
-        time_s=statistics.median(probe.step_times) if probe.step_times else None,
+        time_s=steps,
         wall_s=round(wall, 1),
         final_dsc=final.get("dsc"),
         best_dsc=result["best_metrics"].get("val_dsc"),
-        points=probe.points,
+        points=points,
         firing_rate=prof.mean_firing_rate,
         sops_m=prof.sops / 1e6,
         energy_uj=prof.energy_pj / 1e6,
         run_dir=out,
     )
+    (Path(out) / ROW_NAME).write_text(json.dumps(row, indent=1))
+    return row
+
+
+ROW_NAME = "fit_row.json"
+"""A finished run's row, in its folder: a later invocation reuses it instead of training again."""
+STEPS_PER_EPOCH = 2  # 16 images, batch 8
+
+
+def read_points(metrics_csv: Path) -> tuple[list[dict[str, float]], list[float]]:
+    """The recorded points (epoch 1 and every :data:`EVERY`-th: validation DSC, training
+    segmentation loss) and every epoch's time, from a run's ``metrics.csv``."""
+    import csv
+
+    with open(metrics_csv, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    points = [
+        {"epoch": int(r["epoch"]), "dsc": float(r["val_dsc"]),
+         "seg": float(r["train_bce"]) + float(r["train_dice"])}
+        for r in rows if int(r["epoch"]) % EVERY == 0 or int(r["epoch"]) == 1
+    ]  # fmt: skip
+    return points, [float(r["time_s"]) for r in rows]
 
 
 def _mean(values: list[float]) -> str:
@@ -231,27 +258,40 @@ def main(argv: list[str] | None = None) -> int:
             init = str((out / f"{twin_of(config)}-s{seed}" / "last.pt").resolve())
         kwargs = {"config": config, "seed": seed, "epochs": args.epochs, "data_root": args.data_root,
                   "split": split, "out": str((out / f"{config}-s{seed}").resolve()), "init_from": init}  # fmt: skip
-        row = run_isolated("fit_check", "fit_run", kwargs, timeout_s=7200, threads=1)
+        done = Path(kwargs["out"]) / ROW_NAME
+        if done.is_file():
+            row = json.loads(done.read_text())
+        else:
+            row = run_isolated("fit_check", "fit_run", kwargs, timeout_s=7200, threads=1)
         print(f"{config:<18} seed {seed}: {row.get('status')} final DSC {row.get('final_dsc')} "
               f"{row.get('notes', '')}", flush=True)  # fmt: skip
-        rows.append(row)
+        with lock:
+            rows.append(row)
+            write_tables(rows)  # after every run: an interrupted check keeps what it measured
         return row
+
+    lock = threading.Lock()
+    command = " ".join(sys.argv[1:] if argv is None else argv)
+
+    def write_tables(rows: list[Row]) -> None:
+        every = merge_earlier(out / "fit_check.json", rows)
+        done = {r["params"]["config"] for r in every if "params" in r}
+        shown = [c for c in [*CONFIGS, *(f"{c}+twin" for c in CONFIGS)] if c in done]
+        info = machine_info()
+        md = [f"Machine: {info['cpu']}, torch {info['torch']}, {info['date_utc']}; one thread per "
+              f"run, {args.jobs} at once. Command: `python benchmarks/fit_check.py {command}`.",
+              "", *table(every, shown)]  # fmt: skip
+        atomic_write_text(out / "fit_check.md", "\n".join(md) + "\n")
+        atomic_write_text(
+            out / "fit_check.json", json.dumps({"machine": info, "rows": every}, indent=1)
+        )
 
     first = [(c, s) for c in configs if not c.endswith("+twin") for s in seeds]
     then = [(c, s) for c in configs if c.endswith("+twin") for s in seeds]
     with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
         list(pool.map(lambda cs: run(*cs), first))
         list(pool.map(lambda cs: run(*cs), then))
-    rows = merge_earlier(out / "fit_check.json", rows)
-    done = {r["params"]["config"] for r in rows if "params" in r}
-    shown = [c for c in [*CONFIGS, *(f"{c}+twin" for c in CONFIGS)] if c in done]
-    info = machine_info()
-    md = [f"Machine: {info['cpu']}, torch {info['torch']}, {info['date_utc']}; one thread per run, "
-          f"{args.jobs} at once. Command: `python benchmarks/fit_check.py {' '.join(sys.argv[1:] if argv is None else argv)}`.",
-          "", *table(rows, shown)]  # fmt: skip
-    (out / "fit_check.md").write_text("\n".join(md) + "\n")
-    (out / "fit_check.json").write_text(json.dumps({"machine": info, "rows": rows}, indent=1))
-    print("\n".join(md))
+    print((out / "fit_check.md").read_text(), end="")
     return 0
 
 

@@ -363,3 +363,17 @@ def test_main_writes_json_and_markdown(tmp_path) -> None:
     assert all(r.get("mfu") is not None for r in payload["rows"] if r["suite"] == "attention")
     md = (out / "results.md").read_text()
     assert "| suite |" in md and "matmul" in md
+
+
+def test_fit_check_reads_its_points_from_metrics_csv(tmp_path) -> None:
+    """The fitting check's curve comes from the run's metrics.csv (so a resumed or finished run
+    gives the same row): epoch 1 and every 10th, DSC and the segmentation loss bce + dice."""
+    import fit_check
+
+    lines = ["epoch,train_bce,train_dice,val_dsc,time_s"]
+    lines += [f"{e},{0.5 / e},{0.25 / e},{e / 25},{1.0 + e % 2}" for e in range(1, 21)]
+    (tmp_path / "metrics.csv").write_text("\n".join(lines) + "\n")
+    points, times = fit_check.read_points(tmp_path / "metrics.csv")
+    assert [p["epoch"] for p in points] == [1, 10, 20]
+    assert points[1] == {"epoch": 10, "dsc": 0.4, "seg": pytest.approx(0.075)}
+    assert len(times) == 20 and times[:2] == [2.0, 1.0]
