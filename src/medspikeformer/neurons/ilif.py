@@ -130,7 +130,7 @@ class ILIFFunction(torch.autograd.Function):
         (membrane,) = ctx.saved_tensors
         tau, v_threshold, levels, detach_reset, kernels = ctx.params
         grad_x = kernels.run_backward(
-            grad_spikes.to(membrane.dtype).contiguous(),
+            grad_spikes.to(membrane.dtype),
             membrane,
             tau,
             v_threshold,

@@ -47,7 +47,7 @@ def soft_reset_forward(
     """
     beta = 1.0 - 1.0 / tau
     steps = x.shape[0]
-    spikes = torch.empty(x.shape, dtype=x.dtype, device=x.device)
+    spikes = torch.empty_like(x)  # x's layout (channels-last frames stay channels-last)
     membrane = torch.empty_like(spikes) if keep_membrane else None
     u_buf = None if keep_membrane else torch.empty_like(spikes[0])
     h = torch.empty_like(spikes[0])
@@ -235,25 +235,44 @@ uses the same surrogate backward.
 """
 
 
-def _flat(t: torch.Tensor) -> torch.Tensor:
-    """``[T, ...]`` as one contiguous ``[T, N]`` block, detached and not a view: the compiled
-    kernels then meet a single layout whatever the caller passed (stride-0 broadcast over T,
-    channels-last, a slice, a tensor that requires grad), so Dynamo has nothing to guard on but
-    the dtype and ``T`` (a view would add guards on its base's sizes)."""
-    return t.reshape(t.shape[0], -1).contiguous().detach()
+def memory_order(t: torch.Tensor) -> list[int]:
+    """The dimensions of ``t`` in the order its elements lie in memory, time first: ``[0, 1, 2,
+    3, 4]`` for a contiguous ``[T, B, C, H, W]``, ``[0, 1, 3, 4, 2]`` for channels-last frames.
+    Element-wise kernels run in that order so that the spikes keep the layout of their input."""
+    return [0, *sorted(range(1, t.dim()), key=lambda d: -t.stride(d))]
+
+
+def _flat(t: torch.Tensor, order: list[int]) -> torch.Tensor:
+    """``[T, ...]`` as one contiguous ``[T, N]`` block in ``order``, detached and not a view: the
+    compiled kernels then meet a single layout whatever the caller passed (stride-0 broadcast
+    over T, channels-last, a slice, a tensor that requires grad), so Dynamo has nothing to guard
+    on but the dtype and ``T`` (a view would add guards on its base's sizes). For a dense input in
+    its own memory order this is a view of it, no copy."""
+    return t.permute(order).reshape(t.shape[0], -1).contiguous().detach()
+
+
+def _unflat(flat: torch.Tensor, like: torch.Tensor, order: list[int]) -> torch.Tensor:
+    """Inverse of :func:`_flat`: ``like``'s shape, with the layout ``order`` gave the block."""
+    inverse = sorted(range(len(order)), key=order.__getitem__)
+    return flat.view([like.shape[d] for d in order]).permute(inverse)
 
 
 def _compiled_forward(kernel: Callable) -> Callable:
     def forward(x, *params):
-        spikes, membrane = kernel(_flat(x), *params)
-        return spikes.view(x.shape), (None if membrane is None else membrane.view(x.shape))
+        order = memory_order(x)
+        spikes, membrane = kernel(_flat(x, order), *params)
+        return _unflat(spikes, x, order), (
+            None if membrane is None else _unflat(membrane, x, order)
+        )
 
     return forward
 
 
 def _compiled_backward(kernel: Callable) -> Callable:
     def backward(grad_spikes, membrane, *params):
-        return kernel(_flat(grad_spikes), _flat(membrane), *params).view(membrane.shape)
+        order = memory_order(membrane)
+        grads = kernel(_flat(grad_spikes, order), _flat(membrane, order), *params)
+        return _unflat(grads, membrane, order)
 
     return backward
 
@@ -383,7 +402,7 @@ class LIFFunction(torch.autograd.Function):
         # bf16 input gives bf16 spikes and membrane); the recursion's out= buffers need dL/dS in
         # that same dtype whatever dtype the consumer of the spikes sent back.
         grad_x = kernels.run_backward(
-            grad_spikes.to(membrane.dtype).contiguous(),
+            grad_spikes.to(membrane.dtype),
             membrane,
             tau,
             v_threshold,
