@@ -63,6 +63,20 @@ def test_auto_checkpointing_only_for_large_inputs(monkeypatch) -> None:
         create_model("medspikeformer", checkpoint_attention="sometimes")
 
 
+def test_auto_recomputation_on_a_gpu_looks_at_its_memory() -> None:
+    """The paper recipe (T = 4, batch 8, 256², C = 32) recomputes on a CPU but not on an 80 GB
+    GPU; a 16 GB card still recomputes it; a small input never does."""
+    from medspikeformer.models.medspikeformer import recompute_attention
+
+    paper = 4 * 8 * 256 * 256
+    assert recompute_attention(paper, 32, None)
+    assert not recompute_attention(paper, 32, 80 * 2**30)
+    assert recompute_attention(paper, 32, 16 * 2**30)
+    assert recompute_attention(4 * paper, 32, 80 * 2**30)  # batch 32 fills the big card too
+    assert not recompute_attention(2 * 64 * 64, 32, None)
+    assert not recompute_attention(2 * 64 * 64, 32, 8 * 2**30)
+
+
 def test_spike_saving_conv_matches_conv2d() -> None:
     torch.manual_seed(0)
     ref = nn.Conv2d(4, 6, 3, 2, 1)

@@ -61,10 +61,31 @@ DEFAULT_NEURON = "ilif"
 in events (docs/results.md, "Integer spikes"); :data:`PAPER_NETWORK` gives the paper's."""
 
 AUTO_CHECKPOINT_ELEMENTS = 4 * 2 * 256 * 256
-"""``checkpoint_attention="auto"`` recomputes the attention blocks in backward only when an input
-has more than T·B·H·W = this many frame pixels (batch 2 at 256² with T = 4). Measured on 2 CPU
-cores (docs/performance.md): recomputation costs +35 % per step; without it batch 2 at 256² peaks
-at 5.0 GB and batch 8 at 256² at 14.9 GB, with it at 4.4–4.8 GB and 8.8–9.7 GB."""
+"""``checkpoint_attention="auto"`` on a CPU recomputes the attention blocks in backward only when
+an input has more than T·B·H·W = this many frame pixels (batch 2 at 256² with T = 4): there the
+trade was measured (docs/performance.md, "activation checkpointing")."""
+
+TRAINING_BYTES_PER_FRAME_PIXEL = 7_100
+"""Peak training memory per frame pixel (T·B·H·W) of a C = 32 network without recomputation: the
+measured peak of batch 8 at 256², T = 4 (docs/performance.md), divided by its 2.1 M frame pixels.
+On a GPU, ``auto`` compares this estimate (scaled by C / 32) with the device's memory."""
+
+GPU_MEMORY_SHARE = 0.6
+"""``auto`` on a GPU recomputes only when the estimate exceeds this share of the device memory
+(the rest is left to the teacher, the optimiser and the allocator's slack)."""
+
+
+def recompute_attention(
+    frame_pixels: int, base_channels: int, device_memory: int | None
+) -> bool:
+    """``checkpoint_attention="auto"``'s decision: on a CPU (``device_memory`` None) above
+    :data:`AUTO_CHECKPOINT_ELEMENTS` frame pixels; on a GPU with ``device_memory`` bytes only when
+    the network's estimated peak without recomputation would not fit in
+    :data:`GPU_MEMORY_SHARE` of it — an 80 GB card trains the paper recipe without the +35 %."""
+    if device_memory is None:
+        return frame_pixels > AUTO_CHECKPOINT_ELEMENTS
+    estimate = TRAINING_BYTES_PER_FRAME_PIXEL * frame_pixels * base_channels / 32
+    return estimate > GPU_MEMORY_SHARE * device_memory
 
 
 def default_config() -> dict[str, Any]:
@@ -267,13 +288,18 @@ class MedSpikeFormer(SegmentationModel):
     def use_checkpoint(self, x: torch.Tensor) -> bool:
         """Whether this forward recomputes its attention blocks in backward (activation
         checkpointing): only when training with autograd on, and for ``"auto"`` only when
-        ``T·B·H·W > AUTO_CHECKPOINT_ELEMENTS`` (``x``: the ``[B, C, H, W]`` input)."""
+        :func:`recompute_attention` says so for this input and device (``x``: ``[B, C, H, W]``)."""
         mode = self.config["checkpoint_attention"]
         if not (mode and self.training and torch.is_grad_enabled()):
             return False
         if mode == "auto":
             b, _, h, w = x.shape
-            return self.timesteps * b * h * w > AUTO_CHECKPOINT_ELEMENTS
+            memory = None
+            if x.device.type == "cuda":
+                memory = torch.cuda.get_device_properties(x.device).total_memory
+            return recompute_attention(
+                self.timesteps * b * h * w, self.config["base_channels"], memory
+            )
         return True
 
     def encode(self, x: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
