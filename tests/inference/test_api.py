@@ -43,3 +43,21 @@ def test_predictor_from_checkpoint_reads_size_mode_and_threshold(tmp_path: Path)
     manual = Predictor(predictor.model, (SIZE, SIZE), mode="resize").predict_array(image)
     assert np.array_equal(predictor.predict_array(image), manual)
     assert Predictor.from_checkpoint(path, mode="sliding", threshold=0.3).threshold == 0.3
+
+
+def test_onnx_export_without_its_extra_is_one_line_naming_it(monkeypatch, tmp_path) -> None:
+    """A plain install has no onnx: export says which extra installs it, before any work."""
+    import importlib.util
+
+    from medspikeformer import create_model
+    from medspikeformer.errors import ConfigError
+    from medspikeformer.inference.export import export_onnx
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "onnx" else real(name, *a)
+    )
+    model = create_model("medspikeformer", base_channels=4, num_units=2, timesteps=1)
+    with pytest.raises(ConfigError, match=r"needs onnx, .*pip install 'medspikeformer\[export\]'"):
+        export_onnx(model, tmp_path / "m.onnx", size=(16, 16))
+    assert not (tmp_path / "m.onnx").exists()

@@ -28,6 +28,7 @@ run is reported as the fraction of mask pixels (logit ≥ 0) that differ.
 
 from __future__ import annotations
 
+import importlib.util
 import warnings
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -131,7 +132,7 @@ def export_onnx(
     Returns:
         :class:`ExportReport`.
     """
-    import onnx
+    onnx = require_export_extra()
 
     if not MIN_OPSET <= int(opset) <= MAX_OPSET:
         raise ConfigError(f"--opset {opset}: supported ONNX opsets are {MIN_OPSET}…{MAX_OPSET}")
@@ -214,6 +215,23 @@ def _verify(
     report.full_opt_max_abs_error, _, report.full_opt_mask_disagreement = compare_onnx(
         model, onnx_path, inputs, full_optimization=True
     )
+
+
+EXPORT_EXTRA = "pip install 'medspikeformer[export]'"
+"""How to get ONNX export's packages (onnx, onnxruntime, onnxscript; pyproject's ``export``)."""
+
+
+def require_export_extra() -> Any:
+    """The ``onnx`` module, or a one-line ConfigError naming the extra that installs it (and
+    ``onnxscript``, which ``torch.onnx`` needs) in a plain install."""
+    missing = [m for m in ("onnx", "onnxscript") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise ConfigError(
+            f"ONNX export needs {' and '.join(missing)}, not installed here: {EXPORT_EXTRA}"
+        )
+    import onnx
+
+    return onnx
 
 
 def compare_onnx(

@@ -75,9 +75,7 @@ GPU_MEMORY_SHARE = 0.6
 (the rest is left to the teacher, the optimiser and the allocator's slack)."""
 
 
-def recompute_attention(
-    frame_pixels: int, base_channels: int, device_memory: int | None
-) -> bool:
+def recompute_attention(frame_pixels: int, base_channels: int, device_memory: int | None) -> bool:
     """``checkpoint_attention="auto"``'s decision: on a CPU (``device_memory`` None) above
     :data:`AUTO_CHECKPOINT_ELEMENTS` frame pixels; on a GPU with ``device_memory`` bytes only when
     the network's estimated peak without recomputation would not fit in
