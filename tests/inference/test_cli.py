@@ -171,6 +171,11 @@ def test_export_cli(run_dir, tmp_path, capsys):
     assert "max |Δlogit|" in err and "% of mask pixels differ" in err
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     assert session.get_inputs()[0].shape[1:] == [3, SIZE, SIZE]
+    # a binary model's file says how to use it too
+    meta = session.get_modelmeta().custom_metadata_map
+    assert meta["num_classes"] == "1" and meta["activation"] == "sigmoid"
+    assert meta["input_size"] == f"{SIZE}x{SIZE}" and meta["input_channels"] == "3"
+    assert meta["threshold"] == "0.5" and meta["preprocessing_scale"] == "uint8 / 255"
     weights = load_file(str(st_path))
     ckpt = torch.load(run_dir / "best.pt", weights_only=True)
     assert weights.keys() == ckpt["state_dict"].keys()

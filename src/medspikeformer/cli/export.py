@@ -57,8 +57,17 @@ def run(args: argparse.Namespace) -> int:
     if args.onnx is not None:
         from medspikeformer.inference.export import export_onnx
 
+        described: dict[str, object] = {"threshold": ctx.config.train.threshold}
+        if ctx.preprocessing is not None:
+            policy = ctx.preprocessing.to_dict()
+            described |= {f"preprocessing_{k}": policy[k] for k in ("mode", "scale", "resize")}
         report = export_onnx(
-            ctx.model, args.onnx, size=ctx.train_size, opset=args.opset, verify=not args.no_verify
+            ctx.model,
+            args.onnx,
+            size=ctx.train_size,
+            opset=args.opset,
+            verify=not args.no_verify,
+            metadata=described,
         )
         h, w = ctx.train_size
         console.print(

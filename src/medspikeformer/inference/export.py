@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import importlib.util
 import warnings
+from collections.abc import Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
@@ -120,8 +121,13 @@ def export_onnx(
     verify: bool = True,
     verify_batches: int = 2,
     seed: int = 0,
+    metadata: Mapping[str, object] | None = None,
 ) -> ExportReport:
     """Export ``model``'s eval forward to ONNX at input size ``size = (H, W)``.
+
+    The file's metadata (``metadata_props``) says how to use it, for every model: ``num_classes``,
+    ``activation`` (sigmoid / softmax), ``input_size`` (``HxW``), ``input_channels``, plus
+    ``metadata`` (the command line adds the preprocessing — scaling, resize — and the threshold).
 
     Args:
         size: export height and width; must be multiples of ``model.size_divisor``.
@@ -167,16 +173,19 @@ def export_onnx(
             )
         proto = onnx.load(str(tmp))
         onnx.checker.check_model(proto)
-        if int(getattr(model, "num_classes", 1)) > 1:  # how a consumer reads the K logit channels
-            from medspikeformer.inference.sliding import activation_of
+        from medspikeformer.inference.sliding import activation_of
 
-            for key, value in (
-                ("num_classes", str(model.num_classes)),
-                ("activation", activation_of(model)),
-            ):
-                entry = proto.metadata_props.add()
-                entry.key, entry.value = key, value
-            onnx.save(proto, str(tmp))
+        described = {  # how a consumer feeds the graph and reads its logit channels
+            "num_classes": int(getattr(model, "num_classes", 1)),
+            "activation": activation_of(model),
+            "input_size": f"{height}x{width}",
+            "input_channels": in_channels,
+            **dict(metadata or {}),
+        }
+        for key, value in described.items():
+            entry = proto.metadata_props.add()
+            entry.key, entry.value = str(key), str(value)
+        onnx.save(proto, str(tmp))
         report = ExportReport(
             path=out_path,
             input_shape=(batch, in_channels, height, width),
