@@ -125,3 +125,25 @@ def test_decathlon_regions_train_as_multilabel(tmp_path: Path) -> None:
                  "--no-progress", "--grid", "1"]) == 0  # fmt: skip
     summary = json.loads((tmp_path / "ev" / "summary.json").read_text())["metrics"]
     assert summary["dsc_solid"] == pytest.approx(metrics["val_dsc_solid"], abs=1e-9)
+
+
+def test_a_decathlon_folder_trains_its_own_labels(tmp_path: Path) -> None:
+    """Without ``data.labels`` the ``dataset.json`` labels are read (three labels: a 3-class
+    model, recorded in config.yaml), not a binary model of "any id > 0"."""
+    from medspikeformer.engine import train
+    from medspikeformer.engine.config import load_config
+
+    root = make_decathlon(tmp_path)
+    data = {k: v for k, v in _decathlon_data(root, LABELS).items() if k != "labels"}
+    lines: list[str] = []
+    config = {
+        "model": {"name": "medspikeformer", **TINY_MSF},
+        "data": data,
+        "train": {"epochs": 1, "batch_size": 4, "progress": False},
+        "out": str(tmp_path / "run"),
+    }
+    train(config, log=lines.append)
+    ckpt = torch.load(tmp_path / "run" / "best.pt", weights_only=True)
+    assert ckpt["model_config"]["num_classes"] == 3
+    assert load_config(tmp_path / "run" / "config.yaml").data.labels == LABELS
+    assert any("data.labels from the folder's dataset.json" in line for line in lines)

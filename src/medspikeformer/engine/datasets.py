@@ -11,7 +11,7 @@ from typing import Any
 
 from medspikeformer.engine.config import TrainConfig
 
-__all__ = ["dataset_from_config"]
+__all__ = ["dataset_from_config", "labels_of_the_folder"]
 
 
 def dataset_from_config(
@@ -48,3 +48,18 @@ def dataset_from_config(
         kwargs["labels"] = d.labels
     kwargs.update(overrides)
     return data_pkg.build_dataset(d.dataset, split=split, augment=augment, **kwargs)
+
+
+def labels_of_the_folder(config: TrainConfig) -> dict[str, Any] | None:
+    """The class mapping the dataset folder itself declares (a Decathlon / nnU-Net
+    ``dataset.json``) when ``data.labels`` is not given and it names more than one foreground
+    label — else ``None`` (a folder with one foreground label is the binary task either way)."""
+    if config.data.labels is not None:
+        return None
+    from medspikeformer.data.build import build_source
+
+    source = build_source(config.data.dataset, config.data.root, **config.data.options)
+    labels = getattr(source, "labels", None)
+    if not isinstance(labels, dict) or len(labels) <= 2:
+        return None
+    return dict(labels)

@@ -37,7 +37,7 @@ from medspikeformer.engine.config import (
     save_config,
     validate_config,
 )
-from medspikeformer.engine.datasets import dataset_from_config
+from medspikeformer.engine.datasets import dataset_from_config, labels_of_the_folder
 from medspikeformer.engine.distributed import (
     ShardSampler,
     all_reduce_sum,
@@ -730,6 +730,12 @@ def train(
     if resume_dir is not None:
         config.out = str(resume_dir)
     validate_config(config, check_model=False)
+    if resume_dir is None:  # a Decathlon folder's own labels (a resumed run keeps its config's)
+        declared = labels_of_the_folder(config)
+        if declared is not None:
+            config.data.labels = declared
+            (log or print)(f"data.labels from the folder's dataset.json: {declared}")
+            validate_config(config, check_model=False)
     run = _Run(
         config, resume_dir=resume_dir, log=log, callbacks=callbacks, resume_force=resume_force
     )
