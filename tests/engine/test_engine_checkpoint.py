@@ -156,9 +156,10 @@ def test_wrong_model_names_both(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError) as info:
         load_weights_into(bigger, path)
     msg = str(info.value)
-    assert "small.pt" in msg and "'base_channels': 4" in msg and "'base_channels': 8" in msg
+    assert "small.pt" in msg and "base_channels: checkpoint 4, this run 8" in msg
+    assert "--set model.base_channels=4" in msg
     unet = create_model("unet", **TINY_UNET)
-    with pytest.raises(CheckpointError, match=r"holds model 'medspikeformer'.*into model 'unet'"):
+    with pytest.raises(CheckpointError, match=r"holds model 'medspikeformer', not the 'unet'"):
         load_weights_into(unet, path)
     with pytest.raises(CheckpointError, match="'unet' was asked for"):
         load_model(path, expected_model="unet")

@@ -159,3 +159,18 @@ def test_a_registered_logger_is_a_config_name(tmp_path: Path, monkeypatch) -> No
     assert epochs == [1, 2]
     with pytest.raises(ConfigError, match="unknown logger 'nope'"):
         validate_config(load_config(overrides={"train": {"loggers": ["nope"]}}))
+
+
+def test_fine_tuning_another_config_names_the_keys_and_leaves_no_folder(
+    first_run: Path, tmp_path: Path
+) -> None:
+    """The error names each differing option with the value that would fit (not two whole
+    configs), and the run folder it had created is gone again."""
+    cfg = tiny_config(tmp_path / "ft", train={"init_from": str(first_run / "best.pt")})
+    cfg["model"] = {**cfg["model"], "timesteps": cfg["model"].get("timesteps", 2) + 1}
+    with pytest.raises(CheckpointError) as err:
+        train(cfg, log=quiet)
+    message = str(err.value)
+    assert "timesteps: checkpoint" in message and "--set model.timesteps=" in message
+    assert len(message) < 400, message
+    assert not (tmp_path / "ft").exists()

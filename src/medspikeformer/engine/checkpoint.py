@@ -407,8 +407,17 @@ def load_weights_into(model: nn.Module, path: str | os.PathLike[str]) -> dict[st
     own_name, own_config = model.model_name, model.config
     if ckpt["model_name"] != own_name:
         raise CheckpointError(
-            f"{path}: checkpoint holds model {ckpt['model_name']!r} "
-            f"(config {ckpt['model_config']}), which cannot be loaded into model {own_name!r}"
+            f"{path}: checkpoint holds model {ckpt['model_name']!r}, not the {own_name!r} this run "
+            f"builds; train model {ckpt['model_name']!r} (--model {ckpt['model_name']})"
+        )
+    differ = config_differences_of_models(ckpt["model_config"], own_config)
+    if differ:
+        fix = " ".join(f"--set model.{k}={ckpt['model_config'][k]!r}" for k, _, _ in differ[:3])
+        listed = "; ".join(f"{k}: checkpoint {a!r}, this run {b!r}" for k, a, b in differ[:4])
+        more = f"; … {len(differ) - 4} more" if len(differ) > 4 else ""
+        raise CheckpointError(
+            f"{path}: its model differs from the one this run builds ({listed}{more}); "
+            f"build the checkpoint's ({fix}) or start from scratch"
         )
     load_state_dict_checked(
         model,
@@ -417,6 +426,20 @@ def load_weights_into(model: nn.Module, path: str | os.PathLike[str]) -> dict[st
         target=f"model {own_name!r} (config {own_config})",
     )
     return ckpt
+
+
+def config_differences_of_models(
+    saved: Mapping[str, Any], own: Mapping[str, Any]
+) -> list[tuple[str, Any, Any]]:
+    """``(option, saved value, own value)`` for every model option the two configs set
+    differently that changes the weights' shapes or meaning (``compile_neurons`` and
+    ``checkpoint_attention`` only change speed and memory)."""
+    speed_only = {"compile_neurons", "checkpoint_attention"}
+    return [
+        (k, saved[k], own[k])
+        for k in sorted(set(saved) & set(own))
+        if k not in speed_only and saved[k] != own[k]
+    ]
 
 
 def export_safetensors(ckpt_path: str | os.PathLike[str], out_path: str | os.PathLike[str]) -> Path:

@@ -14,6 +14,7 @@ from (seed, e, rank), so a resumed run repeats an uninterrupted one exactly.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 import os
@@ -172,6 +173,7 @@ class _Run:
         out = cfg.out or f"runs/{cfg.data.dataset}-{cfg.model.name}"
         self.run_dir = Path(out)
         if self.main:
+            self.created_dir = not self.run_dir.exists()
             ensure_writable_dir(self.run_dir)
             self.lock = RunLock(self.run_dir).acquire()
         barrier(self.dist)
@@ -670,6 +672,13 @@ class _Run:
         write_json(self.run_dir / "summary.json", plain(summary))
         plot_training_curves(self.run_dir / "metrics.csv", self.run_dir / "training_curves.png")
 
+    def remove_if_left_empty(self) -> None:
+        """A run that failed before writing anything leaves no empty folder behind (only the one
+        it created; a folder that existed before is never touched)."""
+        if getattr(self, "created_dir", False):
+            with contextlib.suppress(OSError):
+                self.run_dir.rmdir()  # refuses a folder that is not empty
+
     def close(self) -> None:
         if self.lock is not None:
             self.lock.release()
@@ -739,11 +748,15 @@ def train(
     run = _Run(
         config, resume_dir=resume_dir, log=log, callbacks=callbacks, resume_force=resume_force
     )
+    set_up = False
     try:
         run.setup()
+        set_up = True
         return run.run()
     finally:
         run.close()
+        if not set_up:
+            run.remove_if_left_empty()
 
 
 def _sha256(path: Path) -> str:
