@@ -52,3 +52,28 @@ def test_under_the_cpu_recipe_the_paper_row_drops_the_twin_stage(tmp_path) -> No
     ilif = resolve_row_config(spec, by["medspikeformer_ilif"], 0, tmp_path / "b", shared)
     assert paper.model.options["neuron"] == "lif" and paper.train.init_from is None
     assert ilif.model.options["neuron"] == "ilif" and ilif.train.init_from == "twin"
+
+
+def test_cpu_paper_is_the_former_cpu_recipe_with_the_lif_pinned() -> None:
+    """``cpu-paper`` resolves to what ``cpu`` resolved to before integer spikes became the
+    default (the recipe of the "Where we stand" figures; its values as they were shipped), so
+    those figures still come from one command."""
+    from medspikeformer.engine.config import (
+        config_from_dict,
+        config_to_dict,
+        find_config_file,
+        merge_dicts,
+        read_yaml,
+    )
+
+    former = {
+        "model": {"base_channels": 8, "timesteps": 2, "head_gain": 4.0, "v_threshold": 0.5,
+                  "n_kv": 256, "neuron": "lif", "head": "spike"},
+        "data": {"size": 64, "augment": "strong", "num_workers": 0},
+        "optim": {"lr": 2.0e-3},
+        "scheduler": {"name": "cosine"},
+        "train": {"epochs": 100, "batch_size": 8},
+    }  # fmt: skip
+    base = read_yaml(find_config_file("kvasir", "config"))
+    expected = config_to_dict(config_from_dict(merge_dicts(base, former)))
+    assert config_to_dict(load_config("kvasir", recipe="cpu-paper")) == expected
