@@ -117,3 +117,21 @@ def test_show_synthetic(tmp_path: Path) -> None:
         == 0
     )
     assert Image.open(out).mode == "P"
+
+
+def test_check_counts_only_matched_pairs(kvasir_root: Path, capsys) -> None:
+    """Images whose masks are all gone are not "pairs found": they are counted apart."""
+    for mask in (kvasir_root / "Kvasir-SEG" / "masks").iterdir():
+        mask.unlink()
+    assert main(["data", "check", "kvasir", "--root", str(kvasir_root)]) == 1
+    out = capsys.readouterr().out
+    assert "pairs found: 0" in out and "without their other half: 6" in out
+
+
+def test_data_help_names_every_subcommand(capsys) -> None:
+    import pytest
+
+    with pytest.raises(SystemExit):
+        main(["data", "--help"])
+    usage = capsys.readouterr().out.splitlines()[0]
+    assert "{check,show,list}" in usage

@@ -33,7 +33,7 @@ def _parse_options(items: list[str] | None) -> dict[str, Any]:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("data", help="check a dataset folder or preview its pairs")
-    sub = p.add_subparsers(dest="data_command", metavar="{check,show}")
+    sub = p.add_subparsers(dest="data_command")
     sub.required = True
 
     def common(q: argparse.ArgumentParser) -> None:
@@ -78,6 +78,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     ls = sub.add_parser("list", help="list dataset names")
     ls.set_defaults(func=run)
+    sub.metavar = "{" + ",".join(sub.choices) + "}"  # every sub-command, as registered
 
 
 def run(args: argparse.Namespace) -> int:
@@ -122,7 +123,11 @@ def _check(args: argparse.Namespace, options: dict[str, Any]) -> int:
     )
     parts = ", ".join(f"{k}: {v}" for k, v in sorted(summary["parts"].items()) if k != "unassigned")
     parts = f"official parts {parts}" if parts else "no official split"
-    con.print(f"  pairs found: {summary['pairs']}   decoded OK: {summary['checked']}   ({parts})")
+    unpaired = summary.get("unpaired", 0)
+    alone = f"   without their other half: {unpaired}" if unpaired else ""
+    con.print(
+        f"  pairs found: {summary['pairs']}{alone}   decoded OK: {summary['checked']}   ({parts})"
+    )
     if "image_size" in summary:
         s = summary["image_size"]
         con.print(

@@ -44,7 +44,8 @@ class CheckReport:
 
     dataset: str
     root: str
-    pairs: int = 0
+    pairs: int = 0  # image/mask pairs matched
+    unpaired: int = 0  # images or masks without their other half
     checked: int = 0
     errors: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -72,6 +73,7 @@ class CheckReport:
             "dataset": self.dataset,
             "root": self.root,
             "pairs": self.pairs,
+            "unpaired": self.unpaired,
             "checked": self.checked,
             "errors": len(self.errors),
             "parts": self.parts,
@@ -197,9 +199,8 @@ def check_source(source: DatasetSource, progress: bool = True, labels: Any = Non
         report.errors.append(
             f"{source.root}: duplicate sample id {dup!r} ({', '.join(files[:3])}): rename one"
         )
-    report.pairs = len(scan.samples) + sum(
-        "no mask" in p or "without a matching" in p for p in scan.problems
-    )
+    report.pairs = len(scan.samples)  # matched image/mask pairs only
+    report.unpaired = sum("no mask" in p or "without a matching" in p for p in scan.problems)
     for s in scan.samples:
         key = s.part or "unassigned"
         report.parts[key] = report.parts.get(key, 0) + 1
