@@ -92,6 +92,27 @@ def test_predict_cli(run_dir, tmp_path):
         assert Image.open(out / mode / "a_overlay.png").size == (90, 70)
 
 
+def test_predict_on_a_folder_says_what_it_skips_and_reads_subfolders_when_asked(
+    run_dir, tmp_path, capsys
+):
+    src = tmp_path / "in"
+    (src / "more").mkdir(parents=True)
+    rng = np.random.default_rng(1)
+    Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(src / "a.png")
+    Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(src / "more" / "a.png")
+    (src / "notes.txt").write_text("not an image")
+    ckpt = str(run_dir / "best.pt")
+    assert main(["predict", ckpt, str(src), "--out", str(tmp_path / "flat"), "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    assert "not read: 1 subfolder(s) (--recursive reads them), 1 file(s) of other types" in err
+    assert sorted(p.name for p in (tmp_path / "flat").iterdir()) == ["a_mask.png"]
+    rc = main(["predict", ckpt, str(src), "--out", str(tmp_path / "deep"), "--recursive",
+               "--no-progress"])  # fmt: skip
+    assert rc == 0
+    assert sorted(p.name for p in (tmp_path / "deep").iterdir()) == ["a-2_mask.png", "a_mask.png"]
+    assert "subfolder" not in capsys.readouterr().err
+
+
 def test_predict_and_evaluate_optimise_unless_exact(run_dir, tmp_path, monkeypatch):
     """predict/evaluate load the model optimised for inference by default; --exact runs it as
     trained (the load is observed, and both paths write their outputs)."""

@@ -33,6 +33,12 @@ def register(subparsers: Any) -> None:
     p.add_argument("--sw-batch-size", type=int, default=4, help="windows per forward pass")
     p.add_argument("--tta", action="store_true", help="flip test-time augmentation")
     p.add_argument("--overlay", action="store_true", help="also write <name>_overlay.png")
+    p.add_argument(
+        "--recursive",
+        action="store_true",
+        help="read the images of a folder's subfolders too (outputs side by side in --out; "
+        "repeated names get -2, -3 …)",
+    )
     p.add_argument("--png-slices", action="store_true", help="NIfTI: also a PNG per slice")
     p.add_argument(
         "--ct-window",
@@ -67,6 +73,7 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
+    from medspikeformer.errors import printable
     from medspikeformer.inference import resolve_device
     from medspikeformer.inference.context import load_context, policy_warnings
     from medspikeformer.inference.predict import DEFAULT_CT_WINDOW, Predictor, predict_paths
@@ -98,6 +105,7 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         precision=args.precision,
     )
+    skipped: list[str] = []
     results = predict_paths(
         predictor,
         args.images,
@@ -105,7 +113,11 @@ def run(args: argparse.Namespace) -> int:
         overlay=args.overlay,
         png_slices=args.png_slices,
         progress=not args.no_progress,
+        recursive=args.recursive,
+        skipped=skipped,
     )
+    for line in skipped:
+        console.print(printable(line))
     n_files = sum(len(v) for v in results.values())
     console.print(
         f"predicted {len(results)} input(s) ({mode}, training size "

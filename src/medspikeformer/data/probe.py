@@ -50,8 +50,12 @@ def output_stem(path: Path) -> str:
     return name[: -len(".nii.gz")] if name.lower().endswith(".nii.gz") else path.stem
 
 
-def expand_inputs(paths: Sequence[str | Path]) -> list[Path]:
-    """Files as given; directories → their supported images (sorted, not recursive).
+def expand_inputs(
+    paths: Sequence[str | Path], recursive: bool = False, skipped: list[str] | None = None
+) -> list[Path]:
+    """Files as given; directories → their supported images (sorted; with ``recursive`` those of
+    every subfolder too). What a folder holds but is not read — subfolders (without
+    ``recursive``), files of other types — is described in ``skipped``, one line per folder.
 
     Raises:
         DataError: a path that does not exist, a file of an unsupported type, or a directory with
@@ -62,7 +66,14 @@ def expand_inputs(paths: Sequence[str | Path]) -> list[Path]:
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            found = sorted(p for p in path.iterdir() if p.is_file() and is_supported(p))
+            entries = sorted(path.rglob("*") if recursive else path.iterdir())
+            found = [p for p in entries if p.is_file() and is_supported(p)]
+            folders = 0 if recursive else sum(p.is_dir() for p in entries)
+            others = sum(p.is_file() and not is_supported(p) for p in entries)
+            if skipped is not None and (folders or others):
+                parts = [f"{folders} subfolder(s) (--recursive reads them)"] if folders else []
+                parts += [f"{others} file(s) of other types"] if others else []
+                skipped.append(f"{path}: not read: {', '.join(parts)}")
             if not found:
                 raise DataError(
                     f"{path}: no images in this folder (looked for {', '.join(IMAGE_SUFFIXES)}, "

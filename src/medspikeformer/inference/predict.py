@@ -477,9 +477,12 @@ def predict_paths(
     overlay: bool = False,
     png_slices: bool = False,
     progress: bool = False,
+    recursive: bool = False,
+    skipped: list[str] | None = None,
 ) -> dict[Path, list[Path]]:
-    """Expand ``inputs`` (files and folders) and predict each; returns input → written files."""
-    paths = expand_inputs(inputs)
+    """Expand ``inputs`` (files and folders; ``recursive``: subfolders too) and predict each;
+    returns input → written files. What folders hold but is not read goes to ``skipped``."""
+    paths = expand_inputs(inputs, recursive=recursive, skipped=skipped)
     out_dir = Path(out_dir)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
