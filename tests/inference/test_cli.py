@@ -92,6 +92,31 @@ def test_predict_cli(run_dir, tmp_path):
         assert Image.open(out / mode / "a_overlay.png").size == (90, 70)
 
 
+def test_evaluate_a_labelled_folder_with_other_names(run_dir, tmp_path):
+    """A new folder whose masks are named otherwise: evaluate takes the loader options train
+    takes (``-o`` / ``--set data.options.KEY=VALUE``)."""
+    root = tmp_path / "mine"
+    (root / "images").mkdir(parents=True)
+    (root / "labels").mkdir()
+    rng = np.random.default_rng(2)
+    for i in range(4):
+        Image.fromarray(rng.integers(0, 256, (SIZE, SIZE, 3), dtype=np.uint8)).save(
+            root / "images" / f"c{i}.png"
+        )
+        mask = np.zeros((SIZE, SIZE), np.uint8)
+        mask[4:12, 4:12] = 255
+        Image.fromarray(mask).save(root / "labels" / f"c{i}_seg.png")
+    out = tmp_path / "ev"
+    rc = main(["evaluate", str(run_dir / "best.pt"), "--dataset", "folder", "--data-root",
+               str(root), "--split", "all", "-o", "mask_dir=labels",
+               "--set", "data.options.mask_suffix=_seg", "--out", str(out), "--no-progress",
+               "--grid", "0"])  # fmt: skip
+    assert rc == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["info"]["dataset"] == "folder" and summary["metrics"]["num_images"] == 4
+    assert main(["evaluate", str(run_dir / "best.pt"), "--set", "train.epochs=3"]) == 2
+
+
 def test_predict_on_a_folder_says_what_it_skips_and_reads_subfolders_when_asked(
     run_dir, tmp_path, capsys
 ):

@@ -6,29 +6,7 @@ import argparse
 import json
 from typing import Any
 
-#: ``--set data.options.KEY=VALUE`` (as ``train`` spells a loader option) or ``-o KEY=VALUE``.
-OPTION_PREFIX = "data.options."
-
-
-def _parse_options(items: list[str] | None) -> dict[str, Any]:
-    import yaml
-
-    from medspikeformer.errors import ConfigError
-
-    out: dict[str, Any] = {}
-    for item in items or []:
-        if "=" not in item:
-            raise ConfigError(f"--set expects data.options.KEY=VALUE, got {item!r}")
-        key, value = item.split("=", 1)
-        key = key.strip()
-        key = key[len(OPTION_PREFIX) :] if key.startswith(OPTION_PREFIX) else key
-        if not key or "." in key:
-            raise ConfigError(
-                f"--set {item!r}: data check/show take loader options only, "
-                f"{OPTION_PREFIX}KEY=VALUE"
-            )
-        out[key] = yaml.safe_load(value)
-    return out
+from medspikeformer.cli.options import add_loader_option_argument, parse_loader_options
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -39,16 +17,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     def common(q: argparse.ArgumentParser) -> None:
         q.add_argument("name", help="dataset name (see `medspikeformer data list`)")
         q.add_argument("--root", "--data-root", default=None, help="dataset folder as downloaded")
-        q.add_argument(
-            "--set",
-            "--option",
-            "-o",
-            dest="option",
-            action="append",
-            metavar="data.options.KEY=VALUE",
-            help="loader option as train spells it, e.g. --set data.options.mask_suffix=_mask "
-            "(short: -o mask_suffix=_mask; repeatable)",
-        )
+        add_loader_option_argument(q)
 
     c = sub.add_parser("check", help="counts, missing pairs, size mismatches, non-binary masks")
     common(c)
@@ -87,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     if args.data_command == "list":
         print("\n".join(list_datasets()))
         return 0
-    options = _parse_options(args.option)
+    options = parse_loader_options(args.option, command="data check/show")
     if args.data_command == "check":
         return _check(args, options)
     return _show(args, options)

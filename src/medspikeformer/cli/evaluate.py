@@ -11,7 +11,11 @@ import copy
 from pathlib import Path
 from typing import Any
 
-from medspikeformer.cli.options import add_exact_option
+from medspikeformer.cli.options import (
+    add_exact_option,
+    add_loader_option_argument,
+    parse_loader_options,
+)
 
 HELP = "evaluate a checkpoint on a dataset split (mIoU, DSC, Acc, Spe, Sen, per-image Dice/IoU)"
 
@@ -35,6 +39,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--num-workers", type=int, default=0)
     p.add_argument("--cache-dir", help="decoded-array cache folder ('off' to disable)")
+    add_loader_option_argument(p)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 …")
     p.add_argument(
         "--precision",
@@ -140,6 +145,8 @@ def run(args: argparse.Namespace) -> int:
     cfg.data.dataset, cfg.data.root, cfg.data.split_spec = dataset, root, spec
     if not same_dataset:
         cfg.data.options = {}  # loader options of another dataset do not apply
+    # a folder with other names (mask suffix, subfolders…): the loader options train takes
+    cfg.data.options = {**cfg.data.options, **parse_loader_options(args.option, "evaluate")}
     # Where the cache writes is the command line's choice, never the checkpoint's: a file from
     # someone else must not pick a folder on this machine to write into.
     cfg.data.cache_dir = args.cache_dir

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
+
+#: ``--set data.options.KEY=VALUE`` (as ``train`` spells a loader option) or ``-o KEY=VALUE``.
+OPTION_PREFIX = "data.options."
 
 
 def add_exact_option(parser: argparse.ArgumentParser) -> None:
@@ -14,3 +18,40 @@ def add_exact_option(parser: argparse.ArgumentParser) -> None:
         help="run the model as trained: BN not folded, the LIF backend of its config "
         "(default: folded BN and the compiled LIF, faster; masks can differ at rare ties)",
     )
+
+
+def add_loader_option_argument(parser: argparse.ArgumentParser) -> None:
+    """``--set data.options.KEY=VALUE`` / ``-o KEY=VALUE`` of the commands that read a dataset
+    folder (``data check|show``, ``evaluate``): loader options as ``train`` spells them."""
+    parser.add_argument(
+        "--set",
+        "--option",
+        "-o",
+        dest="option",
+        action="append",
+        metavar="data.options.KEY=VALUE",
+        help="loader option as train spells it, e.g. --set data.options.mask_suffix=_mask "
+        "(short: -o mask_suffix=_mask; repeatable)",
+    )
+
+
+def parse_loader_options(items: list[str] | None, command: str) -> dict[str, Any]:
+    """``{KEY: value}`` of :func:`add_loader_option_argument`'s items (values parsed as YAML
+    scalars); anything else is one ConfigError line naming ``command``."""
+    import yaml
+
+    from medspikeformer.errors import ConfigError
+
+    out: dict[str, Any] = {}
+    for item in items or []:
+        if "=" not in item:
+            raise ConfigError(f"--set expects data.options.KEY=VALUE, got {item!r}")
+        key, value = item.split("=", 1)
+        key = key.strip()
+        key = key[len(OPTION_PREFIX) :] if key.startswith(OPTION_PREFIX) else key
+        if not key or "." in key:
+            raise ConfigError(
+                f"--set {item!r}: {command} take loader options only, {OPTION_PREFIX}KEY=VALUE"
+            )
+        out[key] = yaml.safe_load(value)
+    return out
