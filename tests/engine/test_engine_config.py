@@ -126,6 +126,11 @@ def test_set_values_are_parsed_and_typed(epochs: int, lr: float, stages: list[in
         (["data.dataset=imagenet"], "unknown dataset 'imagenet'"),
         (["model.name=resnet50"], "resnet50"),
         (["data.size=100"], "not divisible by 8"),
+        # NaN / inf at any depth: nested sections, model and loader options, lists
+        (["teacher.align.weight=.nan"], r"teacher\.align\.weight=nan must be a finite"),
+        (["teacher.align.weight=.inf"], r"teacher\.align\.weight=inf must be a finite"),
+        (["model.head_gain=.nan"], r"model\.head_gain=nan must be a finite"),
+        (["data.options.threshold=.inf"], r"data\.options\.threshold=inf must be a finite"),
     ],
 )
 def test_invalid_values_raise_config_error(sets: list[str], message: str) -> None:

@@ -658,19 +658,26 @@ MAX_TRAIN_SIZE = 4096
 
 
 def _check_finite(config: TrainConfig) -> None:
-    """Every float of the config finite (``.nan`` / ``.inf`` pass ``lr <= 0``-style checks)."""
-    for section in dataclasses.fields(config):
-        value = getattr(config, section.name)
-        if not dataclasses.is_dataclass(value):
-            continue
-        for f in dataclasses.fields(value):
-            item = getattr(value, f.name)
-            items = item if isinstance(item, (list, tuple)) else [item]
-            for x in items:
-                if isinstance(x, float) and not math.isfinite(x):
-                    raise ConfigError(
-                        f"config value {section.name}.{f.name}={item!r} must be a finite number"
-                    )
+    """Every float of the config finite, at any depth — nested sections (``teacher.align``),
+    dicts (model and loader options) and lists alike (``.nan`` / ``.inf`` pass ``lr <= 0``-style
+    checks: every comparison with NaN is false)."""
+
+    def walk(value: Any, where: str) -> None:
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"config value {where}={value!r} must be a finite number")
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            for f in dataclasses.fields(value):
+                name = f"{where}.{f.name}" if where else f.name
+                # model options are spelled model.KEY (the YAML's flat model section)
+                walk(getattr(value, f.name), "model" if name == "model.options" else name)
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                walk(item, f"{where}.{key}")
+        elif isinstance(value, (list, tuple)):
+            for item in value:
+                walk(item, where)
+
+    walk(config, "")
 
 
 def _check_dataset_name(name: str) -> None:
