@@ -174,3 +174,17 @@ def test_fine_tuning_another_config_names_the_keys_and_leaves_no_folder(
     assert "timesteps: checkpoint" in message and "--set model.timesteps=" in message
     assert len(message) < 400, message
     assert not (tmp_path / "ft").exists()
+
+
+def test_a_run_with_compiled_neurons_says_it_compiles_first(tmp_path: Path) -> None:
+    """The first batch of a ``compile_neurons: true`` run compiles for tens of seconds: one line
+    says so before it (and none for an eager run)."""
+    from medspikeformer.engine.trainer import _compiles_neurons
+    from medspikeformer.models import create_model
+    from tiny_models import TINY_MSF
+
+    assert _compiles_neurons(create_model("medspikeformer", **TINY_MSF, compile_neurons=True))
+    assert not _compiles_neurons(create_model("medspikeformer", **TINY_MSF))
+    lines: list[str] = []
+    train(tiny_config(tmp_path / "e", train={"epochs": 1}), log=lines.append)
+    assert not any("compiling the neurons" in line for line in lines)

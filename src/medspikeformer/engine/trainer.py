@@ -559,6 +559,9 @@ class _Run:
             + (f" × {self.dist.world_size} ranks" if self.dist.enabled else "")
             + f" → {self.run_dir}"
         )
+        if start <= cfg.train.epochs and _compiles_neurons(self.student):
+            self.log("compiling the neurons' fused kernels on the first batch (tens of seconds on "
+                     "a CPU, once per shape; cached in TORCHINDUCTOR_CACHE_DIR)")  # fmt: skip
         last_val: dict[str, Any] = {}
         stopped_early = stopped_on_time = False
         t_start = time.perf_counter()
@@ -757,6 +760,13 @@ def train(
         run.close()
         if not set_up:
             run.remove_if_left_empty()
+
+
+def _compiles_neurons(model: nn.Module) -> bool:
+    """Whether ``model`` runs any neuron on the fused (``torch.compile``d) backend."""
+    from medspikeformer.neurons import LIFNeuron
+
+    return any(isinstance(m, LIFNeuron) and m.backend == "fused" for m in model.modules())
 
 
 def _sha256(path: Path) -> str:
