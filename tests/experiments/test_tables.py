@@ -197,3 +197,24 @@ def test_plots_are_written(tmp_path, results) -> None:
     for path in (bars, scatter):
         with Image.open(path) as im:
             assert im.format == "PNG" and im.size[0] > 300 and im.size[1] > 200
+
+
+@pytest.mark.parametrize(
+    ("limits", "expected"),
+    [((0.601, 0.602), (0.5515, 0.6515)), ((0.0, 0.01), (0.0, 0.1)), ((0.99, 1.0), (0.9, 1.0)),
+     ((0.2, 0.8), (0.2, 0.8))],
+)  # fmt: skip
+def test_a_metric_axis_never_zooms_below_a_tenth(limits, expected) -> None:
+    """Rows 0.001 apart must not fill the whole axis (the accuracy-vs-energy scatter did)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from medspikeformer.experiments.plots import MIN_METRIC_SPAN, _at_least
+
+    fig, ax = plt.subplots()
+    ax.set_ylim(*limits)
+    _at_least(ax, MIN_METRIC_SPAN)
+    assert ax.get_ylim() == pytest.approx(expected)
+    plt.close(fig)

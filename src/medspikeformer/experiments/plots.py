@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from medspikeformer.experiments.tables import RowSummary
 from medspikeformer.outputs import atomic_path
@@ -82,6 +83,23 @@ def plot_metric_bars(
     return out_png
 
 
+MIN_METRIC_SPAN = 0.1
+"""Smallest y range of a metric axis: rows 0.001 apart must not look a whole axis apart."""
+
+
+def _at_least(ax: Any, span: float) -> None:
+    """Widen the y axis around its centre to ``span`` when the data spans less (clipped to
+    [0, 1], where every metric here lives)."""
+    lo, hi = ax.get_ylim()
+    if hi - lo >= span:
+        return
+    centre = (lo + hi) / 2
+    lo, hi = max(0.0, centre - span / 2), min(1.0, centre + span / 2)
+    if hi - lo < span:  # against a bound: extend the other way
+        lo, hi = (0.0, span) if lo == 0.0 else (1.0 - span, 1.0)
+    ax.set_ylim(lo, hi)
+
+
 def plot_accuracy_vs_energy(
     summaries: Sequence[RowSummary],
     out_png: str | Path,
@@ -120,6 +138,7 @@ def plot_accuracy_vs_energy(
         )
         ax.annotate(s.label, (e, m), textcoords="offset points", xytext=(5, 4), fontsize=7)
     ax.margins(x=0.2, y=0.15)
+    _at_least(ax, MIN_METRIC_SPAN)
     energies = [s.values["energy_mj"][0] for s in points]
     if energies and min(energies) > 0 and max(energies) / min(energies) > 20:
         ax.set_xscale("log")
