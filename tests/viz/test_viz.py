@@ -222,3 +222,19 @@ def test_predict_overlay_uses_the_data_show_colour():
     theirs = data_show_overlay(img, mask > 0).astype(int)
     assert np.abs(ours[8:12, 8:12] - theirs[8:12, 8:12]).max() <= 1
     assert ours[10, 10, 1] > ours[10, 10, 0]  # green dominates inside the mask
+
+
+def test_many_curves_each_get_their_own_colour_and_a_legend_below(tmp_path):
+    """A 3-class run logs more than ten metric curves: none repeats a colour, and the legend
+    moves below the panel (the figure grows) instead of covering the lines."""
+    from medspikeformer.viz.curves import line_colours
+
+    for count in (3, 10, 14, 25):
+        colours = line_colours(count)
+        assert len(colours) == count and len(set(colours)) == count
+    names = [f"val_dice_class{i}" for i in range(12)]
+    rows = [[e, 1.0 / e, *[0.1 * e / (i + 1) for i in range(12)]] for e in (1, 2, 3)]
+    path = tmp_path / "metrics.csv"
+    _write_csv(path, ["epoch", "train_total", *names], rows)
+    width, height = Image.open(plot_training_curves(path, tmp_path / "c.png")).size
+    assert width == 1000 and height > 420

@@ -87,11 +87,28 @@ def sort_columns(columns: list[str]) -> dict[str, list[str]]:
     return panels
 
 
+CURVES_IN_PANEL = 10
+"""Curves a panel's legend may cover; beyond (per-class metrics) the legend goes below it."""
+
+
+def line_colours(count: int) -> list[tuple[float, ...]]:
+    """``count`` distinct colours: matplotlib's ``tab10`` up to 10 lines, ``tab20`` up to 20, then
+    evenly spaced hues (the default cycle repeats after 10, and per-class curves exceed it)."""
+    from matplotlib import colormaps
+
+    if count <= 10:
+        return [colormaps["tab10"](i) for i in range(count)]
+    if count <= 20:
+        return [colormaps["tab20"](i) for i in range(count)]
+    return [colormaps["hsv"](i / count) for i in range(count)]
+
+
 def plot_training_curves(metrics_csv: str | Path, out_png: str | Path) -> Path:
     """Draw each loss term, the validation mIoU/DSC and the learning rate per epoch.
 
     Headless (matplotlib's Agg canvas, no pyplot state). The PNG is 1500 × 420 pixels with the
-    learning-rate panel, 1000 × 420 without.
+    learning-rate panel, 1000 × 420 without; taller when a panel has more than :data:`CURVES_IN_PANEL` curves (their
+    legend goes below the panel, and every curve has its own colour: :func:`line_colours`).
 
     Returns:
         The path written.
@@ -107,23 +124,34 @@ def plot_training_curves(metrics_csv: str | Path, out_png: str | Path) -> Path:
     if not panels["losses"] and not panels["metrics"]:
         raise DataError(f"{metrics_csv}: no loss or metric columns to plot (columns: {list(data)})")
     shown = [p for p in ("losses", "metrics", "lr") if panels[p] or p != "lr"]
-    fig = Figure(figsize=(5.0 * len(shown), 4.2), dpi=100)
+    # a panel with many curves (per-class metrics) has its legend below it: room for its rows
+    below = max(
+        [(len(panels[p]) + 1) // 2 for p in shown if len(panels[p]) > CURVES_IN_PANEL] or [0]
+    )
+    fig = Figure(figsize=(5.0 * len(shown), 4.2 + (0.3 + 0.14 * below if below else 0)), dpi=100)
     axes = fig.subplots(1, len(shown), squeeze=False)[0]
     titles = {"losses": "training losses", "metrics": "validation metrics", "lr": "learning rate"}
     for ax, panel in zip(axes, shown):
-        for name in panels[panel]:
+        colours = line_colours(len(panels[panel]))
+        for name, colour in zip(panels[panel], colours, strict=True):
             key = name.lower()
             style = ":" if re.search(r"mean_dice|mean_iou", key) else "-"
             if panel == "losses" and key.startswith("val"):
                 style = "--"
-            ax.plot(x, data[name], style, marker="." if n < 30 else None, label=name, linewidth=1.2)
+            ax.plot(x, data[name], style, marker="." if n < 30 else None, label=name,
+                    linewidth=1.2, color=colour)  # fmt: skip
         ax.set_title(titles[panel], fontsize=10)
         ax.set_xlabel("epoch")
         ax.grid(True, alpha=0.3)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         if panels[panel]:
-            many = len(panels[panel]) > 6
-            ax.legend(fontsize=6 if many else 7, ncol=2 if many else 1, loc="best", framealpha=0.7)
+            count = len(panels[panel])
+            if count > CURVES_IN_PANEL:  # per-class curves: the legend goes below, off the lines
+                ax.legend(fontsize=6, ncol=2, loc="upper center", bbox_to_anchor=(0.5, -0.14))
+            else:
+                many = count > 6
+                ax.legend(fontsize=6 if many else 7, ncol=2 if many else 1, loc="best",
+                          framealpha=0.7)  # fmt: skip
         if panel == "metrics":
             ax.set_ylim(0.0, 1.0)
         if panel == "lr" and all(v > 0 for name in panels["lr"] for v in data[name] if v == v):
