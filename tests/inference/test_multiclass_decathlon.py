@@ -147,3 +147,45 @@ def test_a_decathlon_folder_trains_its_own_labels(tmp_path: Path) -> None:
     assert ckpt["model_config"]["num_classes"] == 3
     assert load_config(tmp_path / "run" / "config.yaml").data.labels == LABELS
     assert any("data.labels from the folder's dataset.json" in line for line in lines)
+
+
+def test_nifti_predict_repeats_the_intensity_rule_of_training(tmp_path: Path, capsys) -> None:
+    """A Decathlon model was trained on each case's 0.5–99.5 percentile window: predict on a
+    NIfTI volume uses that rule (not the CT lung window, under which the toy volume's values,
+    about 0…2, would all land in one grey level), and a --ct-window that departs from it is one
+    warning line."""
+    from medspikeformer.engine import train
+    from medspikeformer.inference.predict import Predictor
+
+    root = make_decathlon(tmp_path)
+    config = {
+        "model": {"name": "medspikeformer", **TINY_MSF},
+        "data": _decathlon_data(root, LABELS),
+        "train": {"epochs": 1, "batch_size": 4, "progress": False},
+        "out": str(tmp_path / "run"),
+    }
+    train(config, log=lambda _msg: None)
+    best = tmp_path / "run" / "best.pt"
+    recorded = torch.load(best, weights_only=True)["preprocessing"]["intensity"]
+    assert recorded == {"window": "percentile", "range": [0.5, 99.5]}
+
+    spans: list[int] = []
+    real = Predictor.predict_array
+
+    def spy(self, image, *args, **kwargs):
+        spans.append(int(image.max()) - int(image.min()))
+        return real(self, image, *args, **kwargs)
+
+    volume = next((root / "imagesTr").iterdir())
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(Predictor, "predict_array", spy)
+        assert main(["predict", str(best), str(volume), "--out", str(tmp_path / "p"),
+                     "--no-progress"]) == 0  # fmt: skip
+        assert spans and min(spans) > 100  # the case's own range spread over 0…255
+        assert "warning" not in capsys.readouterr().err
+        spans.clear()
+        assert main(["predict", str(best), str(volume), "--out", str(tmp_path / "q"),
+                     "--ct-window", "-1000", "400", "--no-progress"]) == 0  # fmt: skip
+        assert max(spans) <= 2  # the lung window squeezes it into one or two grey levels
+    err = capsys.readouterr().err
+    assert "warning:" in err and "0.5–99.5 percentile range; --ct-window -1000 400" in err

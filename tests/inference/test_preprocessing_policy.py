@@ -97,3 +97,23 @@ def test_explain_warns_on_a_size_override(trained: Path, image: Path, tmp_path: 
     assert rc == 0 and out.is_file()
     err = capsys.readouterr().err
     assert "warning: " in err and "--size 64 64" in err
+
+
+@pytest.mark.parametrize(
+    "intensity",
+    [{"window": [-1000.0, 400.0]}, {"window": "percentile", "range": [0.5, 99.5]}, None],
+)
+def test_the_intensity_rule_round_trips(intensity) -> None:
+    policy = training_policy(64, 1, intensity)
+    back = PreprocessingPolicy.from_dict(policy.to_dict())
+    assert back == policy and back.intensity == intensity
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [{"window": [400, -1000]}, {"window": "percentile"}, {"window": [0, float("nan")]}, "lung"],
+)
+def test_a_malformed_intensity_rule_is_a_checkpoint_error(bad) -> None:
+    entry = {**training_policy(64, 1).to_dict(), "intensity": bad}
+    with pytest.raises(CheckpointError, match="preprocessing intensity"):
+        PreprocessingPolicy.from_dict(entry, where="x.pt")

@@ -46,7 +46,9 @@ def register(subparsers: Any) -> None:
         nargs=2,
         metavar=("LO", "HI"),
         default=None,
-        help="NIfTI intensity window for non-8-bit volumes (default: lung window -1000 400 HU)",
+        help="NIfTI intensity window for non-8-bit volumes (default: the rule training recorded "
+        "— a Decathlon model's per-case percentile range, a CT model's window —, else the lung "
+        "window -1000 400 HU)",
     )
     p.add_argument("--size", type=int, nargs="+", metavar=("H", "W"), help="override training size")
     p.add_argument(
@@ -75,7 +77,11 @@ def run(args: argparse.Namespace) -> int:
 
     from medspikeformer.errors import printable
     from medspikeformer.inference import resolve_device
-    from medspikeformer.inference.context import load_context, policy_warnings
+    from medspikeformer.inference.context import (
+        intensity_warnings,
+        load_context,
+        policy_warnings,
+    )
     from medspikeformer.inference.predict import DEFAULT_CT_WINDOW, Predictor, predict_paths
 
     console = Console(stderr=True, markup=False, highlight=False, soft_wrap=True)
@@ -89,6 +95,13 @@ def run(args: argparse.Namespace) -> int:
     threshold = args.threshold
     if threshold is None:
         threshold = ctx.config.train.threshold
+    # NIfTI volumes: the intensity rule training recorded, unless --ct-window says otherwise
+    policy = ctx.preprocessing
+    percentile = policy.percentile_range() if args.ct_window is None else None
+    ct_window = tuple(args.ct_window) if args.ct_window else policy.fixed_window()
+    ct_window = ct_window or DEFAULT_CT_WINDOW
+    for message in intensity_warnings(policy, args.ct_window):
+        console.print(f"warning: {args.checkpoint}: {message}")
     predictor = Predictor(
         model=ctx.model,
         train_size=ctx.train_size,
@@ -100,7 +113,8 @@ def run(args: argparse.Namespace) -> int:
         sw_batch_size=args.sw_batch_size,
         block=args.block,
         max_pixels=args.max_pixels,
-        ct_window=tuple(args.ct_window) if args.ct_window else DEFAULT_CT_WINDOW,
+        ct_window=ct_window,
+        percentile_window=percentile,
         device=device,
         progress=not args.no_progress,
         precision=args.precision,

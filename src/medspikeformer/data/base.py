@@ -134,6 +134,11 @@ class DatasetSource:
     #: bump when decoding changes, so old cache entries are not reused
     version: ClassVar[int] = 1
 
+    def intensity(self) -> dict[str, Any] | None:
+        """How this layout turns voxel values into 0…255 (a volume's window), recorded in the
+        checkpoints (``PreprocessingPolicy.intensity``); ``None`` for 8-bit images."""
+        return None
+
     def __init__(self, root: str | Path | None = None, **options: Any) -> None:
         unknown = sorted(set(options) - set(self.options))
         if unknown:

@@ -139,10 +139,12 @@ def training_payload(
     *,
     train_config: Mapping[str, Any],
     resume: Mapping[str, Any] | None = None,
+    intensity: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """best.pt (``resume=None``) or last.pt: the student's :func:`checkpoint.build_payload` plus,
     for last.pt, the ``resume`` section. ``resume`` holds ``scheduler`` (or None), ``rng`` (every
-    rank's :func:`capture_rng`) and ``dist`` (:class:`DistInfo`)."""
+    rank's :func:`capture_rng`) and ``dist`` (:class:`DistInfo`); ``intensity``: the training
+    data's rule for volumes (``DatasetSource.intensity``), recorded in the preprocessing policy."""
     student = ckpt_mod.unwrap_model(step.student)
     payload = ckpt_mod.build_payload(
         student,
@@ -150,7 +152,7 @@ def training_payload(
         metrics=metrics,
         train_config=train_config,
         # how training turned images into inputs: what predict / explain repeat by default
-        preprocessing=training_policy(step.cfg.data.size, student.in_channels).to_dict(),
+        preprocessing=training_policy(step.cfg.data.size, student.in_channels, intensity).to_dict(),
     )
     if loop.init is not None:
         payload["init"] = loop.init

@@ -424,6 +424,7 @@ class _Run:
             resume={"scheduler": self.sched, "rng": self._rng_all, "dist": self.dist}
             if with_resume
             else None,
+            intensity=self.train_set.source.intensity(),
         )
 
     # -------------------------------------------------------------- epochs

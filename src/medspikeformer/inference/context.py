@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import typing
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -204,6 +205,26 @@ def policy_warnings(
             "may differ"
         )
     return out
+
+
+def intensity_warnings(policy: PreprocessingPolicy, ct_window: Sequence[float] | None) -> list[str]:
+    """One message when ``--ct-window`` (None = not given) departs from the intensity rule the
+    model's volumes were trained with (:attr:`PreprocessingPolicy.intensity`)."""
+    if ct_window is None or policy.intensity is None:
+        return []
+    given = (float(ct_window[0]), float(ct_window[1]))
+    if policy.fixed_window() == given:
+        return []
+    if policy.percentile_range() is not None:
+        lo, hi = policy.percentile_range()
+        trained = f"each volume windowed to its own {lo:g}–{hi:g} percentile range"
+    else:
+        lo, hi = policy.fixed_window()
+        trained = f"volumes windowed to [{lo:g}, {hi:g}]"
+    return [
+        f"the model was trained on {trained}; --ct-window {given[0]:g} {given[1]:g} feeds it "
+        "other intensities, so results may differ"
+    ]
 
 
 def load_teacher(

@@ -101,6 +101,8 @@ class Predictor:
         max_pixels: refuse images with more pixels than this.
         progress: show a per-pixel progress bar for images of more than one block.
         ct_window: ``(lo, hi)`` Hounsfield window for NIfTI volumes not already in 0…255.
+        percentile_window: instead of ``ct_window``, each volume windowed to this range of its own
+            voxel percentiles (``(0.5, 99.5)``: how the Decathlon reader trains).
         precision: ``fp32``, ``bf16``, ``fp16`` or ``auto`` (bf16 on CUDA): the autocast of the
             forward passes (probabilities are float32 either way).
     """
@@ -116,6 +118,7 @@ class Predictor:
     block: int = DEFAULT_BLOCK
     max_pixels: int = DEFAULT_MAX_PIXELS
     ct_window: tuple[float, float] = DEFAULT_CT_WINDOW
+    percentile_window: tuple[float, float] | None = None
     device: torch.device | str = "cpu"
     progress: bool = False
     precision: str = "fp32"
@@ -387,12 +390,16 @@ class Predictor:
         ras = apply_orientation(data, to_ras)
         del data
         grey = bool(ras.min() >= 0 and ras.max() <= 255)
+        window = self.ct_window
+        if self.percentile_window is not None and not grey:  # the case's own range, as trained
+            lo, hi = (float(v) for v in np.percentile(ras, self.percentile_window))
+            window = (lo, hi if hi > lo else lo + 1.0)
         labels_ras = np.zeros(ras.shape, dtype=np.uint8)
         slice_dir = out_dir / f"{stem}_slices"
         written: list[Path] = []
         for z in range(ras.shape[2]):
             view = axial_slice(ras, z)
-            img = np.round(view).astype(np.uint8) if grey else window_ct(view, self.ct_window)
+            img = np.round(view).astype(np.uint8) if grey else window_ct(view, window)
             mask = self.predict_array(img)
             ids = mask // 255 if mask_is_binary(self.model) else mask
             labels_ras[:, :, z] = np.rot90(ids[:, ::-1], k=-1)  # inverse of axial_slice

@@ -139,6 +139,11 @@ class Covid19Source(DatasetSource):
                     )
         return root
 
+    def intensity(self) -> dict[str, Any] | None:
+        """NIfTI volumes: the CT window of ``window`` (a volume already in 0…255 is taken as
+        grey, by training and predict alike)."""
+        return {"window": [float(v) for v in self.opts["window"]]} if self.form == "nifti" else None
+
     def cache_options(self) -> dict[str, Any]:
         return {
             "form": self.form,

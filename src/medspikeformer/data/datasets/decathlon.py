@@ -100,10 +100,15 @@ def load_volume(path: Path) -> tuple[np.ndarray, None]:
     return _volume(str(path), path.stat().st_mtime_ns), None
 
 
+PERCENTILE_RANGE = (0.5, 99.5)
+"""The default window of a volume: this range of its own voxel values (nnU-Net's foreground
+clipping, over the whole case)."""
+
+
 @functools.lru_cache(maxsize=4)
 def _percentiles(path: str, mtime_ns: int) -> tuple[float, float]:
     vol, _ = load_volume(Path(path))
-    lo, hi = np.percentile(vol, (0.5, 99.5))  # over all channels of a v1 4-D volume
+    lo, hi = np.percentile(vol, PERCENTILE_RANGE)  # over all channels of a v1 4-D volume
     return float(lo), float(hi if hi > lo else lo + 1.0)
 
 
@@ -247,6 +252,14 @@ class DecathlonSource(DatasetSource):
                 vol = vol[..., c]
             planes.append(_slice(vol, axis, z))
         return planes
+
+    def intensity(self) -> dict[str, Any] | None:
+        """Volumes: the ``window`` option, else each case's 0.5–99.5 percentile range."""
+        if not self.is_volume:
+            return None
+        if self.opts["window"] is not None:
+            return {"window": [float(v) for v in self.opts["window"]]}
+        return {"window": "percentile", "range": list(PERCENTILE_RANGE)}
 
     def _window(self, sample: Sample, index: int) -> tuple[float, float]:
         if self.opts["window"] is not None:
