@@ -18,8 +18,10 @@ $(STAMP): pyproject.toml
 	# torch beside a GPU driver says so in one warning line at the start of every run.
 	$(PY) -m pip install --quiet torch==$(TORCH_VERSION) $(TORCH_PIP_ARGS)
 	$(PY) -m pip install --quiet -e '.[dev]'
-	# Test-time reference only; --no-deps keeps torchvision/torchaudio out.
-	$(PY) -m pip install --quiet --no-deps spikingjelly==2.0.0 loguru
+	# Test-time reference only, beside the environment rather than in it (tests/conftest.py puts
+	# it on sys.path): installed --no-deps into the environment, pip would print a dependency
+	# conflict (no torchvision) at every later install.
+	$(PY) -m pip install --quiet --no-deps --upgrade --target $(VENV)/reference spikingjelly==2.0.0 loguru
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -7,6 +7,8 @@ a random upstream gradient. Spikingjelly (the field's reference implementation, 
 
 from __future__ import annotations
 
+import os
+import sys
 from typing import Any
 
 import torch
@@ -18,6 +20,9 @@ VARIANTS = ("eager", "compiled", "spikingjelly")
 
 def _spikingjelly_node() -> torch.nn.Module | None:
     try:
+        reference = os.path.join(sys.prefix, "reference")  # where `make install` puts it
+        if os.path.isdir(reference) and reference not in sys.path:
+            sys.path.append(reference)
         from spikingjelly.activation_based import neuron, surrogate
     except Exception:
         return None

@@ -5,6 +5,7 @@ Tests run with two xdist workers on two cores, so each worker uses one intra-op 
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,6 +13,13 @@ import pytest
 import torch
 
 torch.set_num_threads(1)
+
+#: Test-time references installed outside the environment's package list (``make install``:
+#: ``pip install --target <venv>/reference``), so that pip never reports their missing
+#: dependencies (spikingjelly's torchvision) in that environment; found after everything else.
+REFERENCE_DIR = Path(sys.prefix) / "reference"
+if REFERENCE_DIR.is_dir() and str(REFERENCE_DIR) not in sys.path:
+    sys.path.append(str(REFERENCE_DIR))
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
