@@ -90,10 +90,17 @@ def test_show_writes_png(busi_root: Path, tmp_path: Path) -> None:
         )
         == 0
     )
+    from medspikeformer.data.check import CAPTION_HEIGHT
+
     grid = np.asarray(Image.open(out))
-    assert grid.shape == (2 * 32 + 0, 3 * 32 + 2 * 4, 3)
+    top = CAPTION_HEIGHT
+    assert grid.shape == (top + 2 * 32, 3 * 32 + 2 * 4, 3)
+    # each tile opens with its sample id: dark text on a white band
+    for col in range(3):
+        band = grid[:top, col * 36 : col * 36 + 32]
+        assert band.min() < 100 and np.median(band) == 255
     # bottom row is the overlay: green tint where the mask is
-    assert (grid[32:, :, 1].astype(int) - grid[32:, :, 0]).max() > 50
+    assert (grid[top + 32 :, :, 1].astype(int) - grid[top + 32 :, :, 0]).max() > 50
 
 
 def test_show_synthetic(tmp_path: Path) -> None:

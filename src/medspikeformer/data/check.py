@@ -269,8 +269,29 @@ def overlay(
     return rgb
 
 
+CAPTION_HEIGHT = 14
+
+
+def id_caption(text: str, width: int) -> np.ndarray:
+    """A white band ``CAPTION_HEIGHT`` × ``width`` with ``text`` (printable-escaped, cut to fit
+    with "…" → "..") in black: which file a tile of ``data show`` is."""
+    import cv2
+
+    from medspikeformer.errors import printable
+
+    band = np.full((CAPTION_HEIGHT, width, 3), 255, np.uint8)
+    text = printable(text).encode("ascii", "replace").decode()
+    scale, thick = 0.35, 1
+    while text and cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thick)[0][0] > width - 4:
+        text = text[:-3] + ".." if len(text) > 3 else text[:-1]
+    cv2.putText(band, text, (2, CAPTION_HEIGHT - 4), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0),
+                thick, cv2.LINE_AA)  # fmt: skip
+    return band
+
+
 def preview_grid(dataset: Any, n: int = 8, columns: int | None = None) -> np.ndarray:
-    """Grid of ``n`` evenly spaced pairs: for each, the image above its mask overlay. uint8 RGB."""
+    """Grid of ``n`` evenly spaced pairs: for each, its sample id above the image above its mask
+    overlay. uint8 RGB."""
     if len(dataset) == 0:
         raise DataError("nothing to show: the dataset split is empty")
     n = min(n, len(dataset))
@@ -279,7 +300,8 @@ def preview_grid(dataset: Any, n: int = 8, columns: int | None = None) -> np.nda
     for i in idx:
         img, mask = dataset.load_arrays(int(i))
         rgb = np.repeat(img[..., None], 3, axis=2) if img.ndim == 2 else img
-        tiles.append(np.concatenate([rgb, overlay(img, mask)], axis=0))
+        caption = id_caption(str(dataset.samples[int(i)].id), rgb.shape[1])
+        tiles.append(np.concatenate([caption, rgb, overlay(img, mask)], axis=0))
     columns = columns or len(tiles)
     rows = []
     h, w = tiles[0].shape[:2]
