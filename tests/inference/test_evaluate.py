@@ -38,8 +38,30 @@ def test_metrics_equal_manual_computation(tiny_model, synthetic):
     assert result.metrics.keys() >= {"miou", "dsc", "acc", "spe", "sen", "mean_dice", "mean_iou"}
     for key, value in expected.items():
         assert result.metrics[key] == pytest.approx(value, abs=1e-12), key
+    boundary = [{k: r.pop(k) for k in ("hd95", "nsd")} for r in result.per_image]
     assert result.per_image == manual.per_image()
     assert [r["id"] for r in result.per_image] == [synthetic[i]["id"] for i in range(6)]
+    # HD95 and NSD per image are MONAI's, on the thresholded masks at the evaluated size
+    from monai.metrics import compute_hausdorff_distance, compute_surface_dice
+
+    with torch.no_grad():
+        for i, scores in enumerate(boundary):
+            item = synthetic[i]
+            pred = torch.sigmoid(tiny_model(item["image"][None])) >= 0.5
+            truth = item["mask"][None] >= 0.5
+            if pred.any() != truth.any():
+                assert scores == {"hd95": None, "nsd": None}
+                continue
+
+            def onehot(m):
+                return torch.cat([~m, m], dim=1).float()
+
+            hd = compute_hausdorff_distance(onehot(pred), onehot(truth), percentile=95)
+            nsd = compute_surface_dice(onehot(pred), onehot(truth), class_thresholds=[2.0])
+            assert scores["hd95"] == pytest.approx(float(hd), abs=1e-4)
+            assert scores["nsd"] == pytest.approx(float(nsd), abs=1e-4)
+    defined = [b["hd95"] for b in boundary if b["hd95"] is not None]
+    assert result.metrics["hd95"] == pytest.approx(sum(defined) / len(defined))
 
 
 def test_threshold_is_used(pointwise, synthetic):
@@ -88,13 +110,14 @@ def test_reports_written(tiny_model, synthetic, tmp_path):
     with paths["csv"].open() as fh:
         rows = list(csv.DictReader(fh))
     assert len(rows) == len(synthetic)
-    assert set(rows[0]) == {"id", "dice", "iou", "tp", "fp", "fn", "tn"}
+    assert set(rows[0]) == {"id", "dice", "iou", "tp", "fp", "fn", "tn", "hd95", "nsd"}
     assert float(rows[0]["dice"]) == pytest.approx(result.per_image[0]["dice"], abs=1e-6)
     summary = json.loads(paths["json"].read_text())
     assert summary["metrics"]["miou"] == pytest.approx(result.metrics["miou"])
     assert summary["info"]["note"] == "x" and summary["threshold"] == 0.5
     md = paths["markdown"].read_text()
     assert "| mIoU |" in md and "| DSC |" in md and "Lowest per-image Dice" in md
+    assert "HD95" in md and "NSD" in md
     assert len(result.samples) == 2
     image, mask, probs, _ = result.samples[0]
     assert image.shape == (3, SIZE, SIZE) and mask.shape == probs.shape == (1, SIZE, SIZE)

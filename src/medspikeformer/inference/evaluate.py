@@ -44,7 +44,11 @@ METRIC_LABELS = {
     "sen": "Sen",
     "mean_dice": "mean Dice (per image)",
     "mean_iou": "mean IoU (per image)",
+    "hd95": "HD95 (px, mean per image)",
+    "hd95_median": "HD95 (px, median)",
+    "nsd": "NSD at 2 px (mean per image)",
 }
+BOUNDARY_METRICS = ("hd95", "hd95_median", "nsd")
 
 
 @dataclass
@@ -93,6 +97,8 @@ class EvalResult:
         """Write the per-image rows (``id, dice, iou, tp, fp, fn, tn``; K classes: then
         ``dice_<name>, iou_<name>`` per class) as CSV."""
         columns = ["id", "dice", "iou", "tp", "fp", "fn", "tn"]
+        if self.per_image and "hd95" in self.per_image[0]:
+            columns += ["hd95", "nsd"]  # empty where undefined (exactly one mask empty)
         for name in self.class_names:
             columns += [f"dice_{name}", f"iou_{name}"]
         buffer = io.StringIO()
@@ -100,7 +106,14 @@ class EvalResult:
         writer.writeheader()
         for row in self.per_image:
             writer.writerow(
-                {k: (f"{row[k]:.6f}" if isinstance(row[k], float) else row[k]) for k in columns}
+                {
+                    k: (
+                        f"{row[k]:.6f}"
+                        if isinstance(row[k], float)
+                        else ("" if row[k] is None else row[k])
+                    )
+                    for k in columns
+                }
             )
         return atomic_write_text(path, buffer.getvalue())
 
@@ -113,9 +126,14 @@ class EvalResult:
         lines.append(f"- **flip TTA**: {'yes' if self.tta_flip else 'no'}")
         lines.append(f"- **images**: {self.metrics.get('num_images', len(self.per_image))}")
         lines += ["", "| metric | value |", "|---|---|"]
-        for key in (*GLOBAL_METRICS, *MEAN_METRICS):
-            if key in self.metrics:
+        for key in (*GLOBAL_METRICS, *MEAN_METRICS, *BOUNDARY_METRICS):
+            if self.metrics.get(key) is not None:
                 lines.append(f"| {METRIC_LABELS[key]} | {self.metrics[key]:.4f} |")
+        if self.metrics.get("boundary_undefined"):
+            lines.append(
+                f"\nHD95 and NSD leave out {self.metrics['boundary_undefined']} image(s) where "
+                "exactly one of prediction and truth is empty (undefined)."
+            )
         if self.class_names:
             lines += [
                 "",
@@ -178,6 +196,7 @@ def evaluate(
     info: dict[str, Any] | None = None,
     precision: str = "fp32",
     class_names: list[str] | None = None,
+    boundary: bool = True,
 ) -> EvalResult:
     """Evaluate ``model`` on a dataset (items ``{"image", "mask", "id"}``) or a loader of batches.
 
@@ -194,11 +213,14 @@ def evaluate(
             forward passes; probabilities and metrics are computed in float32.
         class_names: names of a K-class model's channels (``data.labels``) for the per-class
             metrics; default ``class0`` … .
+        boundary: binary models: HD95 and normalised surface Dice per image, in pixels of the
+            evaluated masks (:mod:`medspikeformer.metrics.boundary`), their means in the metrics.
 
     Returns:
         :class:`EvalResult` with the global metrics and the per-image rows.
     """
     from medspikeformer.metrics import SegmentationMetrics
+    from medspikeformer.metrics.boundary import boundary_scores, summarise_boundary
     from medspikeformer.precision import autocast
 
     dev = resolve_device(device)
@@ -214,6 +236,7 @@ def evaluate(
     )
     loader = _as_loader(dataset_or_loader, batch_size, num_workers)
     samples: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, str]] = []
+    boundaries: list[tuple[float | None, float | None]] = []
     total = len(loader) if hasattr(loader, "__len__") else None
     iterator: Iterable[dict[str, Any]] = loader
     if progress_enabled(progress):
@@ -235,18 +258,29 @@ def evaluate(
                 )
             ids = _batch_ids(batch, seen, images.shape[0])
             metrics.update(probs, masks, ids)
+            if k == 1 and boundary:  # outline distances of each binary mask pair
+                preds = (probs >= threshold).squeeze(1).cpu().numpy()
+                truths = (masks >= 0.5).squeeze(1).cpu().numpy()
+                for pred, truth in zip(preds, truths, strict=True):
+                    boundaries.append(boundary_scores(pred, truth))
             for i in range(images.shape[0]):
                 if len(samples) >= keep_samples:
                     break
                 samples.append((images[i].cpu(), masks[i].cpu(), probs[i].cpu(), ids[i]))
             seen += images.shape[0]
     values = metrics.compute()
+    rows = metrics.per_image()
+    if boundaries:
+        for row, (hd95, nsd) in zip(rows, boundaries, strict=True):
+            row["hd95"], row["nsd"] = hd95, nsd
+        values.update(summarise_boundary([b[0] for b in boundaries], "hd95"))
+        values["nsd"] = summarise_boundary([b[1] for b in boundaries], "nsd")["nsd"]
     for key, value in values.items():
         if isinstance(value, float) and not math.isfinite(value):
             values[key] = None
     return EvalResult(
         metrics=dict(values),
-        per_image=metrics.per_image(),
+        per_image=rows,
         threshold=float(threshold),
         tta_flip=bool(tta_flip),
         info=dict(info or {}),
