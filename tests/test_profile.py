@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -255,7 +256,10 @@ def test_cli_profile_reports_both_neurons(tmp_path: Path, capsys) -> None:
         events = profile_model(model, size=32)
     assert data["sops"] == pytest.approx(ref.sops) and data["sops"] == pytest.approx(events.sops)
     assert data["energy_pj"] == pytest.approx(events.energy_pj)
+    assert data["neuron"] == "I-LIF, D = 3"
     capsys.readouterr()
+    assert main([*argv, "--neuron", "lif"]) == 0
+    assert re.search(r"neuron \(spikes counted\)\s+│\s+LIF\s+│", capsys.readouterr().out)
     assert main([*argv, "--neuron", "xlif"]) == 2
     assert capsys.readouterr().err.strip() == "error: unknown neuron 'xlif'; choose from lif, ilif"
 

@@ -74,6 +74,7 @@ class ProfileReport:
     neurons: list[NeuronProfile] = field(default_factory=list)
     e_mac_pj: float = E_MAC_PJ
     e_ac_pj: float = E_AC_PJ
+    neuron: str = ""  # e.g. "I-LIF, D = 4" / "LIF": which spikes the counts are of
 
     @property
     def params_excluded(self) -> int:
@@ -113,6 +114,8 @@ class ProfileReport:
         )
         t.add_column("quantity")
         t.add_column("value", justify="right")
+        if self.neuron:
+            t.add_row("neuron (spikes counted)", self.neuron)
         t.add_row("parameters (inference)", f"{self.params:,} ({self.params / 1e6:.3f} M)")
         if self.params_excluded:
             t.add_row(

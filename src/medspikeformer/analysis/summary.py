@@ -142,4 +142,14 @@ def summarise(
         neurons=neurons,
         e_mac_pj=e_mac,
         e_ac_pj=e_ac,
+        neuron=neuron_label(model) if spiking else "",
     )
+
+
+def neuron_label(model: nn.Module) -> str:
+    """``I-LIF, D = 4`` or ``LIF`` from a model's ``neuron`` / ``levels`` options ("" if none)."""
+    config = getattr(model, "config", None) or {}
+    kind = config.get("neuron") if isinstance(config, dict) else None
+    if kind == "ilif":
+        return f"I-LIF, D = {config.get('levels')}"
+    return "LIF" if kind == "lif" else ""
