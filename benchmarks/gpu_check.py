@@ -488,6 +488,9 @@ def _measure_row(c: Check, row: dict[str, Any], batch: int, size: int, part: dic
     except Exception as exc:  # one row must not end the part
         row["status"] = "failed"
         row["error"] = _first_line(exc)
+    except Interrupted:
+        row["status"] = "interrupted"
+        raise
     finally:
         dropped = forget_failed_lif_kernels()
         if dropped:
@@ -590,7 +593,7 @@ def part_trace(c: Check, part: dict[str, Any]) -> None:
 
 
 def part_compile(c: Check, part: dict[str, Any]) -> None:
-    """Part 4: ``train.compile: true`` with recomputation off and on: compile and step time."""
+    """Part 4: ``train.compile: true`` with recomputation on and off: compile and step time."""
     import bench_train
 
     if not c.cuda:
@@ -598,7 +601,8 @@ def part_compile(c: Check, part: dict[str, Any]) -> None:
     batch, size = _step_shape(c)
     part.update(batch=batch, size=size, rows=[])
     with cudnn_benchmark(True):
-        for recompute in (False, True):
+        # Recomputation on first: the form Dynamo could not trace (issue 24, item 1).
+        for recompute in (True, False):
             row: dict[str, Any] = {"recompute": recompute}
             part["rows"].append(row)
             if not c.time_left(40):
@@ -633,6 +637,9 @@ def part_compile(c: Check, part: dict[str, Any]) -> None:
                 del step
             except Exception as exc:
                 row.update(status="failed", error=_first_line(exc))
+            except Interrupted:
+                row["status"] = "interrupted"
+                raise
             if notes:
                 row["notes"] = notes[:5]
             torch.cuda.empty_cache()
@@ -705,14 +712,14 @@ def epoch_split(epochs: list[dict[str, float]]) -> Iterator[None]:
     ckpt.save_checkpoint = timed("ckpt_s", save)
     try:
         yield
-    finally:
+    finally:  # also when interrupted: the epochs timed so far are kept
         run_cls.train_epoch, run_cls.validate, ckpt.save_checkpoint = train_epoch, validate, save
-    for e in epochs:
-        e["epoch_s"] = e.pop("end", e["start"]) - e.pop("start")
-        e["step_s"] = e["train_s"] - e["data_wait_s"]
-        e["other_s"] = e["epoch_s"] - e["train_s"] - e["val_s"] - e["ckpt_s"]
-        for k in list(e):
-            e[k] = round(e[k], 3)
+        for e in epochs:
+            e["epoch_s"] = e.pop("end", e["start"]) - e.pop("start")
+            e["step_s"] = e["train_s"] - e["data_wait_s"]
+            e["other_s"] = e["epoch_s"] - e["train_s"] - e["val_s"] - e["ckpt_s"]
+            for k in list(e):
+                e[k] = round(e[k], 3)
 
 
 def part_loader(c: Check, part: dict[str, Any]) -> None:
@@ -768,6 +775,9 @@ def part_loader(c: Check, part: dict[str, Any]) -> None:
             )
         except Exception as exc:
             row.update(status="failed", error=_first_line(exc), epochs=epochs)
+        except Interrupted:
+            row.update(status="interrupted", epochs=epochs)
+            raise
         c.save()
 
 
@@ -1025,9 +1035,9 @@ PARTS: dict[str, tuple[Callable[[Check, dict], None], float, float]] = {
     # shared, and a row skipped for time there would hide a broken code path.
     "preflight": (part_preflight, 20, 20),
     "tests": (part_tests, 60, 60),
-    "step": (part_step, 120, 60),
+    "step": (part_step, 150, 60),
     "trace": (part_trace, 25, 30),
-    "compile": (part_compile, 100, 5),
+    "compile": (part_compile, 90, 5),
     "loader": (part_loader, 90, 40),
     "precision": (part_precision, 15, 20),
     "deterministic": (part_deterministic, 30, 30),

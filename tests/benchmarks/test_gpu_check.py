@@ -205,3 +205,21 @@ def test_a_failing_part_is_recorded_and_the_rest_runs(tmp_path: Path, monkeypatc
 def test_unknown_part_is_a_usage_error() -> None:
     with pytest.raises(SystemExit):
         gpu_check.parse_args(["--parts", "step,warp"])
+
+
+def test_an_interrupt_inside_training_keeps_the_epoch_timed_so_far(tmp_path: Path, monkeypatch):
+    from medspikeformer.engine import trainer as trainer_mod
+
+    def validate_then_signal(self, epoch):
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(trainer_mod._Run, "validate", validate_then_signal)
+    out = tmp_path / "gc"
+    argv = ["--device", "cpu", "--quick", "--out", str(out), "--parts", "loader"]
+    assert gpu_check.main(argv) == 130
+    loader = json.loads((out / "part5_loader.json").read_text())
+    assert loader["status"] == "interrupted"
+    (row,) = loader["rows"]
+    assert row["status"] == "interrupted" and len(row["epochs"]) == 1
+    assert row["epochs"][0]["step_s"] > 0 and row["epochs"][0]["ckpt_s"] == 0
+    assert trainer_mod._Run.validate is validate_then_signal  # the timers were taken off again
