@@ -61,6 +61,8 @@ def test_quick_step_rows_say_what_ran_and_against_which_peak(quick_run: tuple[in
     for r in measured:
         assert r["step_ms"] > 0 and r["mfu"] > 0 and r["ops_per_step"] > 0
         assert r["lif_backend"] == "eager"
+        # tiny frames: auto decides against recomputation, as off does
+        assert r["recomputes"] is False
         assert r["peak_used"] == ("bf16" if r["precision"] == "bf16" else "fp32")
     assert step["peaks"]["bf16"]["gflops"] > 0 and "tf32" not in step["peaks"]
 
