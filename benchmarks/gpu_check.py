@@ -588,7 +588,7 @@ def part_trace(c: Check, part: dict[str, Any]) -> None:
         part["launches_per_step"] = round(launches / steps)
         part["kernels_per_step"] = round(len(kernels) / steps)
         key = "self_device_time_total"
-        if not hasattr(averages[0], key):  # older torch spells it self_cuda_time_total
+        if averages and not hasattr(averages[0], key):  # older torch spells it self_cuda_time_total
             key = "self_cuda_time_total"
         rows = [a for a in averages if getattr(a, key, 0) > 0]
     else:
@@ -610,6 +610,12 @@ def part_trace(c: Check, part: dict[str, Any]) -> None:
 
 
 # --------------------------------------------------------------------------------- 4 compile
+
+
+def is_compiled(module: torch.nn.Module) -> bool:
+    """Whether ``module`` is a ``torch.compile`` wrapper (the trainer falls back to the plain
+    forward, with a warning, when its compile trial fails)."""
+    return hasattr(module, "_orig_mod")
 
 
 def part_compile(c: Check, part: dict[str, Any]) -> None:
@@ -650,7 +656,7 @@ def part_compile(c: Check, part: dict[str, Any]) -> None:
                     bench_common.sync(c.device)
                     row["compile_s"] = round(time.perf_counter() - t0, 1)
                     ts = step.training_step
-                    row["compiled"] = ts.student_fwd is not ts.student
+                    row["compiled"] = is_compiled(ts.student_fwd)
                     timing = bench_common.time_fn(step, warmup=2, repeat=5, device=c.device)
                 row["step_ms"] = round(1000 * timing["time_s"], 2)
                 row["status"] = "ok" if row["compiled"] else "failed: fell back to eager"

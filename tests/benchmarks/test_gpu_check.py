@@ -204,6 +204,15 @@ def test_a_failing_part_is_recorded_and_the_rest_runs(tmp_path: Path, monkeypatc
     assert parts["precision"]["status"] == "ok"
 
 
+def test_compile_rows_tell_a_compiled_forward_from_the_eager_fallback(tmp_path: Path) -> None:
+    from medspikeformer.engine import TrainingStep, load_config
+
+    cfg = load_config(overrides={"model": dict(gpu_check.TINY), "data": {"size": 16}})
+    ts = TrainingStep.from_config(cfg)
+    assert not gpu_check.is_compiled(ts.student_fwd)  # the plain forward, as after a fallback
+    assert gpu_check.is_compiled(torch.compile(ts.student_fwd))  # lazy: nothing compiles here
+
+
 def test_unknown_part_is_a_usage_error() -> None:
     with pytest.raises(SystemExit):
         gpu_check.parse_args(["--parts", "step,warp"])
