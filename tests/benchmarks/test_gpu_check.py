@@ -213,6 +213,23 @@ def test_compile_rows_tell_a_compiled_forward_from_the_eager_fallback(tmp_path: 
     assert gpu_check.is_compiled(torch.compile(ts.student_fwd))  # lazy: nothing compiles here
 
 
+def test_loader_part_runs_without_albumentations(tmp_path: Path, monkeypatch) -> None:
+    real = gpu_check.importlib.util.find_spec
+    monkeypatch.setattr(
+        gpu_check.importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "albumentations" else real(name, *a),
+    )
+    out = tmp_path / "gc"
+    argv = ["--device", "cpu", "--quick", "--out", str(out), "--parts", "loader", "--workers", "0"]
+    assert gpu_check.main(argv) == 0
+    loader = _parts(out)["loader"]
+    assert loader["status"] == "ok" and loader["rows"][0]["status"] == "ok", loader
+    assert "augment=none" in loader["notes"][0]
+    config = (out / "part5_run_w0" / "config.yaml").read_text()
+    assert "augment: none" in config
+
+
 def test_unknown_part_is_a_usage_error() -> None:
     with pytest.raises(SystemExit):
         gpu_check.parse_args(["--parts", "step,warp"])
