@@ -15,6 +15,10 @@ import torch
 
 import gpu_check
 
+#: Ceilings far above the few seconds each part takes: on a machine shared with other work a run
+#: takes longer, and a part cut for time would fail a test for no defect.
+ROOMY = ["--budget-s", "3600", "--time-scale", "15"]
+
 
 def _parts(out: Path) -> dict[str, Any]:
     return json.loads((out / "gpu_check.json").read_text())["parts"]
@@ -23,7 +27,7 @@ def _parts(out: Path) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[int, Path]:
     out = tmp_path_factory.mktemp("gc")
-    return gpu_check.main(["--device", "cpu", "--quick", "--out", str(out)]), out
+    return gpu_check.main(["--device", "cpu", "--quick", "--out", str(out), *ROOMY]), out
 
 
 def test_quick_cpu_run_writes_every_part_and_the_summary(quick_run: tuple[int, Path]) -> None:
@@ -197,7 +201,7 @@ def test_a_failing_part_is_recorded_and_the_rest_runs(tmp_path: Path, monkeypatc
 
     monkeypatch.setitem(gpu_check.PARTS, "tests", (boom, 10, 10))
     out = tmp_path / "gc"
-    argv = ["--device", "cpu", "--quick", "--out", str(out), "--parts", "tests,precision"]
+    argv = ["--device", "cpu", "--quick", "--out", str(out), "--parts", "tests,precision", *ROOMY]
     assert gpu_check.main(argv) == 0
     parts = _parts(out)
     assert parts["tests"]["status"] == "failed" and "device-side" in parts["tests"]["error"]
@@ -221,7 +225,18 @@ def test_loader_part_runs_without_albumentations(tmp_path: Path, monkeypatch) ->
         lambda name, *a: None if name == "albumentations" else real(name, *a),
     )
     out = tmp_path / "gc"
-    argv = ["--device", "cpu", "--quick", "--out", str(out), "--parts", "loader", "--workers", "0"]
+    argv = [
+        "--device",
+        "cpu",
+        "--quick",
+        "--out",
+        str(out),
+        "--parts",
+        "loader",
+        "--workers",
+        "0",
+        *ROOMY,
+    ]
     assert gpu_check.main(argv) == 0
     loader = _parts(out)["loader"]
     assert loader["status"] == "ok" and loader["rows"][0]["status"] == "ok", loader
@@ -243,7 +258,7 @@ def test_an_interrupt_inside_training_keeps_the_epoch_timed_so_far(tmp_path: Pat
 
     monkeypatch.setattr(trainer_mod._Run, "validate", validate_then_signal)
     out = tmp_path / "gc"
-    argv = ["--device", "cpu", "--quick", "--out", str(out), "--parts", "loader"]
+    argv = ["--device", "cpu", "--quick", "--out", str(out), "--parts", "loader", *ROOMY]
     assert gpu_check.main(argv) == 130
     loader = json.loads((out / "part5_loader.json").read_text())
     assert loader["status"] == "interrupted"
