@@ -88,8 +88,8 @@ REPRODUCE_OUT ?= exp/reproduce-$(DATASET)
 reproduce: $(STAMP)
 	$(VENV)/bin/medspikeformer experiment reproduce --dataset $(DATASET) --data-root $(DATA_ROOT) --out $(REPRODUCE_OUT) $(REPRODUCE_ARGS)
 
-# One prepared run on one GPU (<= 9 min; docs/performance.md, "On a GPU"): results in
-# gpu-check/gpu_check.{json,md}; GPU_CHECK_ARGS="--data-root DIR" etc. pass through. The node's
+# One prepared run on one GPU (<= 9 min; docs/performance.md, "On a GPU"): parts 0-7, each in
+# gpu-check/partN_<name>.json, the summary in gpu-check/gpu_check.{json,md}; GPU_CHECK_ARGS="--data-root DIR" etc. pass through. The node's
 # python3 and CUDA torch are used unless a complete .venv exists; missing dependencies come
 # from wheelhouse/ (make wheelhouse, beforehand, where the package index is reachable).
 GPU_PYTHON ?=

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The prepared GPU check (`make gpu-check`), a thin wrapper of benchmarks/gpu_check.py (its
-# docstring lists the parts). Arguments go to gpu_check.py (e.g. --data-root DIR, --out DIR,
-# --device cpu --quick).
+# docstring lists the parts 0-7). Arguments go to gpu_check.py (e.g. --data-root DIR, --out DIR,
+# --parts step,trace, --device cpu --quick). Exit status: 0 every part ran (each says ok,
+# partial, skipped or failed), 2 the preflight failed, 130 interrupted (SIGINT/SIGTERM), 124
+# the outer timeout below stopped it (the part that was running then says "interrupted").
 #
 # Python: $PYTHON if set, else the project's .venv when it was fully installed (.venv/.installed),
 # else the node's python3 with its own CUDA torch. Missing runtime dependencies are installed
