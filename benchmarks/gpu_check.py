@@ -419,6 +419,28 @@ def count_launches(step: Callable[[], None], device: str) -> dict[str, Any]:
     return counts
 
 
+def paper_step(
+    c: Any,
+    batch: int,
+    size: int,
+    *,
+    lif: str,
+    recompute: Any,
+    precision: str = "bf16",
+    channels_last: bool = False,
+    compile: bool = False,
+) -> Any:
+    """The engine's MedSpikeFormer + joint-teacher training step that every part times
+    (``bench_train.build_step``), with this LIF backend and recomputation setting."""
+    import bench_train
+
+    step, _ = bench_train.build_step(
+        "medspikeformer", batch, size, "joint", c.device, compile, channels_last,
+        _step_overrides(c, lif, recompute), precision,
+    )  # fmt: skip
+    return step
+
+
 def _step_overrides(c: Check, lif: str, recompute: Any) -> dict[str, Any]:
     sizes = dict(TINY) if c.quick else {}
     return {**sizes, "compile_neurons": lif == "compiled", "checkpoint_attention": recompute}
@@ -430,7 +452,6 @@ def _step_shape(c: Check) -> tuple[int, int]:
 
 def part_step(c: Check, part: dict[str, Any]) -> None:
     """Part 2: the paper step in each variant (one row each, written as it is measured)."""
-    import bench_train
 
     batch, size = _step_shape(c)
     part.update(batch=batch, size=size, teacher="joint", cudnn_benchmark=True, rows=[])
@@ -439,16 +460,7 @@ def part_step(c: Check, part: dict[str, Any]) -> None:
     # Useful FLOPs are those of the model, the same in every row (recomputation's repeated
     # forward is not useful work): counted once on a batch-2 step, scaled to the batch.
     nb = min(batch, 2)
-    small, _ = bench_train.build_step(
-        "medspikeformer",
-        nb,
-        size,
-        "joint",
-        c.device,
-        False,
-        False,
-        _step_overrides(c, "eager", False),
-    )
+    small = paper_step(c, nb, size, lif="eager", recompute=False, precision="auto")
     try:
         part["gflop_per_step"] = round(bench_common.count_flops(small) / 1e9 * batch / nb, 3)
     except Exception as exc:  # no FLOPs, no MFU: the timings still stand
@@ -471,7 +483,6 @@ def part_step(c: Check, part: dict[str, Any]) -> None:
 
 
 def _measure_row(c: Check, row: dict[str, Any], batch: int, size: int, part: dict) -> None:
-    import bench_train
 
     notes: list[str] = []
     row["peak_used"] = peak_key(row["precision"], row["tf32"])
@@ -480,17 +491,10 @@ def _measure_row(c: Check, row: dict[str, Any], batch: int, size: int, part: dic
             torch.cuda.empty_cache()
             torch.cuda.reset_peak_memory_stats()
         with tf32_mode(row["tf32"]), captured_warnings(notes), bench_common.quiet_compile_errors():
-            step, _ = bench_train.build_step(
-                "medspikeformer",
-                batch,
-                size,
-                "joint",
-                c.device,
-                False,
-                row["channels_last"],
-                _step_overrides(c, row["lif"], row["recompute"]),
-                row["precision"],
-            )
+            step = paper_step(
+                c, batch, size, lif=row["lif"], recompute=row["recompute"],
+                precision=row["precision"], channels_last=row["channels_last"],
+            )  # fmt: skip
             timing = bench_common.time_fn(
                 step, warmup=1 if c.quick else 3, repeat=1 if c.quick else 5, device=c.device
             )
@@ -544,23 +548,11 @@ def part_trace(c: Check, part: dict[str, Any]) -> None:
     from torch.autograd import DeviceType
     from torch.profiler import ProfilerActivity, profile
 
-    import bench_train
-
     batch, size = _step_shape(c)
     lif = "compiled" if c.cuda else "eager"
     steps = 2 if c.quick else 5
     with cudnn_benchmark(True), captured_warnings(part.setdefault("notes", [])):
-        step, _ = bench_train.build_step(
-            "medspikeformer",
-            batch,
-            size,
-            "joint",
-            c.device,
-            False,
-            False,
-            _step_overrides(c, lif, "auto"),
-            "bf16",
-        )
+        step = paper_step(c, batch, size, lif=lif, recompute="auto")
         for _ in range(1 if c.quick else 2):
             step()
         bench_common.sync(c.device)
@@ -621,7 +613,6 @@ def is_compiled(module: torch.nn.Module) -> bool:
 
 def part_compile(c: Check, part: dict[str, Any]) -> None:
     """Part 4: ``train.compile: true`` with recomputation on and off: compile and step time."""
-    import bench_train
 
     if not c.cuda:
         raise Skip(f"{NEEDS_CUDA} (compiling the whole model takes many minutes on a CPU)")
@@ -642,16 +633,8 @@ def part_compile(c: Check, part: dict[str, Any]) -> None:
                 torch._dynamo.reset()  # every row compiles from scratch: an honest compile time
                 with captured_warnings(notes), bench_common.quiet_compile_errors():
                     t0 = time.perf_counter()
-                    step, _ = bench_train.build_step(
-                        "medspikeformer",
-                        batch,
-                        size,
-                        "joint",
-                        c.device,
-                        True,
-                        False,
-                        _step_overrides(c, "compiled", recompute),
-                        "bf16",
+                    step = paper_step(
+                        c, batch, size, lif="compiled", recompute=recompute, compile=True
                     )
                     step()
                     bench_common.sync(c.device)
