@@ -56,16 +56,21 @@ def _decathlon_data(root: Path, labels: dict) -> dict:
     }
 
 
+def _tiny_run(data: dict, out: Path) -> dict:
+    """The config of one quick epoch of the tiny MedSpikeFormer on ``data`` into ``out``."""
+    return {
+        "model": {"name": "medspikeformer", **TINY_MSF},
+        "data": data,
+        "train": {"epochs": 1, "batch_size": 4, "progress": False},
+        "out": str(out),
+    }
+
+
 def test_decathlon_folder_trains_and_evaluates(tmp_path: Path) -> None:
     from medspikeformer.engine import train
 
     root = make_decathlon(tmp_path)
-    config = {
-        "model": {"name": "medspikeformer", **TINY_MSF},
-        "data": _decathlon_data(root, LABELS),
-        "train": {"epochs": 1, "batch_size": 4, "progress": False},
-        "out": str(tmp_path / "run"),
-    }
+    config = _tiny_run(_decathlon_data(root, LABELS), tmp_path / "run")
     result = train(config, log=lambda _msg: None)
     run = Path(result["run_dir"])
     best = run / "best.pt"
@@ -136,12 +141,7 @@ def test_a_decathlon_folder_trains_its_own_labels(tmp_path: Path) -> None:
     root = make_decathlon(tmp_path)
     data = {k: v for k, v in _decathlon_data(root, LABELS).items() if k != "labels"}
     lines: list[str] = []
-    config = {
-        "model": {"name": "medspikeformer", **TINY_MSF},
-        "data": data,
-        "train": {"epochs": 1, "batch_size": 4, "progress": False},
-        "out": str(tmp_path / "run"),
-    }
+    config = _tiny_run(data, tmp_path / "run")
     train(config, log=lines.append)
     ckpt = torch.load(tmp_path / "run" / "best.pt", weights_only=True)
     assert ckpt["model_config"]["num_classes"] == 3
@@ -158,12 +158,7 @@ def test_nifti_predict_repeats_the_intensity_rule_of_training(tmp_path: Path, ca
     from medspikeformer.inference.predict import Predictor
 
     root = make_decathlon(tmp_path)
-    config = {
-        "model": {"name": "medspikeformer", **TINY_MSF},
-        "data": _decathlon_data(root, LABELS),
-        "train": {"epochs": 1, "batch_size": 4, "progress": False},
-        "out": str(tmp_path / "run"),
-    }
+    config = _tiny_run(_decathlon_data(root, LABELS), tmp_path / "run")
     train(config, log=lambda _msg: None)
     best = tmp_path / "run" / "best.pt"
     recorded = torch.load(best, weights_only=True)["preprocessing"]["intensity"]
