@@ -222,6 +222,7 @@ class _Run:
             self.cfg, d.train_split, augment=d.augment or "none", in_channels=in_ch, **overrides
         )
         self.val_set = dataset_from_config(self.cfg, d.val_split, in_channels=in_ch, **overrides)
+        self.intensity = self.train_set.source.intensity()  # recorded in every checkpoint
         if len(self.train_set) == 0:
             raise ConfigError(f"dataset {d.dataset!r}: the {d.train_split!r} split is empty")
         if len(self.val_set) == 0:
@@ -424,7 +425,7 @@ class _Run:
             resume={"scheduler": self.sched, "rng": self._rng_all, "dist": self.dist}
             if with_resume
             else None,
-            intensity=self.train_set.source.intensity(),
+            intensity=self.intensity,
         )
 
     # -------------------------------------------------------------- epochs
