@@ -39,6 +39,9 @@ def test_metrics_equal_manual_computation(tiny_model, synthetic):
     for key, value in expected.items():
         assert result.metrics[key] == pytest.approx(value, abs=1e-12), key
     boundary = [{k: r.pop(k) for k in ("hd95", "nsd")} for r in result.per_image]
+    # synthetic images are made at the evaluated size: native scores are the training-size ones
+    assert result.resolution == "native"
+    assert {(r.pop("size"), r.pop("spacing")) for r in result.per_image} == {("32x32", "1")}
     assert result.per_image == manual.per_image()
     assert [r["id"] for r in result.per_image] == [synthetic[i]["id"] for i in range(6)]
     # HD95 and NSD per image are MONAI's, on the thresholded masks at the evaluated size
@@ -110,11 +113,16 @@ def test_reports_written(tiny_model, synthetic, tmp_path):
     with paths["csv"].open() as fh:
         rows = list(csv.DictReader(fh))
     assert len(rows) == len(synthetic)
-    assert set(rows[0]) == {"id", "dice", "iou", "tp", "fp", "fn", "tn", "hd95", "nsd"}
+    assert set(rows[0]) == {
+        *("id", "dice", "iou", "tp", "fp", "fn", "tn", "hd95", "nsd"),
+        *("resolution", "size", "spacing"),
+    }
+    assert {r["resolution"] for r in rows} == {"native"}
     assert float(rows[0]["dice"]) == pytest.approx(result.per_image[0]["dice"], abs=1e-6)
     summary = json.loads(paths["json"].read_text())
     assert summary["metrics"]["miou"] == pytest.approx(result.metrics["miou"])
     assert summary["info"]["note"] == "x" and summary["threshold"] == 0.5
+    assert summary["resolution"] == "native" and summary["scored_per"] == "image"
     md = paths["markdown"].read_text()
     assert "| mIoU |" in md and "| DSC |" in md and "Lowest per-image Dice" in md
     assert "HD95" in md and "NSD" in md

@@ -139,6 +139,12 @@ class DatasetSource:
         checkpoints (``PreprocessingPolicy.intensity``); ``None`` for 8-bit images."""
         return None
 
+    def slice_geometry(self, sample: Sample) -> Any:
+        """A slice of a 3-D volume: its case, index and voxel spacing
+        (:class:`~medspikeformer.data.volume.SliceGeometry`), so that evaluation can score the
+        case as a volume; ``None`` for a 2-D image."""
+        return None
+
     def __init__(self, root: str | Path | None = None, **options: Any) -> None:
         unknown = sorted(set(options) - set(self.options))
         if unknown:

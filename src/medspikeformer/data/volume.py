@@ -10,14 +10,16 @@
 
 from __future__ import annotations
 
+import functools
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from medspikeformer.errors import DataError
 
-__all__ = ["finite_volume", "label_volume"]
+__all__ = ["SliceGeometry", "finite_volume", "label_volume", "slice_geometry"]
 
 
 def finite_volume(data: np.ndarray, path: str | Path) -> np.ndarray:
@@ -51,3 +53,37 @@ def label_volume(data: np.ndarray, path: str | Path) -> np.ndarray:
     if data.size == 0:
         raise DataError(f"{path}: volume has no voxels (shape {tuple(data.shape)})")
     return data
+
+
+@dataclass(frozen=True)
+class SliceGeometry:
+    """Where a 2-D sample lies in its 3-D case: ``case`` (the split group), ``index`` along the
+    slice axis and the voxel ``spacing`` of the stacked case ``[D, rows, cols]`` (slice axis,
+    then the rows and columns of the slice as the loaders show it), in the NIfTI header's units
+    (normally mm)."""
+
+    case: str
+    index: int
+    spacing: tuple[float, float, float]
+
+
+@functools.lru_cache(maxsize=64)
+def _canonical_zooms(path: str) -> tuple[float, float, float]:
+    import nibabel as nib
+
+    try:
+        affine = nib.as_closest_canonical(nib.load(path)).affine
+    except Exception as exc:
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise DataError(f"{path}: unreadable NIfTI volume ({msg})") from None
+    zooms = nib.affines.voxel_sizes(affine)
+    return float(zooms[0]), float(zooms[1]), float(zooms[2])
+
+
+def slice_geometry(case: str, index: int, path: str | Path, axis: int = 2) -> SliceGeometry:
+    """The :class:`SliceGeometry` of slice ``index`` along ``axis`` of the RAS-reoriented volume
+    at ``path`` shown as the loaders show it (``np.rot90`` of the slice, then mirrored: the rows
+    run along the second remaining axis, the columns along the first)."""
+    zooms = _canonical_zooms(str(path))
+    first, second = (a for a in range(3) if a != axis)
+    return SliceGeometry(case, int(index), (zooms[axis], zooms[second], zooms[first]))

@@ -23,14 +23,20 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from medspikeformer.inference.sliding import forward_probs
-from medspikeformer.models.base import SegmentationModel
 from medspikeformer.outputs import atomic_write_text
 from medspikeformer.runtime import (
     progress_enabled,
     resolve_device,  # re-exported: the public inference name
 )
 
-__all__ = ["GLOBAL_METRICS", "METRIC_LABELS", "EvalResult", "evaluate", "resolve_device"]
+__all__ = [
+    "GLOBAL_METRICS",
+    "METRIC_LABELS",
+    "RESOLUTIONS",
+    "EvalResult",
+    "evaluate",
+    "resolve_device",
+]
 
 #: The five global metrics of Sec. 4.1, then the per-image means.
 GLOBAL_METRICS = ("miou", "dsc", "acc", "spe", "sen")
@@ -44,11 +50,27 @@ METRIC_LABELS = {
     "sen": "Sen",
     "mean_dice": "mean Dice (per image)",
     "mean_iou": "mean IoU (per image)",
-    "hd95": "HD95 (px, mean per image)",
-    "hd95_median": "HD95 (px, median)",
-    "nsd": "NSD at 2 px (mean per image)",
+    "hd95": "HD95 (mean)",
+    "hd95_median": "HD95 (median)",
+    "nsd": "NSD at τ = 2 (mean)",
 }
 BOUNDARY_METRICS = ("hd95", "hd95_median", "nsd")
+#: ``evaluate``'s choices of where masks are scored: each image's own size (default) or the
+#: training size the model sees.
+RESOLUTIONS = ("native", "training")
+RESOLUTION_LABELS = {
+    "native": "native (each image's own size; 3-D data per case)",
+    "training": "training size (the masks the model sees, per image/slice)",
+}
+
+
+def boundary_label(key: str, unit: str, per: str) -> str:
+    """``HD95 (px, mean per image)``, ``NSD at 2 mm (mean per case)`` …"""
+    if key == "hd95":
+        return f"HD95 ({unit}, mean per {per})"
+    if key == "hd95_median":
+        return f"HD95 ({unit}, median per {per})"
+    return f"NSD at 2 {unit} (mean per {per})"
 
 
 @dataclass
@@ -74,10 +96,22 @@ class EvalResult:
     samples: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, str]] = field(
         default_factory=list, repr=False
     )
+    #: where the masks were scored (:data:`RESOLUTIONS`)
+    resolution: str = "training"
+    #: one row per ``image`` or per 3-D ``case``
+    per: str = "image"
+    #: unit of HD95 / NSD's tolerance: ``px`` (spacing 1) or ``mm`` (NIfTI voxel spacing)
+    boundary_unit: str = "px"
+    #: post-processing applied before scoring (``largest_component``), empty when none
+    postprocessing: list[str] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
-        """JSON-serialisable summary (metrics, threshold, TTA flag, info)."""
+        """JSON-serialisable summary (where it was scored, metrics, threshold, TTA flag, info)."""
         return {
+            "resolution": self.resolution,
+            "scored_per": self.per,
+            "boundary_unit": self.boundary_unit,
+            "postprocessing": self.postprocessing,
             "metrics": {k: self.metrics[k] for k in self.metrics},
             "threshold": self.threshold,
             "tta_flip": self.tta_flip,
@@ -99,12 +133,16 @@ class EvalResult:
         columns = ["id", "dice", "iou", "tp", "fp", "fn", "tn"]
         if self.per_image and "hd95" in self.per_image[0]:
             columns += ["hd95", "nsd"]  # empty where undefined (exactly one mask empty)
+        columns += ["resolution"]
+        if self.per_image and "size" in self.per_image[0]:
+            columns += ["size", "spacing"]
         for name in self.class_names:
             columns += [f"dice_{name}", f"iou_{name}"]
         buffer = io.StringIO()
         writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore")
         writer.writeheader()
         for row in self.per_image:
+            row = {**row, "resolution": self.resolution}
             writer.writerow(
                 {
                     k: (
@@ -120,19 +158,28 @@ class EvalResult:
     def to_markdown(self) -> str:
         """A markdown report: the global metrics table, settings and the five worst images."""
         lines = ["# Evaluation", ""]
+        lines.append(f"- **scored at**: {RESOLUTION_LABELS[self.resolution]}")
         for key, value in self.info.items():
             lines.append(f"- **{key}**: {value}")
         lines.append(f"- **threshold**: {self.threshold}")
         lines.append(f"- **flip TTA**: {'yes' if self.tta_flip else 'no'}")
-        lines.append(f"- **images**: {self.metrics.get('num_images', len(self.per_image))}")
-        lines += ["", "| metric | value |", "|---|---|"]
-        for key in (*GLOBAL_METRICS, *MEAN_METRICS, *BOUNDARY_METRICS):
+        if self.postprocessing:
+            lines.append(f"- **post-processing**: {', '.join(self.postprocessing)}")
+        count = self.metrics.get("num_images", len(self.per_image))
+        lines.append(f"- **{'cases' if self.per == 'case' else 'images'}**: {count}")
+        lines += ["", f"| metric ({self.resolution}) | value |", "|---|---|"]
+        for key in (*GLOBAL_METRICS, *MEAN_METRICS):
             if self.metrics.get(key) is not None:
-                lines.append(f"| {METRIC_LABELS[key]} | {self.metrics[key]:.4f} |")
+                label = METRIC_LABELS[key].replace("per image", f"per {self.per}")
+                lines.append(f"| {label} | {self.metrics[key]:.4f} |")
+        for key in BOUNDARY_METRICS:
+            if self.metrics.get(key) is not None:
+                label = boundary_label(key, self.boundary_unit, self.per)
+                lines.append(f"| {label} | {self.metrics[key]:.4f} |")
         if self.metrics.get("boundary_undefined"):
             lines.append(
-                f"\nHD95 and NSD leave out {self.metrics['boundary_undefined']} image(s) where "
-                "exactly one of prediction and truth is empty (undefined)."
+                f"\nHD95 and NSD leave out {self.metrics['boundary_undefined']} {self.per}(s) "
+                "where exactly one of prediction and truth is empty (undefined)."
             )
         if self.class_names:
             lines += [
@@ -148,7 +195,13 @@ class EvalResult:
                 lines.append(f"| {name} | {cells} |")
         worst = sorted(self.per_image, key=lambda r: r["dice"])[:5]
         if worst:
-            lines += ["", "Lowest per-image Dice:", "", "| id | Dice | IoU |", "|---|---|---|"]
+            lines += [
+                "",
+                f"Lowest per-{self.per} Dice:",
+                "",
+                "| id | Dice | IoU |",
+                "|---|---|---|",
+            ]
             lines += [f"| {r['id']} | {r['dice']:.4f} | {r['iou']:.4f} |" for r in worst]
         return "\n".join(lines) + "\n"
 
@@ -183,6 +236,37 @@ def _batch_ids(batch: dict[str, Any], start: int, n: int) -> list[str]:
     return [str(i) for i in ids]
 
 
+def _native_dataset(data: Any) -> Any:
+    """The dataset whose files give native-size masks: a ``SegmentationDataset`` or an
+    in-order ``DataLoader`` of one; ``None`` for anything else."""
+    from torch.utils.data import SequentialSampler
+
+    from medspikeformer.data.base import SegmentationDataset
+
+    if isinstance(data, SegmentationDataset):
+        return data
+    if (
+        isinstance(data, DataLoader)
+        and isinstance(data.dataset, SegmentationDataset)
+        and isinstance(data.sampler, SequentialSampler)
+    ):
+        return data.dataset
+    return None
+
+
+def _largest_component_planes(
+    probs: torch.Tensor, k: int, activation: str, threshold: float
+) -> torch.Tensor:
+    """``[K, H, W]`` probabilities → the post-processed labels as ``{0, 1}`` planes."""
+    from medspikeformer.inference.postprocess import largest_component_labels
+    from medspikeformer.inference.resample import label_planes
+    from medspikeformer.inference.sliding import label_image
+
+    labels = label_image(probs.float().cpu(), activation, threshold).numpy()
+    kept = largest_component_labels(labels, k, activation)
+    return torch.from_numpy(label_planes(kept, k, activation))
+
+
 def evaluate(
     model: nn.Module,
     dataset_or_loader: Dataset | DataLoader | Iterable[dict[str, Any]],
@@ -197,6 +281,8 @@ def evaluate(
     precision: str = "fp32",
     class_names: list[str] | None = None,
     boundary: bool = True,
+    resolution: str | None = None,
+    largest_component: bool = False,
 ) -> EvalResult:
     """Evaluate ``model`` on a dataset (items ``{"image", "mask", "id"}``) or a loader of batches.
 
@@ -213,19 +299,40 @@ def evaluate(
             forward passes; probabilities and metrics are computed in float32.
         class_names: names of a K-class model's channels (``data.labels``) for the per-class
             metrics; default ``class0`` … .
-        boundary: binary models: HD95 and normalised surface Dice per image, in pixels of the
-            evaluated masks (:mod:`medspikeformer.metrics.boundary`), their means in the metrics.
+        boundary: binary models: HD95 and normalised surface Dice per image (or case), in
+            pixels or the volume's voxel spacing (:mod:`medspikeformer.metrics.boundary`), their
+            mean and median in the metrics.
+        resolution: ``"native"``: each prediction resized back to its image's own size and
+            scored against the mask read at that size, 3-D data per case
+            (:mod:`medspikeformer.inference.native`; needs a ``SegmentationDataset`` or an
+            in-order loader of one); ``"training"``: the masks at the size the model sees;
+            ``None``: native when the data allows it, else training.
+        largest_component: keep each foreground class's largest connected component of the
+            prediction before scoring (:mod:`medspikeformer.inference.postprocess`).
 
     Returns:
         :class:`EvalResult` with the global metrics and the per-image rows.
     """
+    from medspikeformer.errors import ConfigError
+    from medspikeformer.inference.native import NativeScorer
+    from medspikeformer.inference.sliding import activation_of
     from medspikeformer.metrics import SegmentationMetrics
     from medspikeformer.metrics.boundary import boundary_scores, summarise_boundary
     from medspikeformer.precision import autocast
 
+    if resolution not in (None, *RESOLUTIONS):
+        raise ConfigError(f"resolution must be one of {', '.join(RESOLUTIONS)}, got {resolution!r}")
+    native_ds = _native_dataset(dataset_or_loader)
+    if resolution == "native" and native_ds is None:
+        raise ConfigError(
+            "native-resolution scores need a SegmentationDataset (or an in-order DataLoader of "
+            "one) to read each mask at its own size; pass resolution='training' otherwise"
+        )
+    resolution = resolution or ("native" if native_ds is not None else "training")
     dev = resolve_device(device)
     model = model.to(dev).eval()
-    k = model.num_classes if isinstance(model, SegmentationModel) else 1
+    k = int(getattr(model, "num_classes", 1))
+    activation = activation_of(model)
     metrics = SegmentationMetrics(
         threshold,
         **(
@@ -234,6 +341,17 @@ def evaluate(
             else {}
         ),
     )
+    native = None
+    if resolution == "native":
+        native = NativeScorer(
+            native_ds,
+            metrics,
+            num_classes=k,
+            activation=activation,
+            threshold=threshold,
+            boundary=boundary,
+            largest_component=largest_component,
+        )
     loader = _as_loader(dataset_or_loader, batch_size, num_workers)
     samples: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, str]] = []
     boundaries: list[tuple[float | None, float | None]] = []
@@ -257,19 +375,34 @@ def evaluate(
                     f"model output {tuple(probs.shape)} does not match masks {tuple(masks.shape)}"
                 )
             ids = _batch_ids(batch, seen, images.shape[0])
-            metrics.update(probs, masks, ids)
-            if k == 1 and boundary:  # outline distances of each binary mask pair
-                preds = (probs >= threshold).squeeze(1).cpu().numpy()
-                truths = (masks >= 0.5).squeeze(1).cpu().numpy()
-                for pred, truth in zip(preds, truths, strict=True):
-                    boundaries.append(boundary_scores(pred, truth))
+            if native is not None:
+                for i in range(images.shape[0]):
+                    native.add(seen + i, probs[i].float().cpu())
+            else:
+                scored = probs
+                if largest_component:  # the labels, post-processed, as hard probabilities
+                    scored = torch.stack(
+                        [_largest_component_planes(p, k, activation, threshold) for p in probs]
+                    ).to(probs.device)
+                metrics.update(scored, masks, ids)
+                if k == 1 and boundary:  # outline distances of each binary mask pair
+                    preds = (scored >= threshold).squeeze(1).cpu().numpy()
+                    truths = (masks >= 0.5).squeeze(1).cpu().numpy()
+                    for pred, truth in zip(preds, truths, strict=True):
+                        boundaries.append(boundary_scores(pred, truth))
             for i in range(images.shape[0]):
                 if len(samples) >= keep_samples:
                     break
                 samples.append((images[i].cpu(), masks[i].cpu(), probs[i].cpu(), ids[i]))
             seen += images.shape[0]
+    if native is not None:
+        native.finish()
     values = metrics.compute()
     rows = metrics.per_image()
+    if native is not None:
+        for row in rows:
+            row.update(native.extra[row["id"]])
+        boundaries = [(r["hd95"], r["nsd"]) for r in rows] if native.boundary else []
     if boundaries:
         for row, (hd95, nsd) in zip(rows, boundaries, strict=True):
             row["hd95"], row["nsd"] = hd95, nsd
@@ -285,4 +418,8 @@ def evaluate(
         tta_flip=bool(tta_flip),
         info=dict(info or {}),
         samples=samples,
+        resolution=resolution,
+        per=native.per if native is not None else "image",
+        boundary_unit=native.unit if native is not None else "px",
+        postprocessing=["largest connected component per class"] if largest_component else [],
     )

@@ -33,23 +33,26 @@ def boundary_scores(
     tolerance: float = DEFAULT_NSD_TOLERANCE,
     spacing: Sequence[float] | None = None,
 ) -> tuple[float | None, float | None]:
-    """``(HD95, NSD)`` of one binary mask pair ``[H, W]`` (any dtype; non-zero = foreground)."""
+    """``(HD95, NSD)`` of one binary mask pair ``[H, W]`` or a volume pair ``[D, H, W]`` (any
+    dtype; non-zero = foreground); ``spacing`` per axis (default 1: pixels)."""
     import torch
     from monai.metrics import compute_hausdorff_distance, compute_surface_dice
 
     p, t = np.asarray(pred) != 0, np.asarray(target) != 0
-    if p.shape != t.shape or p.ndim != 2:
-        raise ValueError(f"boundary_scores needs two [H, W] masks, got {p.shape} and {t.shape}")
+    if p.shape != t.shape or p.ndim not in (2, 3):
+        raise ValueError(
+            f"boundary_scores needs two [H, W] or [D, H, W] masks, got {p.shape} and {t.shape}"
+        )
     if not p.any() and not t.any():
         return 0.0, 1.0
     if not p.any() or not t.any():
         return None, None
 
-    def onehot(m: np.ndarray) -> torch.Tensor:  # [1, 2, H, W]: background, foreground
+    def onehot(m: np.ndarray) -> torch.Tensor:  # [1, 2, *spatial]: background, foreground
         fg = torch.from_numpy(m.astype(np.float32))
         return torch.stack([1 - fg, fg])[None]
 
-    kwargs = {"spacing": list(spacing)} if spacing is not None else {}
+    kwargs = {"spacing": [float(v) for v in spacing]} if spacing is not None else {}
     with warnings.catch_warnings():  # MONAI's own deprecation notices about its internals
         warnings.simplefilter("ignore", FutureWarning)
         hd95 = compute_hausdorff_distance(

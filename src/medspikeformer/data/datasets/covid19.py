@@ -32,7 +32,7 @@ from medspikeformer.errors import ConfigError, DataError
 from ..base import DatasetSource, Sample, ScanResult, check_nonempty_file
 from ..io import IMAGE_EXTENSIONS, read_image, read_mask, to_grey
 from ..registry import register_dataset
-from ..volume import finite_volume
+from ..volume import finite_volume, slice_geometry
 from ._common import list_images, pair_by_name
 
 LUNG_WINDOW = (-1000.0, 400.0)
@@ -238,6 +238,12 @@ class Covid19Source(DatasetSource):
         for case, m in masks.items():
             problems.append(f"{m}: infection mask without a matching volume {case} in {vol_dir}")
         return ScanResult(samples, problems)
+
+    def slice_geometry(self, sample: Sample) -> Any:
+        """NIfTI volumes: the case, the axial slice index and the mask volume's spacing."""
+        if self.form == "slices":
+            return None
+        return slice_geometry(sample.group, sample.extra[0], sample.masks[0], axis=2)
 
     def load(self, sample: Sample) -> tuple[np.ndarray, np.ndarray]:
         if self.form == "slices":

@@ -37,7 +37,7 @@ from medspikeformer.errors import ConfigError, DataError
 from ..base import DatasetSource, Sample, ScanResult, check_nonempty_file
 from ..io import read_image, read_label_map, to_grey
 from ..registry import register_dataset
-from ..volume import finite_volume, label_volume
+from ..volume import finite_volume, label_volume, slice_geometry
 
 _NII = (".nii.gz", ".nii")
 
@@ -252,6 +252,12 @@ class DecathlonSource(DatasetSource):
                 vol = vol[..., c]
             planes.append(_slice(vol, axis, z))
         return planes
+
+    def slice_geometry(self, sample: Sample) -> Any:
+        """Volumes: the case, the slice index along ``axis`` and the label volume's spacing."""
+        if not self.is_volume:
+            return None
+        return slice_geometry(sample.group, sample.extra[0], sample.masks[0], self.opts["axis"])
 
     def intensity(self) -> dict[str, Any] | None:
         """Volumes: the ``window`` option, else each case's 0.5–99.5 percentile range."""
