@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from medspikeformer.cli.options import (
+    add_ensemble_options,
     add_exact_option,
     add_loader_option_argument,
     parse_loader_options,
@@ -48,6 +49,15 @@ def register(subparsers: Any) -> None:
         help="autocast of the forward passes: auto = bf16 on CUDA, fp32 on CPU",
     )
     add_exact_option(p)
+    add_ensemble_options(p)
+    p.add_argument(
+        "--resolution",
+        default="native",
+        choices=["native", "training"],
+        help="native: each prediction resized back to its image's own size and scored against "
+        "the mask at that size, 3-D data per case (default); training: the masks at the size "
+        "the model sees",
+    )
     p.add_argument("--grid", type=int, default=6, help="images in qualitative.png (0: none)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
@@ -105,8 +115,15 @@ def run(args: argparse.Namespace) -> int:
     from medspikeformer.engine.task import class_names
     from medspikeformer.errors import ConfigError
     from medspikeformer.inference import evaluate, resolve_device
-    from medspikeformer.inference.context import load_context
-    from medspikeformer.inference.evaluate import GLOBAL_METRICS, MEAN_METRICS, METRIC_LABELS
+    from medspikeformer.inference.ensemble import load_ensemble_context
+    from medspikeformer.inference.evaluate import (
+        BOUNDARY_METRICS,
+        GLOBAL_METRICS,
+        MEAN_METRICS,
+        METRIC_LABELS,
+        RESOLUTION_LABELS,
+        boundary_label,
+    )
     from medspikeformer.viz import qualitative_grid
 
     if args.threshold is not None and not 0.0 < args.threshold < 1.0:
@@ -119,7 +136,8 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--num-workers {args.num_workers}: must be >= 0")
     console = Console(stderr=True, markup=False, highlight=False, soft_wrap=True)
     device = resolve_device(args.device)
-    ctx = load_context(args.checkpoint, device=device, size=args.size, optimize=not args.exact)
+    members = [args.checkpoint, *args.ensemble]
+    ctx = load_ensemble_context(members, device=device, size=args.size, optimize=not args.exact)
     out = args.out or args.checkpoint.parent / f"eval-{args.checkpoint.stem}-{args.split}"
     from medspikeformer.engine.run_dir import ensure_writable_dir
 
@@ -160,6 +178,7 @@ def run(args: argparse.Namespace) -> int:
         "split_from": spec_source,
         "device": str(device),
         "precision": args.precision,
+        **({"ensemble": [str(m) for m in members]} if args.ensemble else {}),
     }
     result = evaluate(
         ctx.model,
@@ -174,6 +193,8 @@ def run(args: argparse.Namespace) -> int:
         info=info,
         precision=args.precision,
         class_names=class_names(ctx.model, cfg),
+        resolution=args.resolution,
+        largest_component=args.largest_component,
     )
     paths = result.save(out)
     if result.samples:
@@ -189,11 +210,16 @@ def run(args: argparse.Namespace) -> int:
             multilabel=ctx.model.multilabel,
         )
     console.print(f"{dataset}/{args.split}: {len(ds)} images, split from {spec_source}")
+    console.print(f"scored at {RESOLUTION_LABELS[result.resolution]}")
     table = Table()
-    table.add_column("metric")
+    table.add_column(f"metric ({result.resolution})")
     table.add_column("value", justify="right")
     for key in (*GLOBAL_METRICS, *MEAN_METRICS):
         table.add_row(METRIC_LABELS[key], f"{result.metrics[key]:.4f}")
+    for key in BOUNDARY_METRICS:
+        if result.metrics.get(key) is not None:
+            label = boundary_label(key, result.boundary_unit, result.per)
+            table.add_row(label, f"{result.metrics[key]:.4f}")
     for name in result.class_names:
         table.add_row(f"DSC {name}", f"{result.metrics[f'dsc_{name}']:.4f}")
     Console().print(table)

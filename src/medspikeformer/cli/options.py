@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 #: ``--set data.options.KEY=VALUE`` (as ``train`` spells a loader option) or ``-o KEY=VALUE``.
@@ -17,6 +18,27 @@ def add_exact_option(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="run the model as trained: BN not folded, the LIF backend of its config "
         "(default: folded BN and the compiled LIF, faster; masks can differ at rare ties)",
+    )
+
+
+def add_ensemble_options(parser: argparse.ArgumentParser) -> None:
+    """``--ensemble CKPT`` (repeatable) and ``--largest-component`` of ``predict`` and
+    ``evaluate`` (docs/inference.md, "Ensembles and post-processing")."""
+    parser.add_argument(
+        "--ensemble",
+        action="append",
+        type=Path,
+        default=[],
+        metavar="CKPT",
+        help="another checkpoint averaged with CHECKPOINT (repeatable): the mean of the "
+        "members' probabilities, thresholded / argmaxed; members must agree on classes, size, "
+        "channels, preprocessing and labels",
+    )
+    parser.add_argument(
+        "--largest-component",
+        action="store_true",
+        help="keep only the largest connected component of each foreground class (3-D "
+        "volumes: in 3-D)",
     )
 
 

@@ -7,7 +7,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from medspikeformer.cli.options import add_exact_option
+from medspikeformer.cli.options import add_ensemble_options, add_exact_option
 
 HELP = "predict masks for images (jpg, png, tif, bmp) and NIfTI volumes"
 # Same values as medspikeformer.inference.predict (not imported here: register() stays light).
@@ -68,6 +68,13 @@ def register(subparsers: Any) -> None:
         help="autocast of the forward passes: auto = bf16 on CUDA, fp32 on CPU",
     )
     add_exact_option(p)
+    add_ensemble_options(p)
+    p.add_argument(
+        "--probabilities",
+        action="store_true",
+        help="also write the float32 probability map: <name>_prob.tif ([K, H, W]) for an "
+        "image, <name>_prob.nii.gz for a volume",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -77,16 +84,14 @@ def run(args: argparse.Namespace) -> int:
 
     from medspikeformer.errors import printable
     from medspikeformer.inference import resolve_device
-    from medspikeformer.inference.context import (
-        intensity_warnings,
-        load_context,
-        policy_warnings,
-    )
+    from medspikeformer.inference.context import intensity_warnings, policy_warnings
+    from medspikeformer.inference.ensemble import load_ensemble_context
     from medspikeformer.inference.predict import DEFAULT_CT_WINDOW, Predictor, predict_paths
 
     console = Console(stderr=True, markup=False, highlight=False, soft_wrap=True)
     device = resolve_device(args.device)
-    ctx = load_context(args.checkpoint, device=device, size=args.size, optimize=not args.exact)
+    members = [args.checkpoint, *args.ensemble]
+    ctx = load_ensemble_context(members, device=device, size=args.size, optimize=not args.exact)
     mode = args.mode or ctx.preprocessing.mode
     for message in policy_warnings(
         ctx.preprocessing, mode=args.mode, size=ctx.train_size if args.size else None
@@ -118,6 +123,7 @@ def run(args: argparse.Namespace) -> int:
         device=device,
         progress=not args.no_progress,
         precision=args.precision,
+        largest_component=args.largest_component,
     )
     skipped: list[str] = []
     results = predict_paths(
@@ -129,10 +135,13 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         recursive=args.recursive,
         skipped=skipped,
+        probabilities=args.probabilities,
     )
     for line in skipped:
         console.print(printable(line))
     n_files = sum(len(v) for v in results.values())
+    if args.ensemble:
+        console.print(f"ensemble of {len(members)}: {', '.join(map(str, members))}")
     console.print(
         f"predicted {len(results)} input(s) ({mode}, training size "
         f"{ctx.train_size[0]}×{ctx.train_size[1]}): {n_files} file(s) in {args.out}"

@@ -30,7 +30,6 @@ risking an out-of-memory kill.
 from __future__ import annotations
 
 import gzip
-import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -54,11 +53,13 @@ from medspikeformer.data.probe import (
 )
 from medspikeformer.data.volume import finite_volume
 from medspikeformer.errors import ConfigError, DataError
+from medspikeformer.inference.resample import native_labels, resize_probs
 from medspikeformer.inference.sliding import (
     activation_of,
     forward_probs,
     label_image,
     predict_mask_tiled,
+    sliding_window_probs,
 )
 from medspikeformer.outputs import OutputNames, atomic_path, atomic_write_bytes
 from medspikeformer.precision import autocast
@@ -105,6 +106,8 @@ class Predictor:
             voxel percentiles (``(0.5, 99.5)``: how the Decathlon reader trains).
         precision: ``fp32``, ``bf16``, ``fp16`` or ``auto`` (bf16 on CUDA): the autocast of the
             forward passes (probabilities are float32 either way).
+        largest_component: keep only the largest connected component of each foreground class
+            (:mod:`medspikeformer.inference.postprocess`; a NIfTI volume's in 3-D).
     """
 
     model: nn.Module
@@ -122,6 +125,7 @@ class Predictor:
     device: torch.device | str = "cpu"
     progress: bool = False
     precision: str = "fp32"
+    largest_component: bool = False
 
     def __post_init__(self) -> None:
         if self.mode not in ("sliding", "resize"):
@@ -141,7 +145,7 @@ class Predictor:
     @classmethod
     def from_checkpoint(
         cls,
-        path: str | Path,
+        path: str | Path | Sequence[str | Path],
         *,
         device: torch.device | str = "cpu",
         size: Any = None,
@@ -151,15 +155,18 @@ class Predictor:
         """A predictor for the checkpoint at ``path`` with what training used: its size,
         channels, preprocessing mode (``ckpt["preprocessing"]``) and ``train.threshold``.
 
+        A list of paths is an ensemble (:mod:`medspikeformer.inference.ensemble`: mean
+        probabilities; the settings are the first's, which the others must match).
         ``options`` are the other fields (``mode``, ``threshold``, ``tta_flip``, …) and win over
         the checkpoint's; ``size`` (``H`` or ``(H, W)``) overrides the training size. The model
         is optimised for inference (BN folded, compiled LIF) unless ``exact``.
         """
-        from medspikeformer.inference.context import load_context
+        from medspikeformer.inference.ensemble import load_ensemble_context
         from medspikeformer.runtime import resolve_device
 
         device = resolve_device(device)
-        ctx = load_context(path, device=device, size=size, optimize=not exact)
+        paths = [path] if isinstance(path, (str, Path)) else list(path)
+        ctx = load_ensemble_context(paths, device=device, size=size, optimize=not exact)
         options.setdefault("mode", ctx.preprocessing.mode)
         options.setdefault("threshold", ctx.config.train.threshold)
         return cls(
@@ -231,6 +238,48 @@ class Predictor:
     def predict_array(self, image: np.ndarray) -> np.ndarray:
         """``uint8`` image ``H×W`` or ``H×W×3`` → ``uint8`` mask ``H×W`` with values 0/255 (a
         K-class model: the label map, see the module docstring)."""
+        return self._postprocess(self._predict_labels(image))
+
+    def _postprocess(self, labels: np.ndarray) -> np.ndarray:
+        """``largest_component``: each foreground class's largest connected component only."""
+        if not self.largest_component:
+            return labels
+        from medspikeformer.inference.postprocess import largest_component_labels
+
+        return largest_component_labels(
+            labels, int(getattr(self.model, "num_classes", 1)), activation_of(self.model)
+        )
+
+    def predict_proba(self, image: np.ndarray) -> np.ndarray:
+        """``uint8`` image ``H×W`` or ``H×W×3`` → ``float32 [K, H, W]`` probabilities at the
+        image's own size: ``(1, H, W)`` sigmoid for a binary model, ``(K, H, W)`` softmax (or
+        sigmoid regions) for a K-class one. ``resize`` mode: the training-size map resized back
+        bilinearly (what :meth:`predict_array` thresholds); ``sliding``: MONAI's blended
+        windows over the whole image (one full-size float map, so no block tiling)."""
+        height, width = image.shape[:2]
+        if self.mode == "resize":
+            return resize_probs(self._probs_resized_input(image).numpy(), (height, width))
+        x = self._to_input(np.ascontiguousarray(image)).unsqueeze(0).to(self.device)
+        with torch.inference_mode(), autocast(self.device, self.precision):
+            probs = sliding_window_probs(
+                self.model,
+                x,
+                self.train_size,
+                overlap=self.overlap,
+                sw_batch_size=self.sw_batch_size,
+                tta_flip=self.tta_flip,
+            )
+        return probs[0].float().cpu().numpy()
+
+    def labels_of_proba(self, probs: np.ndarray) -> np.ndarray:
+        """The mask / label map of :meth:`predict_proba`'s output (threshold or argmax, then
+        the post-processing): what ``predict --probabilities`` writes beside the map."""
+        from medspikeformer.inference.sliding import label_image
+
+        labels = label_image(torch.from_numpy(probs), activation_of(self.model), self.threshold)
+        return self._postprocess(labels.numpy())
+
+    def _predict_labels(self, image: np.ndarray) -> np.ndarray:
         height, width = image.shape[:2]
         if self.mode == "sliding":
             bar = None
@@ -259,38 +308,17 @@ class Predictor:
         return self._predict_resize(image, height, width)
 
     def _predict_resize(self, image: np.ndarray, height: int, width: int) -> np.ndarray:
-        import cv2
+        probs = self._probs_resized_input(image)
+        return native_labels(
+            probs, (height, width), activation_of(self.model), self.threshold, self.block
+        )
 
+    def _probs_resized_input(self, image: np.ndarray) -> torch.Tensor:
+        """``[K, h, w]`` probabilities of ``image`` resized to the training size."""
         small = resize_image(image, self.train_size)
         x = self._to_input(np.ascontiguousarray(small)).unsqueeze(0).to(self.device)
         with torch.inference_mode(), autocast(self.device, self.precision):
-            probs_k = forward_probs(self.model, x, tta_flip=self.tta_flip)[0].cpu()
-        if probs_k.shape[0] > 1:
-            return self._labels_resized(probs_k.numpy(), height, width)
-        probs = probs_k[0].numpy()
-        if height * width <= self.block * self.block:
-            full = cv2.resize(probs, (width, height), interpolation=cv2.INTER_LINEAR)
-            return np.where(full >= self.threshold, 255, 0).astype(np.uint8)
-        # Huge image: resize an 8-bit version of the probabilities so that nothing full-size is
-        # float; the threshold then acts on p rounded to 1/255.
-        p8 = np.rint(probs * 255.0).astype(np.uint8)
-        full8 = cv2.resize(p8, (width, height), interpolation=cv2.INTER_LINEAR)
-        fg = full8 >= math.ceil(self.threshold * 255.0 - 1e-6)
-        full8[...] = fg
-        full8 *= 255
-        return full8
-
-    def _labels_resized(self, probs: np.ndarray, height: int, width: int) -> np.ndarray:
-        """K-class ``resize`` mode: each class's probability resized (8-bit, so nothing
-        full-size is float) and the label map taken at full size."""
-        import cv2
-
-        p8 = np.rint(probs * 255.0).astype(np.uint8)
-        full = np.stack(
-            [cv2.resize(p, (width, height), interpolation=cv2.INTER_LINEAR) for p in p8]
-        )
-        scores = torch.from_numpy(full.astype(np.float32) / 255.0)
-        return label_image(scores, activation_of(self.model), self.threshold).numpy()
+            return forward_probs(self.model, x, tta_flip=self.tta_flip)[0].float().cpu()
 
     # ------------------------------------------------------------------ files
     def predict_file(
@@ -301,12 +329,16 @@ class Predictor:
         overlay: bool = False,
         png_slices: bool = False,
         names: OutputNames | None = None,
+        probabilities: bool = False,
     ) -> list[Path]:
         """Predict one file and write its outputs into ``out_dir``; returns the paths written.
 
         Images → ``<stem>_mask.png`` (0/255, original size) and ``<stem>_overlay.png``.
         NIfTI → ``<stem>_mask.nii.gz`` (uint8 labels 0/1, the input's affine and header) and with
         ``png_slices`` one ``<stem>_slices/<stem>_z<k>_mask.png`` per slice (0/255).
+        ``probabilities``: also the float32 map, ``<stem>_prob.tif`` (``[K, H, W]``) for an image,
+        ``<stem>_prob.nii.gz`` (``[X, Y, Z]``, binary, or ``[X, Y, Z, K]``) for a volume; the
+        mask is then the threshold / argmax of that map (:meth:`labels_of_proba`).
         ``names`` (shared by one run) keeps the outputs off the inputs and off each other: a name
         already written by the run gets a ``-N`` suffix and a warning. Every file is written
         atomically and never through a link (:mod:`medspikeformer.outputs`).
@@ -315,7 +347,7 @@ class Predictor:
         names = names if names is not None else OutputNames([path])
         out_dir.mkdir(parents=True, exist_ok=True)
         if is_nifti(path):
-            return self._predict_nifti(path, out_dir, stem, png_slices, names)
+            return self._predict_nifti(path, out_dir, stem, png_slices, names, probabilities)
         from PIL import Image
 
         from medspikeformer.data import read_image
@@ -326,12 +358,17 @@ class Predictor:
             image = read_image(path)
         if image.shape[:2] != (height, width):  # header disagreed with the pixels
             self.check_size(path, *image.shape[:2])
-        mask = self.predict_array(image)
+        probs = self.predict_proba(image) if probabilities else None
+        mask = self.labels_of_proba(probs) if probs is not None else self.predict_array(image)
         wanted = [out_dir / f"{stem}_mask.png"]
         if overlay:
             wanted.append(out_dir / f"{stem}_overlay.png")
+        if probs is not None:
+            wanted.append(out_dir / f"{stem}{PROBABILITY_SUFFIX}")
         written = names.claim_group(wanted, source=str(path))
         _save_png(Image.fromarray(mask, mode="L"), written[0])
+        if probs is not None:
+            _save_tiff(probs, written[-1])
         if overlay:
             picture = (
                 _overlay_bounded(image, mask)
@@ -342,7 +379,13 @@ class Predictor:
         return written
 
     def _predict_nifti(
-        self, path: Path, out_dir: Path, stem: str, png_slices: bool, names: OutputNames
+        self,
+        path: Path,
+        out_dir: Path,
+        stem: str,
+        png_slices: bool,
+        names: OutputNames,
+        probabilities: bool = False,
     ) -> list[Path]:
         """Slice by slice exactly as the COVID-19 NIfTI loader prepares training slices.
 
@@ -395,18 +438,35 @@ class Predictor:
             lo, hi = (float(v) for v in np.percentile(ras, self.percentile_window))
             window = (lo, hi if hi > lo else lo + 1.0)
         labels_ras = np.zeros(ras.shape, dtype=np.uint8)
+        k = int(getattr(self.model, "num_classes", 1))
+        probs_ras = np.zeros((*ras.shape, k), np.float32) if probabilities else None
         slice_dir = out_dir / f"{stem}_slices"
         written: list[Path] = []
         for z in range(ras.shape[2]):
             view = axial_slice(ras, z)
             img = np.round(view).astype(np.uint8) if grey else window_ct(view, window)
-            mask = self.predict_array(img)
+            if probs_ras is not None:
+                probs = self.predict_proba(img)
+                mask = label_image(
+                    torch.from_numpy(probs), activation_of(self.model), self.threshold
+                )
+                mask = mask.numpy()
+                for c in range(k):  # inverse of axial_slice
+                    probs_ras[:, :, z, c] = np.rot90(probs[c][:, ::-1], k=-1)
+            else:
+                mask = self._predict_labels(img)
             ids = mask // 255 if mask_is_binary(self.model) else mask
             labels_ras[:, :, z] = np.rot90(ids[:, ::-1], k=-1)  # inverse of axial_slice
-            if png_slices:
+        # the post-processing sees the whole volume: components connect across slices
+        labels_ras = self._postprocess(labels_ras)
+        if png_slices:
+            scale = 255 if mask_is_binary(self.model) else 1
+            for z in range(ras.shape[2]):
                 written.append(names.claim(slice_dir / f"{stem}_z{z:04d}_mask.png"))
-                _save_png(Image.fromarray(mask, mode="L"), written[-1])
-        labels = apply_orientation(labels_ras, ornt_transform(axcodes2ornt("RAS"), to_ras))
+                view = (axial_slice(labels_ras, z) * scale).astype(np.uint8)
+                _save_png(Image.fromarray(view, mode="L"), written[-1])
+        back = ornt_transform(axcodes2ornt("RAS"), to_ras)
+        labels = apply_orientation(labels_ras, back)
         labels = np.ascontiguousarray(labels[..., 0] if flat else labels, dtype=np.uint8)
         header = vol.header.copy()
         header.set_data_dtype(np.uint8)
@@ -414,7 +474,30 @@ class Predictor:
         out_img.header.set_slope_inter(1.0, 0.0)
         target = names.claim(out_dir / f"{stem}_mask.nii.gz", source=str(path))
         atomic_write_bytes(target, gzip.compress(out_img.to_bytes(), compresslevel=6))
+        if probs_ras is not None:
+            probs_vol = apply_orientation(probs_ras, back)
+            probs_vol = probs_vol[..., 0, :] if flat else probs_vol
+            probs_vol = np.ascontiguousarray(probs_vol[..., 0] if k == 1 else probs_vol)
+            prob_header = vol.header.copy()
+            prob_header.set_data_dtype(np.float32)
+            prob_img = nib.Nifti1Image(probs_vol, vol.affine, prob_header)
+            prob_img.header.set_slope_inter(1.0, 0.0)
+            prob_target = names.claim(out_dir / f"{stem}_prob.nii.gz", source=str(path))
+            atomic_write_bytes(prob_target, gzip.compress(prob_img.to_bytes(), compresslevel=6))
+            written.insert(0, prob_target)
         return [target, *written]
+
+
+#: The probability map of a 2-D image: float32 ``[K, H, W]`` TIFF (tifffile, ImageJ, napari).
+PROBABILITY_SUFFIX = "_prob.tif"
+
+
+def _save_tiff(probs: np.ndarray, target: Path) -> None:
+    """Write a float32 ``[K, H, W]`` map as a TIFF atomically."""
+    import tifffile
+
+    with atomic_path(target) as tmp:
+        tifffile.imwrite(tmp, np.ascontiguousarray(probs, np.float32), photometric="minisblack")
 
 
 def _save_png(image: Any, target: Path) -> None:
@@ -486,6 +569,7 @@ def predict_paths(
     progress: bool = False,
     recursive: bool = False,
     skipped: list[str] | None = None,
+    probabilities: bool = False,
 ) -> dict[Path, list[Path]]:
     """Expand ``inputs`` (files and folders; ``recursive``: subfolders too) and predict each;
     returns input → written files. What folders hold but is not read goes to ``skipped``."""
@@ -503,7 +587,10 @@ def predict_paths(
         # Refuse before predicting anything: an output name that is one of the inputs
         # (``predict imgs --out imgs`` with an input x_mask.png beside x.png).
         kinds = ["_mask.nii.gz"] if is_nifti(path) else ["_mask.png", "_overlay.png"]
-        for kind in kinds[: 2 if overlay else 1]:
+        kinds = kinds[: 2 if overlay else 1]
+        if probabilities:
+            kinds.append("_prob.nii.gz" if is_nifti(path) else PROBABILITY_SUFFIX)
+        for kind in kinds:
             names.check_not_input(out_dir / f"{stem}{kind}", source=str(path))
     iterator: Any = zip(paths, stems)
     if progress_enabled(progress):
@@ -513,6 +600,12 @@ def predict_paths(
     results: dict[Path, list[Path]] = {}
     for path, stem in iterator:
         results[path] = predictor.predict_file(
-            path, out_dir, stem=stem, overlay=overlay, png_slices=png_slices, names=names
+            path,
+            out_dir,
+            stem=stem,
+            overlay=overlay,
+            png_slices=png_slices,
+            names=names,
+            probabilities=probabilities,
         )
     return results

@@ -70,6 +70,9 @@ def pad_to_multiple(x: torch.Tensor, divisor: int) -> tuple[torch.Tensor, tuple[
 
 
 def _probs_once(model: SegmentationModel, x: torch.Tensor) -> torch.Tensor:
+    members = getattr(model, "ensemble_members", None)
+    if members is not None:  # an ensemble: the mean of its members' probabilities
+        return torch.stack([_probs_once(m, x) for m in members]).mean(0)
     xp, (h, w) = pad_to_multiple(x, model.size_divisor)
     logits = model(xp)  # the contract: logits [B, K, H, W] in every mode
     return to_probabilities(logits[..., :h, :w].float(), activation_of(model))
@@ -78,7 +81,9 @@ def _probs_once(model: SegmentationModel, x: torch.Tensor) -> torch.Tensor:
 def activation_of(model: nn.Module) -> str:
     """The model's activation (``sigmoid``/``softmax``); a bare module (an exported graph's
     wrapper, a test double) is taken as a binary sigmoid model."""
-    return model.activation if isinstance(model, SegmentationModel) else "sigmoid"
+    if isinstance(model, SegmentationModel) or hasattr(model, "ensemble_members"):
+        return model.activation
+    return "sigmoid"
 
 
 def label_image(probs: torch.Tensor, activation: str, threshold: float = 0.5) -> torch.Tensor:
