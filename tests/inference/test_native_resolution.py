@@ -185,3 +185,57 @@ def test_volumes_are_scored_per_case_with_voxel_spacing(tmp_path):
     hd = [r["hd95"] for r in result.per_image]
     assert result.metrics["hd95"] == pytest.approx(np.mean(hd))
     assert result.metrics["hd95_median"] == pytest.approx(np.median(hd))
+
+
+def test_k_class_boundary_metrics_are_monai_s_per_class(tmp_path):
+    """HD95 per class equals MONAI's ``compute_hausdorff_distance`` on the one-hot masks
+    (``include_background=False``); the image's value is the mean over the classes present."""
+    from monai.metrics import compute_hausdorff_distance
+
+    from medspikeformer import create_model
+    from tiny_models import TINY_MSF
+
+    from .helpers import calibrate
+
+    torch.manual_seed(0)
+    model = calibrate(create_model("medspikeformer", **TINY_MSF, num_classes=3))
+    root = tmp_path / "data"
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(
+            root / "images" / f"m{i}.png"
+        )
+        label = np.zeros((32, 32), np.uint8)
+        label[3 + i : 15, 4:20] = 1
+        label[18:30, 10 + i : 28] = 2
+        Image.fromarray(label).save(root / "masks" / f"m{i}.png")
+    labels = {"background": 0, "cyst": 1, "solid": 2}
+    ds = build_dataset(
+        "folder", root, split="all", size=32, cache_dir=False, labels=labels, label_map=True
+    )
+    names = list(labels)
+    result = evaluate(model, ds, class_names=names, resolution="training")
+    for i, row in enumerate(result.per_image):
+        item = ds[i]
+        with torch.no_grad():
+            pred = torch.softmax(model(item["image"][None]), 1).argmax(1)[0]
+        onehot_pred = torch.stack([pred == c for c in range(3)]).float()[None]
+        onehot_true = torch.stack([item["mask"][0] == c for c in range(3)]).float()[None]
+        expected = compute_hausdorff_distance(
+            onehot_pred, onehot_true, include_background=False, percentile=95
+        )[0]
+        present = []
+        for c, name in enumerate(names[1:], start=1):
+            if not onehot_pred[0, c].any():
+                assert row[f"hd95_{name}"] is None
+                continue
+            assert row[f"hd95_{name}"] == pytest.approx(float(expected[c - 1]), abs=1e-5)
+            present.append(row[f"hd95_{name}"])
+        assert row["hd95"] == pytest.approx(np.mean(present) if present else None)
+    assert {"hd95_cyst", "nsd_solid"} <= set(result.metrics)
+    native = evaluate(model, ds, class_names=names)
+    assert "hd95_solid" in native.per_image[0] and native.resolution == "native"
+    md = native.to_markdown()
+    assert "HD95 (px, mean per image)" in md and "| solid |" in md

@@ -138,6 +138,8 @@ class EvalResult:
             columns += ["size", "spacing"]
         for name in self.class_names:
             columns += [f"dice_{name}", f"iou_{name}"]
+            if self.per_image and f"hd95_{name}" in self.per_image[0]:
+                columns += [f"hd95_{name}", f"nsd_{name}"]
         buffer = io.StringIO()
         writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore")
         writer.writeheader()
@@ -188,10 +190,14 @@ class EvalResult:
                 "out the background):",
                 "",
             ]
-            lines += ["| class | " + " | ".join(METRIC_LABELS[k] for k in GLOBAL_METRICS) + " |"]
-            lines += ["|---" * (len(GLOBAL_METRICS) + 1) + "|"]
+            extra = [k for k in ("hd95", "nsd") if f"{k}_{self.class_names[-1]}" in self.metrics]
+            heads = [METRIC_LABELS[k] for k in GLOBAL_METRICS]
+            heads += [boundary_label(k, self.boundary_unit, self.per) for k in extra]
+            lines += ["| class | " + " | ".join(heads) + " |"]
+            lines += ["|---" * (len(heads) + 1) + "|"]
             for name in self.class_names:
-                cells = " | ".join(f"{self.metrics[f'{k}_{name}']:.4f}" for k in GLOBAL_METRICS)
+                values = [self.metrics.get(f"{k}_{name}") for k in (*GLOBAL_METRICS, *extra)]
+                cells = " | ".join("—" if v is None else f"{v:.4f}" for v in values)
                 lines.append(f"| {name} | {cells} |")
         worst = sorted(self.per_image, key=lambda r: r["dice"])[:5]
         if worst:
@@ -299,9 +305,9 @@ def evaluate(
             forward passes; probabilities and metrics are computed in float32.
         class_names: names of a K-class model's channels (``data.labels``) for the per-class
             metrics; default ``class0`` … .
-        boundary: binary models: HD95 and normalised surface Dice per image (or case), in
-            pixels or the volume's voxel spacing (:mod:`medspikeformer.metrics.boundary`), their
-            mean and median in the metrics.
+        boundary: HD95 and normalised surface Dice per image (or case; K classes: per scored
+            class and their mean), in pixels or the volume's voxel spacing
+            (:mod:`medspikeformer.metrics.boundary`), their mean and median in the metrics.
         resolution: ``"native"``: each prediction resized back to its image's own size and
             scored against the mask read at that size, 3-D data per case
             (:mod:`medspikeformer.inference.native`; needs a ``SegmentationDataset`` or an
@@ -315,9 +321,10 @@ def evaluate(
     """
     from medspikeformer.errors import ConfigError
     from medspikeformer.inference.native import NativeScorer
-    from medspikeformer.inference.sliding import activation_of
+    from medspikeformer.inference.resample import label_planes, truth_planes
+    from medspikeformer.inference.sliding import activation_of, label_image
     from medspikeformer.metrics import SegmentationMetrics
-    from medspikeformer.metrics.boundary import boundary_scores, summarise_boundary
+    from medspikeformer.metrics.boundary import boundary_row, summarise_boundary_rows
     from medspikeformer.precision import autocast
 
     if resolution not in (None, *RESOLUTIONS):
@@ -346,6 +353,7 @@ def evaluate(
         native = NativeScorer(
             native_ds,
             metrics,
+            class_names=metrics.class_names if k > 1 else None,
             num_classes=k,
             activation=activation,
             threshold=threshold,
@@ -354,7 +362,7 @@ def evaluate(
         )
     loader = _as_loader(dataset_or_loader, batch_size, num_workers)
     samples: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, str]] = []
-    boundaries: list[tuple[float | None, float | None]] = []
+    boundaries: list[dict[str, float | None]] = []
     total = len(loader) if hasattr(loader, "__len__") else None
     iterator: Iterable[dict[str, Any]] = loader
     if progress_enabled(progress):
@@ -385,11 +393,21 @@ def evaluate(
                         [_largest_component_planes(p, k, activation, threshold) for p in probs]
                     ).to(probs.device)
                 metrics.update(scored, masks, ids)
-                if k == 1 and boundary:  # outline distances of each binary mask pair
-                    preds = (scored >= threshold).squeeze(1).cpu().numpy()
-                    truths = (masks >= 0.5).squeeze(1).cpu().numpy()
-                    for pred, truth in zip(preds, truths, strict=True):
-                        boundaries.append(boundary_scores(pred, truth))
+                if boundary:  # outline distances of each mask pair (per class for K)
+                    for p, t in zip(scored, masks, strict=True):
+                        planes = label_planes(
+                            label_image(p.float().cpu(), activation, threshold).numpy(),
+                            k,
+                            activation,
+                        )
+                        boundaries.append(
+                            boundary_row(
+                                planes > 0,
+                                truth_planes(t.cpu().numpy(), k, activation),
+                                metrics.scored,
+                                metrics.class_names if k > 1 else None,
+                            )
+                        )
             for i in range(images.shape[0]):
                 if len(samples) >= keep_samples:
                     break
@@ -400,14 +418,13 @@ def evaluate(
     values = metrics.compute()
     rows = metrics.per_image()
     if native is not None:
+        boundaries = [native.boundaries[row["id"]] for row in rows] if native.boundary else []
         for row in rows:
             row.update(native.extra[row["id"]])
-        boundaries = [(r["hd95"], r["nsd"]) for r in rows] if native.boundary else []
     if boundaries:
-        for row, (hd95, nsd) in zip(rows, boundaries, strict=True):
-            row["hd95"], row["nsd"] = hd95, nsd
-        values.update(summarise_boundary([b[0] for b in boundaries], "hd95"))
-        values["nsd"] = summarise_boundary([b[1] for b in boundaries], "nsd")["nsd"]
+        for row, scores in zip(rows, boundaries, strict=True):
+            row.update(scores)
+        values.update(summarise_boundary_rows(boundaries))
     for key, value in values.items():
         if isinstance(value, float) and not math.isfinite(value):
             values[key] = None

@@ -22,8 +22,8 @@ import numpy as np
 import torch
 
 from medspikeformer.inference.postprocess import largest_component_labels
-from medspikeformer.inference.resample import label_planes, native_labels
-from medspikeformer.metrics.boundary import boundary_scores
+from medspikeformer.inference.resample import label_planes, native_labels, truth_planes
+from medspikeformer.metrics.boundary import boundary_row
 
 __all__ = ["NativeScorer"]
 
@@ -53,13 +53,15 @@ class NativeScorer:
         threshold: float,
         boundary: bool,
         largest_component: bool = False,
+        class_names: list[str] | None = None,
     ) -> None:
         self.dataset = dataset
         self.metrics = metrics
         self.k = num_classes
         self.activation = activation
         self.threshold = threshold
-        self.boundary = boundary and num_classes == 1
+        self.boundary = boundary
+        self.class_names = class_names
         self.lcc = largest_component
         source = dataset.source
         self.geometry = [source.slice_geometry(s) for s in dataset.samples]
@@ -68,8 +70,10 @@ class NativeScorer:
             if g is not None:
                 self.remaining[g.case] += 1
         self.pending: dict[str, list[tuple[int, np.ndarray, np.ndarray]]] = defaultdict(list)
-        #: per row id: ``hd95``, ``nsd``, ``size`` (``HxW`` / ``DxHxW``), ``spacing``
+        #: per row id: ``size`` (``HxW`` / ``DxHxW``) and ``spacing``
         self.extra: dict[str, dict[str, Any]] = {}
+        #: per row id: :func:`~medspikeformer.metrics.boundary.boundary_row`
+        self.boundaries: dict[str, dict[str, float | None]] = {}
 
     @property
     def per(self) -> str:
@@ -140,7 +144,13 @@ class NativeScorer:
             "spacing": "x".join(f"{v:g}" for v in spacing) if spacing else "1",
         }
         if self.boundary:
-            row["hd95"], row["nsd"] = boundary_scores(labels > 0, target[0] >= 0.5, spacing=spacing)
+            self.boundaries[row_id] = boundary_row(
+                planes > 0,
+                truth_planes(target, self.k, self.activation),
+                self.metrics.scored,
+                self.class_names,
+                spacing=spacing,
+            )
         self.extra[row_id] = row
 
     def finish(self) -> None:

@@ -235,10 +235,12 @@ class Predictor:
             crop = crop.copy()
         return to_model_input(crop, self.in_channels)
 
-    def predict_array(self, image: np.ndarray) -> np.ndarray:
+    def predict_array(self, image: np.ndarray, postprocess: bool = True) -> np.ndarray:
         """``uint8`` image ``H×W`` or ``H×W×3`` → ``uint8`` mask ``H×W`` with values 0/255 (a
-        K-class model: the label map, see the module docstring)."""
-        return self._postprocess(self._predict_labels(image))
+        K-class model: the label map, see the module docstring). ``postprocess=False`` skips
+        ``largest_component`` (a volume's slices: it acts on the whole volume instead)."""
+        labels = self._predict_labels(image)
+        return self._postprocess(labels) if postprocess else labels
 
     def _postprocess(self, labels: np.ndarray) -> np.ndarray:
         """``largest_component``: each foreground class's largest connected component only."""
@@ -454,7 +456,7 @@ class Predictor:
                 for c in range(k):  # inverse of axial_slice
                     probs_ras[:, :, z, c] = np.rot90(probs[c][:, ::-1], k=-1)
             else:
-                mask = self._predict_labels(img)
+                mask = self.predict_array(img, postprocess=False)
             ids = mask // 255 if mask_is_binary(self.model) else mask
             labels_ras[:, :, z] = np.rot90(ids[:, ::-1], k=-1)  # inverse of axial_slice
         # the post-processing sees the whole volume: components connect across slices

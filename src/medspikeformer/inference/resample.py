@@ -15,7 +15,7 @@ import torch
 
 from medspikeformer.inference.sliding import label_image
 
-__all__ = ["label_planes", "native_labels", "resize_probs"]
+__all__ = ["label_planes", "native_labels", "resize_probs", "truth_planes"]
 
 
 def resize_probs(probs: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -75,3 +75,13 @@ def label_planes(labels: np.ndarray, num_classes: int, activation: str) -> np.nd
     if activation == "softmax":
         return np.stack([labels == c for c in range(num_classes)]).astype(np.float32)
     return np.stack([(labels >> c) & 1 for c in range(num_classes)]).astype(np.float32)
+
+
+def truth_planes(target: np.ndarray, k: int, activation: str) -> np.ndarray:
+    """A target ``[Kt, *S]`` (binary ``[1, *S]``, class ids ``[1, *S]`` or regions ``[K, *S]``)
+    → boolean planes ``[K, *S]``, one per class."""
+    if k == 1:
+        return target[:1] >= 0.5
+    if activation == "softmax":
+        return np.stack([np.rint(target[0]) == c for c in range(k)])
+    return target >= 0.5

@@ -11,6 +11,11 @@ the units of ``spacing``).
 
 Empty masks, the conventions of nnU-Net's evaluation: both empty → HD95 0 and NSD 1 (a perfect
 negative); exactly one empty → both undefined (``None``: left out of the means and counted).
+
+K classes (:func:`boundary_row`): each scored class one-vs-rest, as MONAI's metrics do per
+channel with ``include_background=False``; an image's ``hd95`` / ``nsd`` is the mean over the
+scored classes present in its truth or its prediction and defined there (a class absent from
+both would add a free 0 / 1, the rule the per-image Dice follows too).
 """
 
 from __future__ import annotations
@@ -20,7 +25,13 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["DEFAULT_NSD_TOLERANCE", "boundary_scores", "summarise_boundary"]
+__all__ = [
+    "DEFAULT_NSD_TOLERANCE",
+    "boundary_row",
+    "boundary_scores",
+    "summarise_boundary",
+    "summarise_boundary_rows",
+]
 
 DEFAULT_NSD_TOLERANCE = 2.0
 """τ of the normalised surface Dice, in pixels (or spacing units): a two-pixel band."""
@@ -74,3 +85,48 @@ def summarise_boundary(values: Sequence[float | None], name: str) -> dict[str, f
         f"{name}_median": float(np.median(defined)) if defined else None,
         "boundary_undefined": len(values) - len(defined),
     }
+
+
+def boundary_row(
+    pred: np.ndarray,
+    truth: np.ndarray,
+    scored: Sequence[int],
+    names: Sequence[str] | None = None,
+    *,
+    spacing: Sequence[float] | None = None,
+    tolerance: float = DEFAULT_NSD_TOLERANCE,
+) -> dict[str, float | None]:
+    """HD95 / NSD of one image or case from boolean planes ``[K, *S]`` (prediction, truth).
+
+    Binary (``names`` None): ``{"hd95", "nsd"}`` of plane 0. K classes: ``hd95_<name>``,
+    ``nsd_<name>`` for every class in ``scored`` and ``hd95`` / ``nsd`` their mean over the
+    classes present in either mask and defined (``None`` when there is none).
+    """
+    if names is None:
+        hd95, nsd = boundary_scores(pred[0], truth[0], tolerance=tolerance, spacing=spacing)
+        return {"hd95": hd95, "nsd": nsd}
+    row: dict[str, float | None] = {}
+    present_hd, present_nsd = [], []
+    for c in scored:
+        hd95, nsd = boundary_scores(pred[c], truth[c], tolerance=tolerance, spacing=spacing)
+        row[f"hd95_{names[c]}"], row[f"nsd_{names[c]}"] = hd95, nsd
+        if (pred[c].any() or truth[c].any()) and hd95 is not None:
+            present_hd.append(hd95)
+            present_nsd.append(nsd)
+    row["hd95"] = float(np.mean(present_hd)) if present_hd else None
+    row["nsd"] = float(np.mean(present_nsd)) if present_nsd else None
+    return row
+
+
+def summarise_boundary_rows(
+    rows: Sequence[dict[str, float | None]],
+) -> dict[str, float | int | None]:
+    """The summary of :func:`boundary_row` rows: ``hd95`` (mean), ``hd95_median``, ``nsd``
+    (mean), ``boundary_undefined`` (rows whose ``hd95`` is undefined) and, for K classes, the
+    mean of every ``hd95_<name>`` / ``nsd_<name>`` over the rows where it is defined."""
+    out = dict(summarise_boundary([r["hd95"] for r in rows], "hd95"))
+    out["nsd"] = summarise_boundary([r["nsd"] for r in rows], "nsd")["nsd"]
+    for key in rows[0] if rows else ():
+        if key not in ("hd95", "nsd"):
+            out[key] = summarise_boundary([r[key] for r in rows], key)[key]
+    return out
