@@ -32,14 +32,17 @@ def _train(out: Path, data: dict, epochs: int = 1) -> Path:
 def _inference_round_trip(run: Path, tmp: Path, image: Path) -> None:
     best = run / "best.pt"
     ckpt = torch.load(best, weights_only=True)
-    # evaluate on the validation split reproduces the trainer's validation metrics
+    # evaluate on the validation split at the training size reproduces the trainer's
+    # validation metrics (the default scores at each image's own size instead)
     assert main(["evaluate", str(best), "--split", "val", "--out", str(tmp / "ev"),
-                 "--no-progress", "--grid", "2"]) == 0  # fmt: skip
+                 "--no-progress", "--grid", "2", "--resolution", "training"]) == 0  # fmt: skip
     summary = json.loads((tmp / "ev" / "summary.json").read_text())
     assert summary["info"]["split_from"] == str(run.resolve() / "split.json")
+    assert summary["resolution"] == "training"
     for key in ("miou", "dsc", "acc", "spe", "sen"):
         assert summary["metrics"][key] == pytest.approx(ckpt["metrics"][f"val_{key}"], abs=1e-9)
     assert main(["evaluate", str(best), "--out", str(tmp / "test"), "--no-progress"]) == 0
+    assert json.loads((tmp / "test" / "summary.json").read_text())["resolution"] == "native"
     # predict at the image's own size
     assert main(["predict", str(best), str(image), "--out", str(tmp / "pred"), "--overlay",
                  "--no-progress"]) == 0  # fmt: skip
