@@ -239,3 +239,14 @@ def test_k_class_boundary_metrics_are_monai_s_per_class(tmp_path):
     assert "hd95_solid" in native.per_image[0] and native.resolution == "native"
     md = native.to_markdown()
     assert "HD95 (px, mean per image)" in md and "| solid |" in md
+
+
+def test_boundary_summary_has_mean_and_median():
+    from medspikeformer.metrics.boundary import summarise_boundary_rows
+
+    rows = [{"hd95": 1.0, "nsd": 0.5}, {"hd95": 2.0, "nsd": 0.7}, {"hd95": 9.0, "nsd": 0.9},
+            {"hd95": None, "nsd": None}]  # fmt: skip
+    out = summarise_boundary_rows(rows)
+    assert out["hd95"] == pytest.approx(4.0) and out["hd95_median"] == pytest.approx(2.0)
+    assert out["nsd"] == pytest.approx(0.7) and out["nsd_median"] == pytest.approx(0.7)
+    assert out["boundary_undefined"] == 1

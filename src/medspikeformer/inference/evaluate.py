@@ -53,8 +53,9 @@ METRIC_LABELS = {
     "hd95": "HD95 (mean)",
     "hd95_median": "HD95 (median)",
     "nsd": "NSD at τ = 2 (mean)",
+    "nsd_median": "NSD at τ = 2 (median)",
 }
-BOUNDARY_METRICS = ("hd95", "hd95_median", "nsd")
+BOUNDARY_METRICS = ("hd95", "hd95_median", "nsd", "nsd_median")
 #: ``evaluate``'s choices of where masks are scored: each image's own size (default) or the
 #: training size the model sees.
 RESOLUTIONS = ("native", "training")
@@ -70,6 +71,8 @@ def boundary_label(key: str, unit: str, per: str) -> str:
         return f"HD95 ({unit}, mean per {per})"
     if key == "hd95_median":
         return f"HD95 ({unit}, median per {per})"
+    if key == "nsd_median":
+        return f"NSD at 2 {unit} (median per {per})"
     return f"NSD at 2 {unit} (mean per {per})"
 
 

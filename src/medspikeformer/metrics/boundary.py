@@ -122,10 +122,11 @@ def summarise_boundary_rows(
     rows: Sequence[dict[str, float | None]],
 ) -> dict[str, float | int | None]:
     """The summary of :func:`boundary_row` rows: ``hd95`` (mean), ``hd95_median``, ``nsd``
-    (mean), ``boundary_undefined`` (rows whose ``hd95`` is undefined) and, for K classes, the
+    (mean), ``nsd_median``, ``boundary_undefined`` (rows whose ``hd95`` is undefined) and, for K classes, the
     mean of every ``hd95_<name>`` / ``nsd_<name>`` over the rows where it is defined."""
     out = dict(summarise_boundary([r["hd95"] for r in rows], "hd95"))
-    out["nsd"] = summarise_boundary([r["nsd"] for r in rows], "nsd")["nsd"]
+    nsd = summarise_boundary([r["nsd"] for r in rows], "nsd")
+    out["nsd"], out["nsd_median"] = nsd["nsd"], nsd["nsd_median"]
     for key in rows[0] if rows else ():
         if key not in ("hd95", "nsd"):
             out[key] = summarise_boundary([r[key] for r in rows], key)[key]
