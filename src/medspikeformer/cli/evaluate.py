@@ -215,7 +215,8 @@ def run(args: argparse.Namespace) -> int:
     table.add_column(f"metric ({result.resolution})")
     table.add_column("value", justify="right")
     for key in (*GLOBAL_METRICS, *MEAN_METRICS):
-        table.add_row(METRIC_LABELS[key], f"{result.metrics[key]:.4f}")
+        label = METRIC_LABELS[key].replace("per image", f"per {result.per}")
+        table.add_row(label, f"{result.metrics[key]:.4f}")
     for key in BOUNDARY_METRICS:
         if result.metrics.get(key) is not None:
             label = boundary_label(key, result.boundary_unit, result.per)
