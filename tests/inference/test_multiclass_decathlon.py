@@ -88,6 +88,12 @@ def test_decathlon_folder_trains_and_evaluates(tmp_path: Path) -> None:
         assert summary[key] == pytest.approx(ckpt["metrics"][f"val_{key}"], abs=1e-9)
     assert summary["dsc"] == pytest.approx((summary["dsc_cyst"] + summary["dsc_solid"]) / 2)
     assert "dice_solid" in (tmp_path / "ev" / "per_image.csv").read_text().splitlines()[0]
+    # the 32² slices are the training size, so native = training-size counts; rows are cases
+    report = json.loads((tmp_path / "ev" / "summary.json").read_text())
+    assert report["scored_per"] == "case" and report["boundary_unit"] == "mm"
+    rows = (tmp_path / "ev" / "per_image.csv").read_text().splitlines()[1:]
+    assert rows and all("_z" not in r.split(",")[0] for r in rows)
+    assert summary["hd95_cyst"] is not None or summary["boundary_undefined"] > 0
     assert (tmp_path / "ev" / "qualitative.png").is_file()
 
     image = tmp_path / "slice.png"
