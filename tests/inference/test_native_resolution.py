@@ -250,3 +250,32 @@ def test_boundary_summary_has_mean_and_median():
     assert out["hd95"] == pytest.approx(4.0) and out["hd95_median"] == pytest.approx(2.0)
     assert out["nsd"] == pytest.approx(0.7) and out["nsd_median"] == pytest.approx(0.7)
     assert out["boundary_undefined"] == 1
+
+
+def test_covid_nifti_cases_take_the_spacing_of_the_reoriented_volume(tmp_path):
+    """COVID-19-CT-Seg volumes stored with swapped in-plane axes (x along the second array
+    axis): the case is scored on the RAS grid the loader shows, with that grid's spacing."""
+    import nibabel as nib
+
+    root = tmp_path / "covid"
+    vol_dir, mask_dir = root / "COVID-19-CT-Seg_20cases", root / "Infection_Mask"
+    vol_dir.mkdir(parents=True)
+    mask_dir.mkdir()
+    affine = np.array([[0, 0.9, 0, 0], [0.6, 0, 0, 0], [0, 0, 3.0, 0], [0, 0, 0, 1]])
+    rng = np.random.default_rng(7)
+    for c in range(2):
+        hu = rng.uniform(-1200, 600, (24, 20, 6)).astype(np.int16)
+        mask = np.zeros((24, 20, 6), np.uint8)
+        mask[5:12, 4:9, 2:4] = 1
+        name = f"coronacases_{c + 1:03d}.nii.gz"
+        nib.save(nib.Nifti1Image(hu, affine), vol_dir / name)
+        nib.save(nib.Nifti1Image(mask, affine), mask_dir / name)
+    ds = build_dataset("covid19", root, split="all", size=32, cache_dir=False)
+    result = evaluate(PointwiseModel().eval(), ds, device="cpu")
+    assert result.per == "case" and len(result.per_image) == 2
+    for row in result.per_image:
+        # world x = 0.9 mm × stored axis 1 (20 voxels), y = 0.6 mm × stored axis 0 (24): the
+        # shown slice has rows along y (24 at 0.6 mm) and columns along x (20 at 0.9 mm)
+        assert row["size"] == "6x24x20" and row["spacing"] == "3x0.6x0.9"
+        assert row["tp"] + row["fn"] == 7 * 5 * 2  # the whole infection, every slice stacked
+        assert row["tp"] + row["fp"] + row["fn"] + row["tn"] == 6 * 24 * 20
