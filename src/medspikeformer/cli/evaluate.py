@@ -73,6 +73,25 @@ def resolve_split_spec(ctx: Any, dataset: str, given: str | None) -> tuple[Any, 
     return "paper", "default"
 
 
+def selection_of(ctx: Any, cfg: Any, spec: Any) -> str:
+    """Which images selected the checkpoint (:data:`medspikeformer.data.selection.PROTOCOLS`):
+    from the run's ``split.json`` when ``spec`` is it, else from the training config."""
+    import json
+
+    from medspikeformer.data.selection import selection_protocol
+
+    split_file = ctx.split_file
+    if split_file is not None and str(spec) == str(split_file):
+        try:
+            return selection_protocol(json.loads(split_file.read_text()))
+        except (OSError, UnicodeDecodeError, ValueError, AttributeError):
+            pass
+    d = cfg.data
+    if d.folds is not None:
+        return "fold"
+    return "test" if d.validation == "test" else "carved"
+
+
 #: The files ``evaluate`` writes into ``--out``.
 OUTPUT_FILES = ("per_image.csv", "summary.json", "summary.md")
 GRID_FILE = "qualitative.png"
@@ -101,6 +120,7 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
+    from medspikeformer.data.selection import evaluation_note
     from medspikeformer.engine.datasets import dataset_from_config
     from medspikeformer.engine.task import class_names
     from medspikeformer.errors import ConfigError
@@ -138,6 +158,9 @@ def run(args: argparse.Namespace) -> int:
             f"--in-channels {in_channels} does not match the model's {ctx.in_channels} channels"
         )
     spec, spec_source = resolve_split_spec(ctx, dataset, args.split_spec)
+    protocol = selection_of(ctx, cfg, spec)
+    if protocol == "test":  # a run's split.json without a val part of its own: read as written
+        cfg.data.validation = "test"
     threshold = args.threshold
     if threshold is None:
         threshold = cfg.train.threshold
@@ -158,6 +181,7 @@ def run(args: argparse.Namespace) -> int:
         "split": args.split,
         "split_spec": str(spec),
         "split_from": spec_source,
+        "selection": protocol,
         "device": str(device),
         "precision": args.precision,
     }
@@ -189,6 +213,9 @@ def run(args: argparse.Namespace) -> int:
             multilabel=ctx.model.multilabel,
         )
     console.print(f"{dataset}/{args.split}: {len(ds)} images, split from {spec_source}")
+    note = evaluation_note(protocol, args.split) if same_dataset else None
+    if note:
+        console.print(note)
     table = Table()
     table.add_column("metric")
     table.add_column("value", justify="right")
