@@ -56,3 +56,39 @@ def test_evaluate_on_an_honest_split_does_not_warn(tmp_path: Path, capsys) -> No
     assert main(["evaluate", str(ckpt), "--split", "val", "--out", str(tmp_path / "v"),
                  "--no-progress", "--grid", "0"]) == 0  # fmt: skip
     assert "the one this checkpoint was selected on" in capsys.readouterr().err
+
+
+def test_a_fold_checkpoint_scores_another_folder_without_its_folds(tmp_path: Path) -> None:
+    """The training data's data.folds do not apply to a folder of 4 images (fewer cases than
+    folds would be a ConfigError)."""
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from medspikeformer import create_model
+    from medspikeformer.engine.checkpoint import build_payload, save_checkpoint
+
+    from .helpers import TINY, calibrate
+
+    torch.manual_seed(0)
+    model = calibrate(create_model("medspikeformer", **TINY))
+    train_config = {
+        "data": {"dataset": "synthetic", "size": SIZE, "folds": 5, "fold": 0},
+        "train": {"seed": 41, "threshold": 0.5},
+    }
+    ckpt = save_checkpoint(
+        tmp_path / "best.pt", build_payload(model, epoch=1, metrics={}, train_config=train_config)
+    )
+    root = tmp_path / "mine"
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(4):
+        image = rng.integers(0, 256, (SIZE, SIZE, 3), dtype=np.uint8)
+        Image.fromarray(image).save(root / "images" / f"c{i}.png")
+        Image.fromarray(np.full((SIZE, SIZE), 255, np.uint8)).save(root / "masks" / f"c{i}.png")
+    out = tmp_path / "ev"
+    argv = ["evaluate", str(ckpt), "--dataset", "folder", "--data-root", str(root), "--split",
+            "test", "--out", str(out), "--no-progress", "--grid", "0"]  # fmt: skip
+    assert main(argv) == 0
+    assert json.loads((out / "summary.json").read_text())["metrics"]["num_images"] == 1

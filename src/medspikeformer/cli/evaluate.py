@@ -168,6 +168,7 @@ def run(args: argparse.Namespace) -> int:
     cfg.data.dataset, cfg.data.root, cfg.data.split_spec = dataset, root, spec
     if not same_dataset:
         cfg.data.options = {}  # loader options of another dataset do not apply
+        cfg.data.folds = cfg.data.fold = None  # nor the training data's folds
     # a folder with other names (mask suffix, subfolders…): the loader options train takes
     cfg.data.options = {**cfg.data.options, **parse_loader_options(args.option, "evaluate")}
     # Where the cache writes is the command line's choice, never the checkpoint's: a file from
