@@ -101,6 +101,16 @@ def test_validation_test_keeps_the_old_parts_bit_for_bit(tmp_path: Path) -> None
     assert back.split_info["ids"] == drawn
     assert selection_protocol(old) == "test"
     assert "TEST part" in protocol_line(old)
+    # a file that names its val part is used as written under either protocol, and the record
+    # says which images select
+    named = build_dataset("synthetic", split="val", split_spec=path, **SYN)
+    assert named.split_info["ids"] == drawn
+    assert named.split_info["validation"]["protocol"] == "test"
+    # without val, the default carves from the file's training ids
+    path.write_text(json.dumps({"train": drawn["train"], "test": drawn["test"]}))
+    carved = build_dataset("synthetic", split="val", split_spec=path, **SYN)
+    assert set(carved.split_info["ids"]["val"]) < set(drawn["train"])
+    assert carved.split_info["validation"]["protocol"] == "carved"
 
 
 def test_a_split_that_names_its_validation_part_keeps_it() -> None:

@@ -97,3 +97,31 @@ def test_the_paper_recipe_pins_the_paper_protocol() -> None:
     assert load_config("kvasir", recipe="paper").data.validation == "test"
     for recipe in ("cpu", "cpu-paper", "cpu-quick", "demo"):
         assert load_config("kvasir", recipe=recipe).data.validation == "train"
+
+
+@pytest.mark.parametrize(("kind", "says"), [("reproduce", True), ("compare", False)])
+def test_an_experiment_report_under_the_paper_protocol_says_so(
+    tmp_path: Path, kind: str, says: bool
+) -> None:
+    from medspikeformer.engine.config import config_to_dict
+    from medspikeformer.experiments import run_experiment
+
+    def fake(spec, row, k, run_dir, config):
+        pinned = json.loads((Path(spec.out) / "split.json").read_text())
+        assert "val" not in pinned["ids"]  # each run chooses its own validation part
+        return {
+            "row": row.key, "label": row.label, "seed": config.train.seed, "n_test": 1,
+            "metrics": {"miou": 0.5, "dsc": 0.6, "acc": 0.9, "spe": 0.9, "sen": 0.5,
+                        "dice_per_image": 0.6},
+            "per_image_dice": {"im0": 0.6}, "run": {"train_time_s": 1.0},
+            "profile": {"params_m": 1.0, "gflops": 2.0, "firing_rate": 0.1, "energy_mj": 0.5},
+            "config": config_to_dict(config),
+        }  # fmt: skip
+
+    spec = ExperimentSpec(
+        kind, "synthetic", out=tmp_path, rows=["medspikeformer"], sets=tiny_sets(tmp_path / "c")
+    )
+    spec.sets = [*spec.sets, "data.split_spec=paper"]
+    result = run_experiment(spec, log=None, row_runner=fake)
+    lines = [ln for ln in result.markdown.read_text().splitlines() if "paper's protocol" in ln]
+    assert len(lines) == (1 if says else 0)

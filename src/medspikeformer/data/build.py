@@ -31,16 +31,16 @@ def _make_cache(cache_dir: Any) -> ArrayCache | None:
     return ArrayCache(default_cache_dir() if cache_dir in (None, True) else cache_dir)
 
 
-def _saved_selection(spec: str) -> dict[str, Any] | None:
-    """The ``validation`` record of a split file written by ``save_split``, if ``spec`` is one."""
+def _split_file(spec: str) -> dict[str, Any] | None:
+    """The JSON object of ``spec`` when it is a split file (``make_split`` has read it)."""
     path = Path(spec)
     if path.suffix.lower() != ".json" or not path.is_file():
         return None
     try:
-        record = json.loads(path.read_text()).get("validation")
-    except (OSError, UnicodeDecodeError, ValueError, AttributeError):
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError):
         return None
-    return record if isinstance(record, dict) else None
+    return data if isinstance(data, dict) else None
 
 
 def build_dataset(
@@ -80,7 +80,8 @@ def build_dataset(
             :class:`~medspikeformer.data.labels.LabelSpec`: masks are label maps, items carry
             class indices (docs/data.md, "Multi-class labels").
         validation: ``"train"`` (checkpoint selection on ``val_fraction`` of the training cases,
-            carved with ``seed``, unless the split names its own validation part) or ``"test"``
+            carved with ``seed``, unless the split names its own validation part; a split file's
+            ``val`` is used as written) or ``"test"``
             (the paper's protocol: ``val`` is the test part where the split names none);
             :mod:`medspikeformer.data.selection`.
         val_fraction: the share of training cases carved under ``validation="train"``.
@@ -122,6 +123,8 @@ def build_dataset(
     if dups:
         raise DataError(f"{where}: duplicate sample id {dups[0]!r}")
     split_ids, spec = make_split(scan.samples, split_spec, seed, name)
+    file = _split_file(spec)
+    file_ids = file.get("ids") if file is not None and isinstance(file.get("ids"), dict) else file
     split_ids, selection = choose_validation(
         split_ids,
         {s.id: s.group or s.id for s in scan.samples},
@@ -132,9 +135,11 @@ def build_dataset(
         seed=seed,
         stratum_of={s.id: source.stratum(s) for s in scan.samples},
         stratified_by=source.stratum_name,
+        val_named=None if file_ids is None else "val" in file_ids,
     )
-    if selection["protocol"] == "split":  # a split file written by a run keeps its own record
-        selection = _saved_selection(spec) or selection
+    used_as_written = folds is None and file_ids is not None and "val" in file_ids
+    if used_as_written and isinstance(file.get("validation"), dict):  # type: ignore[union-attr]
+        selection = file["validation"]  # a run's split.json keeps its own record
     wanted = set(ids) if split == "all" else set(split_ids[split])
     samples = [s for s in scan.samples if s.id in wanted]
     cache = _make_cache(cache_dir) if source.cacheable else None

@@ -7,7 +7,7 @@ where the spec names no validation part (``paper``, ``80/20``, a split file with
 
 * ``"train"`` (default): carve ``val_fraction`` of the training *cases* (groups) as the validation
   part, seeded by the run seed, unless the split names a validation part of its own (an official
-  val folder, a ``70/10/20`` ratio, a split file whose ``val`` differs from its ``test``);
+  val folder, a ``70/10/20`` ratio, a split file with ``val``, used as written);
 * ``"test"``: the paper's protocol, the parts as drawn (``val`` = ``test`` where none is named);
 * ``folds``/``fold``: K-fold cross-validation over the training + validation cases; fold ``fold``
   is the validation part, the others train; the test part is untouched.
@@ -109,6 +109,7 @@ def choose_validation(
     seed: int = 0,
     stratum_of: Mapping[str, str | None] | None = None,
     stratified_by: str | None = None,
+    val_named: bool | None = None,
 ) -> tuple[dict[str, list[str]], dict[str, Any]]:
     """Apply ``data.validation`` / ``data.folds`` to the parts drawn by ``make_split``.
 
@@ -120,12 +121,17 @@ def choose_validation(
         seed: the run seed (the carve and the fold assignment draw from it).
         stratum_of: sample id → stratum (e.g. a class), or None where unknown.
         stratified_by: what the strata are, for the record (None: not stratified).
+        val_named: whether the split spec names ``val`` itself (a split file with ``val``): it
+            is then used as written, whatever ``validation`` says (a ``val`` sharing images
+            with ``test`` is recorded as selection on the test part). ``None``: a ``val`` apart
+            from ``test`` is named, one equal to it is the stand-in of an unnamed one.
 
     Returns the parts (each sorted) and the record kept as ``split_info["validation"]``.
     """
     check_validation_options(validation, val_fraction, folds, fold, where="data")
     val, test = parts["val"], parts["test"]
-    own_val = bool(val) and set(val) != set(test)
+    own_val = bool(val) and not set(val) & set(test)  # a validation part apart from the test
+    named = own_val if val_named is None else val_named
     strata = _group_strata(group_of, stratum_of or {})
     if not any(strata.values()):
         stratified_by = None
@@ -157,8 +163,11 @@ def choose_validation(
             "cases": sorted(held),
         }
         return {**out, "test": sorted(test)}, record
-    if own_val:
-        return {k: sorted(v) for k, v in parts.items()}, {"protocol": "split"}
+    if named:
+        if own_val:
+            return {k: sorted(v) for k, v in parts.items()}, {"protocol": "split"}
+        reason = "the split file's val part holds test images"
+        return {k: sorted(v) for k, v in parts.items()}, {"protocol": "test", "reason": reason}
     if validation == "test":
         return {k: sorted(v) for k, v in parts.items()}, {"protocol": "test"}
     train_groups = groups(parts["train"])
@@ -214,13 +223,14 @@ def check_validation_options(
 
 def selection_protocol(split_info: Mapping[str, Any]) -> str:
     """The protocol a split (``split_info`` / ``split.json``) selected checkpoints under; a file
-    written before the record existed: ``test`` when its ``val`` is its ``test``, else ``split``."""
+    written before the record existed: ``test`` when its ``val`` holds test images, else
+    ``split``."""
     record = split_info.get("validation")
     if isinstance(record, Mapping) and record.get("protocol") in PROTOCOLS:
         return str(record["protocol"])
     ids = split_info.get("ids") if isinstance(split_info.get("ids"), Mapping) else split_info
     val, test = ids.get("val"), ids.get("test")  # type: ignore[union-attr]
-    if val is None or (isinstance(test, list) and set(val) == set(test)):
+    if val is None or (isinstance(test, list) and set(val) & set(test)):
         return "test"
     return "split"
 

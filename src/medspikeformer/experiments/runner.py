@@ -186,8 +186,11 @@ def pin_split(config, out: Path):
         # the parts as the spec draws them: each run carves its validation part (or fold) from
         # the pinned training images under its own data.validation and seed
         plain = dataclasses.replace(d, validation="test", folds=None, fold=None)
-        drawn = dataclasses.replace(config, data=plain)
-        dataset_from_config(drawn, "train").save_split(path)
+        info = dataset_from_config(dataclasses.replace(config, data=plain), "train").split_info
+        if info["validation"]["protocol"] == "test":  # no val part of its own: leave val out
+            ids = {k: v for k, v in info["ids"].items() if k != "val"}
+            info = {**{k: v for k, v in info.items() if k != "validation"}, "ids": ids}
+        atomic_write_text(path, json.dumps(info, indent=1) + "\n")
     d.split_spec = str(path)
     return config
 
@@ -657,6 +660,12 @@ def _markdown_document(
             f"; evaluated on the `{spec.eval_split}` split ({any_result.get('n_test')} images).",
             "",
         ]
+        if data.get("validation") == "test":
+            lines += [
+                "Model selection under the paper's protocol (`data.validation: test`): the "
+                "validation part (schedule, `best.pt`) is the test part.",
+                "",
+            ]
     fr_source = next(
         (
             r["profile"].get("firing_rate_input")
