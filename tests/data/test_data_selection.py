@@ -221,3 +221,14 @@ def test_evaluation_note_warns_on_the_test_part_under_the_paper_protocol() -> No
     assert note is not None and note.startswith("warning:") and "\n" not in note
     assert evaluation_note("carved", "test") is None
     assert "selected on" in (evaluation_note("carved", "val") or "")
+
+
+def test_a_named_val_part_is_used_as_written_and_an_empty_one_names_none() -> None:
+    ss = cases(10)
+    ids = [s.id for s in ss]
+    overlapping = {"train": ids[:6], "val": ids[6:8], "test": ids[7:]}
+    out, record = choose_validation(overlapping, group_of(ss), seed=0, val_named=True)
+    assert out["val"] == ids[6:8] and record["protocol"] == "test"  # val holds a test image
+    empty = {"train": ids[:7], "val": [], "test": ids[7:]}
+    out, record = choose_validation(empty, group_of(ss), seed=0, val_named=True)
+    assert record["protocol"] == "carved" and set(out["val"]) < set(ids[:7])

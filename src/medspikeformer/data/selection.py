@@ -131,7 +131,7 @@ def choose_validation(
     check_validation_options(validation, val_fraction, folds, fold, where="data")
     val, test = parts["val"], parts["test"]
     own_val = bool(val) and not set(val) & set(test)  # a validation part apart from the test
-    named = own_val if val_named is None else val_named
+    named = own_val if val_named is None else val_named and bool(val)  # "val": [] names none
     strata = _group_strata(group_of, stratum_of or {})
     if not any(strata.values()):
         stratified_by = None
