@@ -125,3 +125,11 @@ def test_an_experiment_report_under_the_paper_protocol_says_so(
     result = run_experiment(spec, log=None, row_runner=fake)
     lines = [ln for ln in result.markdown.read_text().splitlines() if "paper's protocol" in ln]
     assert len(lines) == (1 if says else 0)
+
+
+def test_cv_list_prints_the_folds_and_trains_nothing(tmp_path: Path, capsys) -> None:
+    argv = ["experiment", "cv", "--dataset", "synthetic", "--folds", "3", "--out",
+            str(tmp_path / "cv"), "--list"]  # fmt: skip
+    assert main(argv) == 0
+    assert capsys.readouterr().out.split() == ["fold0", "fold1", "fold2"]
+    assert not (tmp_path / "cv").exists()

@@ -89,6 +89,9 @@ def run(args: argparse.Namespace) -> int:
     from medspikeformer.experiments.runner import ExperimentSpec, run_experiment
 
     if args.kind == "cv":
+        if args.list:
+            print("\n".join(f"fold{k}" for k in range(args.folds)))
+            return 0
         return run_cv_command(args)
     spec = ExperimentSpec(
         kind=args.kind,
