@@ -92,3 +92,13 @@ def test_a_fold_checkpoint_scores_another_folder_without_its_folds(tmp_path: Pat
             "test", "--out", str(out), "--no-progress", "--grid", "0"]  # fmt: skip
     assert main(argv) == 0
     assert json.loads((out / "summary.json").read_text())["metrics"]["num_images"] == 1
+
+
+def test_a_checkpoint_from_before_the_option_warns_outside_a_run(tmp_path: Path, capsys) -> None:
+    """No split.json beside it: its config (no data.validation, the paper split) selected on
+    the test part."""
+    ckpt = make_checkpoint(tmp_path / "loose")
+    out = tmp_path / "ev"
+    assert main(["evaluate", str(ckpt), "--out", str(out), "--no-progress", "--grid", "0"]) == 0
+    assert "warning: this checkpoint was selected on the test part" in capsys.readouterr().err
+    assert json.loads((out / "summary.json").read_text())["info"]["selection"] == "test"

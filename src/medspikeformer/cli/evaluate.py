@@ -73,25 +73,6 @@ def resolve_split_spec(ctx: Any, dataset: str, given: str | None) -> tuple[Any, 
     return "paper", "default"
 
 
-def selection_of(ctx: Any, cfg: Any, spec: Any) -> str:
-    """Which images selected the checkpoint (:data:`medspikeformer.data.selection.PROTOCOLS`):
-    from the run's ``split.json`` when ``spec`` is it, else from the training config."""
-    import json
-
-    from medspikeformer.data.selection import selection_protocol
-
-    split_file = ctx.split_file
-    if split_file is not None and str(spec) == str(split_file):
-        try:
-            return selection_protocol(json.loads(split_file.read_text()))
-        except (OSError, UnicodeDecodeError, ValueError, AttributeError):
-            pass
-    d = cfg.data
-    if d.folds is not None:
-        return "fold"
-    return "test" if d.validation == "test" else "carved"
-
-
 #: The files ``evaluate`` writes into ``--out``.
 OUTPUT_FILES = ("per_image.csv", "summary.json", "summary.md")
 GRID_FILE = "qualitative.png"
@@ -158,9 +139,10 @@ def run(args: argparse.Namespace) -> int:
             f"--in-channels {in_channels} does not match the model's {ctx.in_channels} channels"
         )
     spec, spec_source = resolve_split_spec(ctx, dataset, args.split_spec)
-    protocol = selection_of(ctx, cfg, spec)
-    if protocol == "test":  # a run's split.json without a val part of its own: read as written
-        cfg.data.validation = "test"
+    saved_data = (ctx.checkpoint.get("train_config") or {}).get("data")
+    old_run = isinstance(saved_data, dict) and saved_data and "validation" not in saved_data
+    if old_run and cfg.data.folds is None:
+        cfg.data.validation = "test"  # trained before the option: val was the test part
     threshold = args.threshold
     if threshold is None:
         threshold = cfg.train.threshold
@@ -175,6 +157,8 @@ def run(args: argparse.Namespace) -> int:
     # someone else must not pick a folder on this machine to write into.
     cfg.data.cache_dir = args.cache_dir
     ds = dataset_from_config(cfg, args.split, size=ctx.train_size, in_channels=in_channels)
+    # which images selected the checkpoint, as the split it was trained on records it
+    protocol = (ds.split_info.get("validation") or {}).get("protocol")
     info = {
         **ctx.info(),
         "dataset": dataset,
@@ -214,7 +198,7 @@ def run(args: argparse.Namespace) -> int:
             multilabel=ctx.model.multilabel,
         )
     console.print(f"{dataset}/{args.split}: {len(ds)} images, split from {spec_source}")
-    note = evaluation_note(protocol, args.split) if same_dataset else None
+    note = evaluation_note(protocol, args.split) if same_dataset and protocol else None
     if note:
         console.print(note)
     table = Table()
