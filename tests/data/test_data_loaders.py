@@ -142,8 +142,9 @@ def test_monuseg_polygon_area_matches_shoelace() -> None:
 
 def test_covid_slices_official(covid_slices_root: Path) -> None:
     tr = build_dataset(
-        "covid19", covid_slices_root, split="train", split_spec="official", size=32, cache_dir=False
-    )
+        "covid19", covid_slices_root, split="train", split_spec="official", size=32,
+        cache_dir=False, validation="test",
+    )  # fmt: skip
     te = build_dataset(
         "covid19", covid_slices_root, split="test", split_spec="official", size=32, cache_dir=False
     )

@@ -77,11 +77,16 @@ def test_split_file_roundtrip(kvasir_root: Path, tmp_path: Path) -> None:
     again = build_dataset("kvasir", kvasir_root, split="val", split_spec=path, cache_dir=False)
     assert again.split_info["ids"] == info["ids"]
     assert [s.id for s in again.samples] == info["ids"]["val"]
-    # a plain {"train", "test"} file works too; val falls back to test
+    # a plain {"train", "test"} file works too; under the paper's protocol val falls back to
+    # test, by default it is carved from the file's training ids
     plain = tmp_path / "plain.json"
     plain.write_text(json.dumps({"train": info["ids"]["train"], "test": info["ids"]["test"]}))
-    v = build_dataset("kvasir", kvasir_root, split="val", split_spec=plain, cache_dir=False)
+    v = build_dataset(
+        "kvasir", kvasir_root, split="val", split_spec=plain, cache_dir=False, validation="test"
+    )
     assert [s.id for s in v.samples] == info["ids"]["test"]
+    carved = build_dataset("kvasir", kvasir_root, split="val", split_spec=plain, cache_dir=False)
+    assert {s.id for s in carved.samples} <= set(info["ids"]["train"])
 
 
 def test_unknown_split_and_size(kvasir_root: Path) -> None:

@@ -111,6 +111,7 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
+    from medspikeformer.data.selection import evaluation_note
     from medspikeformer.engine.datasets import dataset_from_config
     from medspikeformer.engine.task import class_names
     from medspikeformer.errors import ConfigError
@@ -156,6 +157,10 @@ def run(args: argparse.Namespace) -> int:
             f"--in-channels {in_channels} does not match the model's {ctx.in_channels} channels"
         )
     spec, spec_source = resolve_split_spec(ctx, dataset, args.split_spec)
+    saved_data = (ctx.checkpoint.get("train_config") or {}).get("data")
+    old_run = isinstance(saved_data, dict) and saved_data and "validation" not in saved_data
+    if old_run and cfg.data.folds is None:
+        cfg.data.validation = "test"  # trained before the option: val was the test part
     threshold = args.threshold
     if threshold is None:
         threshold = cfg.train.threshold
@@ -163,12 +168,15 @@ def run(args: argparse.Namespace) -> int:
     cfg.data.dataset, cfg.data.root, cfg.data.split_spec = dataset, root, spec
     if not same_dataset:
         cfg.data.options = {}  # loader options of another dataset do not apply
+        cfg.data.folds = cfg.data.fold = None  # nor the training data's folds
     # a folder with other names (mask suffix, subfolders…): the loader options train takes
     cfg.data.options = {**cfg.data.options, **parse_loader_options(args.option, "evaluate")}
     # Where the cache writes is the command line's choice, never the checkpoint's: a file from
     # someone else must not pick a folder on this machine to write into.
     cfg.data.cache_dir = args.cache_dir
     ds = dataset_from_config(cfg, args.split, size=ctx.train_size, in_channels=in_channels)
+    # which images selected the checkpoint, as the split it was trained on records it
+    protocol = (ds.split_info.get("validation") or {}).get("protocol")
     info = {
         **ctx.info(),
         "dataset": dataset,
@@ -176,6 +184,7 @@ def run(args: argparse.Namespace) -> int:
         "split": args.split,
         "split_spec": str(spec),
         "split_from": spec_source,
+        "selection": protocol,
         "device": str(device),
         "precision": args.precision,
         **({"ensemble": [str(m) for m in members]} if args.ensemble else {}),
@@ -211,6 +220,9 @@ def run(args: argparse.Namespace) -> int:
         )
     console.print(f"{dataset}/{args.split}: {len(ds)} images, split from {spec_source}")
     console.print(f"scored at {RESOLUTION_LABELS[result.resolution]}")
+    note = evaluation_note(protocol, args.split) if same_dataset and protocol else None
+    if note:
+        console.print(note)
     table = Table()
     table.add_column(f"metric ({result.resolution})")
     table.add_column("value", justify="right")

@@ -3,6 +3,7 @@
     medspikeformer experiment compare  --dataset kvasir --data-root DIR --recipe cpu-quick --out exp/cmp
     medspikeformer experiment ablation --dataset kvasir --data-root DIR --recipe cpu-quick --out exp/abl
     medspikeformer experiment reproduce --dataset kvasir --data-root DIR --out exp/paper   # paper recipe
+    medspikeformer experiment cv --dataset kvasir --data-root DIR --recipe cpu --folds 5 --out exp/cv
 
 Re-running the same command continues: finished rows are reused, an interrupted row resumes.
 """
@@ -24,10 +25,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "kind",
-        choices=("compare", "ablation", "reproduce"),
+        choices=("compare", "ablation", "reproduce", "cv"),
         help="which table; reproduce = Table 1's MedSpikeFormer row at the dataset config "
-        "(the paper recipe unless --recipe is given)",
+        "(the paper recipe unless --recipe is given); cv = the --folds folds of one config, "
+        "per fold and mean ± std",
     )
+    parser.add_argument("--folds", type=int, default=5, help="cv: number of folds (default 5)")
     parser.add_argument(
         "--dataset", required=True, help="dataset name (kvasir, busi, synthetic, ...)"
     )
@@ -63,7 +66,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="config override applied to every row, e.g. --set train.epochs=5 (repeatable)",
     )
     parser.add_argument(
-        "--split", default="test", help="split scored for the tables (default test)"
+        "--split",
+        default=None,
+        help="split scored for the tables (default test; cv: val, each fold's held-out cases)",
     )
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     parser.add_argument(
@@ -83,6 +88,11 @@ def run(args: argparse.Namespace) -> int:
 
     from medspikeformer.experiments.runner import ExperimentSpec, run_experiment
 
+    if args.kind == "cv":
+        if args.list:
+            print("\n".join(f"fold{k}" for k in range(args.folds)))
+            return 0
+        return run_cv_command(args)
     spec = ExperimentSpec(
         kind=args.kind,
         dataset=args.dataset,
@@ -93,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
         rows=args.rows,
         seeds=args.seeds,
         sets=tuple(args.sets),
-        eval_split=args.split,
+        eval_split=args.split or "test",
         device=args.device,
         checkpoint=args.checkpoint,
     )
@@ -106,6 +116,30 @@ def run(args: argparse.Namespace) -> int:
     print(result.markdown.read_text())
     if args.kind == "reproduce":
         print(table1_line(result.summaries, args.dataset))
+    return 0
+
+
+def run_cv_command(args: argparse.Namespace) -> int:
+    """``experiment cv``: train the folds, print the per-fold and mean ± std table."""
+    from pathlib import Path
+
+    from medspikeformer.experiments.cv import CVSpec, run_cv
+
+    result = run_cv(
+        CVSpec(
+            dataset=args.dataset,
+            out=Path(args.out),
+            folds=args.folds,
+            data_root=args.data_root,
+            recipe=args.recipe,
+            config=args.config,
+            sets=tuple(args.sets),
+            eval_split=args.split or "val",
+            device=args.device,
+            checkpoint=args.checkpoint,
+        )
+    )
+    print(result.markdown.read_text())
     return 0
 
 

@@ -29,6 +29,8 @@ COMMON_FLAGS: dict[str, tuple[str, type]] = {
     "data_root": ("data.root", str),
     "size": ("data.size", int),
     "split": ("data.split_spec", str),
+    "folds": ("data.folds", int),
+    "fold": ("data.fold", int),
     "num_workers": ("data.num_workers", int),
     "teacher": ("teacher.mode", str),
     "init_from": ("train.init_from", str),
@@ -75,6 +77,12 @@ def register(subparsers: Any) -> None:
     p.add_argument("--data-root")
     p.add_argument("--size", type=int, help="training image size (square)")
     p.add_argument("--split", help="split spec: paper, official, 70/10/20 or a JSON file")
+    p.add_argument(
+        "--folds", type=int, metavar="N", help="cross-validation: N folds of the training cases"
+    )
+    p.add_argument(
+        "--fold", type=int, metavar="K", help="cross-validation: fold K (0..N-1) validates"
+    )
     p.add_argument("--num-workers", type=int)
     p.add_argument("--teacher", help="auto | joint | none | PATH of a frozen ANN-twin checkpoint")
     p.add_argument(

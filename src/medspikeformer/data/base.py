@@ -134,6 +134,14 @@ class DatasetSource:
     #: bump when decoding changes, so old cache entries are not reused
     version: ClassVar[int] = 1
 
+    #: what :meth:`stratum` returns, for the split record (None: the layout declares no strata)
+    stratum_name: ClassVar[str | None] = None
+
+    def stratum(self, sample: Sample) -> str | None:
+        """The sample's stratum for carving validation parts and folds (e.g. its class), read
+        from the layout without decoding anything; ``None``: no strata."""
+        return None
+
     def intensity(self) -> dict[str, Any] | None:
         """How this layout turns voxel values into 0…255 (a volume's window), recorded in the
         checkpoints (``PreprocessingPolicy.intensity``); ``None`` for 8-bit images."""

@@ -16,6 +16,7 @@ from .base import DEFAULT_SEED, SPLITS, DatasetSource, SegmentationDataset, as_h
 from .cache import ArrayCache, default_cache_dir
 from .labels import LabelSpec
 from .registry import get_source_class
+from .selection import choose_validation
 from .splits import make_split
 
 
@@ -30,6 +31,18 @@ def _make_cache(cache_dir: Any) -> ArrayCache | None:
     return ArrayCache(default_cache_dir() if cache_dir in (None, True) else cache_dir)
 
 
+def _split_file(spec: str) -> dict[str, Any] | None:
+    """The JSON object of ``spec`` when it is a split file (``make_split`` has read it)."""
+    path = Path(spec)
+    if path.suffix.lower() != ".json" or not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
 def build_dataset(
     name: str,
     root: str | Path | None = None,
@@ -42,6 +55,10 @@ def build_dataset(
     seed: int = DEFAULT_SEED,
     on_error: str = "raise",
     labels: Any = None,
+    validation: str = "train",
+    val_fraction: float = 0.1,
+    folds: int | None = None,
+    fold: int | None = None,
     **options: Any,
 ) -> SegmentationDataset:
     """Build one split of a dataset.
@@ -62,6 +79,14 @@ def build_dataset(
         labels: ``None`` (binary masks) or the ``data.labels`` mapping / a
             :class:`~medspikeformer.data.labels.LabelSpec`: masks are label maps, items carry
             class indices (docs/data.md, "Multi-class labels").
+        validation: ``"train"`` (checkpoint selection on ``val_fraction`` of the training cases,
+            carved with ``seed``, unless the split names its own validation part; a split file's
+            ``val`` is used as written) or ``"test"``
+            (the paper's protocol: ``val`` is the test part where the split names none);
+            :mod:`medspikeformer.data.selection`.
+        val_fraction: the share of training cases carved under ``validation="train"``.
+        folds, fold: fold ``fold`` of ``folds`` over the training + validation cases is the
+            validation part (cross-validation); the test part is untouched.
         **options: loader options (see docs/data.md), e.g. ``include_normal=False`` for BUSI.
     """
     if split not in SPLITS:
@@ -98,6 +123,23 @@ def build_dataset(
     if dups:
         raise DataError(f"{where}: duplicate sample id {dups[0]!r}")
     split_ids, spec = make_split(scan.samples, split_spec, seed, name)
+    file = _split_file(spec)
+    file_ids = file.get("ids") if file is not None and isinstance(file.get("ids"), dict) else file
+    split_ids, selection = choose_validation(
+        split_ids,
+        {s.id: s.group or s.id for s in scan.samples},
+        validation=validation,
+        val_fraction=val_fraction,
+        folds=folds,
+        fold=fold,
+        seed=seed,
+        stratum_of={s.id: source.stratum(s) for s in scan.samples},
+        stratified_by=source.stratum_name,
+        val_named=None if file_ids is None else "val" in file_ids,
+    )
+    used_as_written = folds is None and file_ids is not None and "val" in file_ids
+    if used_as_written and isinstance(file.get("validation"), dict):  # type: ignore[union-attr]
+        selection = file["validation"]  # a run's split.json keeps its own record
     wanted = set(ids) if split == "all" else set(split_ids[split])
     samples = [s for s in scan.samples if s.id in wanted]
     cache = _make_cache(cache_dir) if source.cacheable else None
@@ -109,6 +151,7 @@ def build_dataset(
         "seed": seed,
         "options": json.loads(json.dumps(source.opts, default=str)),
         "ids": split_ids,
+        "validation": selection,
     }
     ds = SegmentationDataset(
         source, split, hw, split_ids, info, aug, in_channels, cache, samples, skipped, labels

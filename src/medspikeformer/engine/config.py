@@ -75,7 +75,10 @@ class DataConfig:
     dataset's own default split is used when it is null. ``options`` are dataset-specific keywords.
     ``labels``: null (binary masks) or the class mapping of label maps (``{name: id}`` classes,
     ``{name: [ids]}`` regions; ``medspikeformer.data.labels``); it sets the model's
-    ``num_classes`` (and ``multilabel`` for regions).
+    ``num_classes`` (and ``multilabel`` for regions). ``validation`` (``train``: select
+    checkpoints on ``val_fraction`` of the training cases unless the split names a validation
+    part; ``test``: the paper's protocol), ``folds``/``fold`` (fold K of N as the validation
+    part): :mod:`medspikeformer.data.selection`.
     """
 
     dataset: str = "synthetic"
@@ -90,6 +93,10 @@ class DataConfig:
     val_split: str = "val"
     options: dict[str, Any] = field(default_factory=dict)
     labels: dict[str, Any] | None = None
+    validation: str = "train"
+    val_fraction: float = 0.1
+    folds: int | None = None
+    fold: int | None = None
 
 
 @dataclass
@@ -631,6 +638,9 @@ def validate_config(config: TrainConfig, *, check_model: bool = True) -> None:
     if d.in_channels is not None and d.in_channels not in (1, 3):
         raise ConfigError(f"config value data.in_channels={d.in_channels} must be 1 or 3")
     _check_dataset_name(d.dataset)
+    from medspikeformer.data.selection import check_validation_options
+
+    check_validation_options(d.validation, d.val_fraction, d.folds, d.fold, where="data")
     if check_model:
         model = build_model_from_config(config)
         divisor = model.size_divisor

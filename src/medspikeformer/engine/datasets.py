@@ -40,6 +40,10 @@ def dataset_from_config(
         "in_channels": d.in_channels or 3,
         "cache_dir": d.cache_dir,
         "seed": config.train.seed,
+        "validation": d.validation,
+        "val_fraction": d.val_fraction,
+        "folds": d.folds,
+        "fold": d.fold,
         **d.options,
     }
     if d.split_spec is not None:

@@ -28,6 +28,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 
+from medspikeformer.data.selection import protocol_line
 from medspikeformer.engine import checkpoint as ckpt_mod
 from medspikeformer.engine.config import (
     INIT_FROM_TWIN,
@@ -185,6 +186,7 @@ class _Run:
                 f"with `medspikeformer train --resume {self.run_dir}` or choose another --out"
             )
         if self.resume_dir is not None:
+            self._keep_old_selection(self.run_dir / "split.json")
             self._check_resumed_config(self.resume_dir / "last.pt")
 
         if self.main:  # loggers beside metrics.csv (train.loggers), on rank 0 only
@@ -273,6 +275,9 @@ class _Run:
                 saved = {**saved, "model": {"neuron": neuron, **saved["model"]}}
         if not isinstance(saved, Mapping) or not saved:
             return  # written by an old version without it: nothing to compare with
+        if isinstance(saved.get("data"), Mapping) and "validation" not in saved["data"]:
+            # written before data.validation existed: _keep_old_selection decided it
+            saved = {**saved, "data": {**saved["data"], "validation": self.cfg.data.validation}}
         diffs = config_differences(saved, config_to_dict(self.cfg))
         if not diffs:
             return
@@ -283,6 +288,21 @@ class _Run:
                 f"({listed}); undo the edit, or continue with it using --resume-force"
             )
         self.log(f"warning: resuming with a changed config (--resume-force): {listed}")
+
+    def _keep_old_selection(self, split_file: Path) -> None:
+        """A run whose ``split.json`` predates ``data.validation`` selected on the test part
+        (``val`` = ``test``); it continues under that protocol, so its split stays the same."""
+        import json
+
+        from medspikeformer.data.selection import selection_protocol
+
+        try:
+            saved = json.loads(split_file.read_text())
+        except (OSError, UnicodeDecodeError, ValueError):
+            return  # no readable split: _check_resumed_split says so
+        old = isinstance(saved, dict) and "validation" not in saved
+        if old and selection_protocol(saved) == "test":
+            self.cfg.data.validation = "test"
 
     def _check_resumed_split(self, split_file: Path) -> None:
         """The split drawn now must be the saved one; ``--resume-force`` uses the saved one."""
@@ -561,6 +581,7 @@ class _Run:
             + (f" × {self.dist.world_size} ranks" if self.dist.enabled else "")
             + f" → {self.run_dir}"
         )
+        self.log(protocol_line(self.train_set.split_info))
         if start <= cfg.train.epochs and _compiles_neurons(self.student):
             self.log("compiling the neurons' fused kernels on the first batch (tens of seconds on "
                      "a CPU, once per shape; cached in TORCHINDUCTOR_CACHE_DIR)")  # fmt: skip
@@ -649,6 +670,12 @@ class _Run:
             "nan_skipped": st.nan_skipped,
             "teacher": self.teacher_mode,
             "init": st.init,
+            # which images chose best.pt (the cases are listed in split.json)
+            "selection": {
+                k: v
+                for k, v in (self.train_set.split_info.get("validation") or {}).items()
+                if k != "cases"
+            },
             "is_main": self.main,
             "world_size": self.dist.world_size,
             "wall_time_s": time.perf_counter() - t_start,

@@ -34,6 +34,7 @@ seed, so every seed and every row is scored on the same test images (needed by t
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -145,11 +146,18 @@ def _dataset_config(spec: ExperimentSpec) -> str | None:
     return str(candidate) if candidate.is_file() else None
 
 
+#: Experiments that reproduce the paper's tables keep its protocol (``data.validation: test``,
+#: checkpoint selection on the test part) for every row; ``--set data.validation=train`` undoes it.
+PAPER_PROTOCOL_KINDS = ("reproduce", "ablation")
+
+
 def base_config(spec: ExperimentSpec):
     """The configuration every row shares: dataset config < recipe < data flags < ``--set``."""
     from medspikeformer.engine.config import load_config
 
     data: dict[str, Any] = {"dataset": spec.dataset}
+    if spec.kind in PAPER_PROTOCOL_KINDS:  # the paper's tables: selection on the test part
+        data["validation"] = "test"
     if spec.data_root is not None:
         data["root"] = str(spec.data_root)
     overrides: dict[str, Any] = {"data": data}
@@ -175,7 +183,14 @@ def pin_split(config, out: Path):
         d.options = {**d.options, "seed": d.options.get("seed") or config.train.seed}
     path = Path(out) / "split.json"
     if not path.is_file():
-        dataset_from_config(config, "train").save_split(path)
+        # the parts as the spec draws them: each run carves its validation part (or fold) from
+        # the pinned training images under its own data.validation and seed
+        plain = dataclasses.replace(d, validation="test", folds=None, fold=None)
+        info = dataset_from_config(dataclasses.replace(config, data=plain), "train").split_info
+        if info["validation"]["protocol"] == "test":  # no val part of its own: leave val out
+            ids = {k: v for k, v in info["ids"].items() if k != "val"}
+            info = {**{k: v for k, v in info.items() if k != "validation"}, "ids": ids}
+        atomic_write_text(path, json.dumps(info, indent=1) + "\n")
     d.split_spec = str(path)
     return config
 
@@ -645,6 +660,12 @@ def _markdown_document(
             f"; evaluated on the `{spec.eval_split}` split ({any_result.get('n_test')} images).",
             "",
         ]
+        if data.get("validation") == "test":
+            lines += [
+                "Model selection under the paper's protocol (`data.validation: test`): the "
+                "validation part (schedule, `best.pt`) is the test part.",
+                "",
+            ]
     fr_source = next(
         (
             r["profile"].get("firing_rate_input")

@@ -40,6 +40,12 @@ class BUSISource(DatasetSource):
         "class_labels": False,
     }
 
+    stratum_name: ClassVar[str | None] = "class folder"
+
+    def stratum(self, sample: Sample) -> str | None:
+        """The class folder (benign/malignant/normal): carves and folds keep the class mix."""
+        return sample.image.parent.name
+
     def resolve_root(self, root: Path) -> Path:
         if (root / "Dataset_BUSI_with_GT").is_dir():
             root = root / "Dataset_BUSI_with_GT"
