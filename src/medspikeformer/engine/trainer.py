@@ -67,6 +67,7 @@ from medspikeformer.engine.state import (
     training_payload,
 )
 from medspikeformer.engine.step import (
+    FINITE_CHECK_EVERY,
     UNLOGGED_TERMS,
     Callback,
     TrainingStep,
@@ -191,7 +192,13 @@ class _Run:
             self.callbacks += build_loggers(cfg.train.loggers, self.run_dir)
         seed_everything(cfg.train.seed)
         # Models, losses and optimisers (in this order: the RNG draws of a run depend on it).
-        self.step = TrainingStep(cfg, device=self.device, dist=self.dist, callbacks=self.callbacks)
+        self.step = TrainingStep(
+            cfg,
+            device=self.device,
+            dist=self.dist,
+            callbacks=self.callbacks,
+            check_every=FINITE_CHECK_EVERY,
+        )
         self._build_data()
         split_file = self.run_dir / "split.json"
         resumed_split = self.resume_dir is not None and split_file.is_file()
@@ -437,7 +444,7 @@ class _Run:
         self.train_sampler.set_epoch(epoch)
         acc_dtype = torch.float32 if self.device.type == "mps" else torch.float64
         sums: dict[str, torch.Tensor] = {}  # term name → device sum, made at the first step
-        steps = skipped = 0
+        counts = torch.zeros(2, dtype=acc_dtype, device=self.device)  # applied, skipped
         loader = _progress(
             self.train_loader,
             enabled=self.show_progress,
@@ -462,16 +469,16 @@ class _Run:
                     for k in terms
                     if k not in UNLOGGED_TERMS
                 }
-            if not verdict.applied:  # skipped under nan_policy=skip (stop raised above)
-                skipped += 1
-                continue
+            # A skipped step (nan_policy=skip) is left out on the device: no read per step.
+            good = step.last_good
             for name, total in sums.items():
-                total += terms[name].detach().to(acc_dtype)
-            steps += 1
+                total += torch.where(good, terms[name].detach().to(acc_dtype), 0.0)
+            counts += torch.stack([good, ~good]).to(acc_dtype)
             if show:
                 loader.set_postfix(loss=f"{verdict.loss:.4f}", refresh=False)
                 last_postfix = now
-        return self._epoch_means(sums, steps, skipped, acc_dtype)
+        step.settle()  # the deferred finite check of the epoch's last steps (stop raises here)
+        return self._epoch_means(sums, counts, acc_dtype)
 
     def _kept(self) -> str:
         last = self.run_dir / "last.pt"
@@ -480,11 +487,11 @@ class _Run:
         return "no checkpoint was written yet"
 
     def _epoch_means(
-        self, sums: dict[str, torch.Tensor], steps: int, skipped: int, acc_dtype: torch.dtype
+        self, sums: dict[str, torch.Tensor], counts: torch.Tensor, acc_dtype: torch.dtype
     ) -> dict[str, float]:
-        """All ranks' means in one reduction and one read; inactive terms → NaN."""
+        """All ranks' means in one reduction and one read (``counts``: applied and skipped
+        steps, on the device); inactive terms → NaN."""
         names = list(sums)
-        counts = torch.tensor([steps, skipped], dtype=acc_dtype, device=self.device)
         stacked = torch.cat([torch.stack(list(sums.values())), counts]) if names else counts
         reduced = all_reduce_sum(stacked, self.dist).tolist()
         n = max(reduced[-2], 1.0)
