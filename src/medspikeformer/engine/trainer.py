@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DistributedSampler
 
 from medspikeformer.engine import checkpoint as ckpt_mod
 from medspikeformer.engine.config import (
@@ -38,7 +38,12 @@ from medspikeformer.engine.config import (
     save_config,
     validate_config,
 )
-from medspikeformer.engine.datasets import dataset_from_config, labels_of_the_folder
+from medspikeformer.engine.datasets import (
+    build_loader,
+    dataset_from_config,
+    labels_of_the_folder,
+    resolve_num_workers,
+)
 from medspikeformer.engine.distributed import (
     ShardSampler,
     all_reduce_sum,
@@ -247,21 +252,22 @@ class _Run:
             seed=t.seed,
             drop_last=False,
         )
-        pin = self.device.type == "cuda"
-        self.train_loader = DataLoader(
+        workers = resolve_num_workers(d.num_workers, self.device)
+        rank = self.dist.rank
+        self.train_loader = build_loader(
             self.train_set,
             batch_size=t.batch_size,
             sampler=self.train_sampler,
-            num_workers=d.num_workers,
-            pin_memory=pin,
-            drop_last=False,
+            num_workers=workers,
+            device=self.device,
+            seed_of=lambda epoch: epoch_seed(t.seed, epoch, rank),
         )
-        self.val_loader = DataLoader(
+        self.val_loader = build_loader(
             self.val_set,
             batch_size=t.val_batch_size or t.batch_size,
             sampler=ShardSampler(len(self.val_set), self.dist.rank, self.dist.world_size),
-            num_workers=d.num_workers,
-            pin_memory=pin,
+            num_workers=workers,
+            device=self.device,
         )
 
     # -------------------------------------------------------------- resume
