@@ -131,6 +131,7 @@ class _Run:
         self.step: TrainingStep | None = None
         self._saved_det: tuple[bool, bool] | None = None
         self._saved_cudnn_benchmark: bool | None = None
+        self.writer = ckpt_mod.CheckpointWriter()  # last.pt in the background
 
     def log(self, msg: str) -> None:
         if self.main:
@@ -487,6 +488,7 @@ class _Run:
         return self._epoch_means(sums, counts, acc_dtype)
 
     def _kept(self) -> str:
+        self.writer.wait(raise_error=False)  # a write in flight finishes first
         last = self.run_dir / "last.pt"
         if last.exists():
             return f"last good checkpoint {last} (epoch {self.state.epoch}) kept"
@@ -619,9 +621,7 @@ class _Run:
                     ckpt_mod.save_checkpoint(
                         self.run_dir / "best.pt", self._payload(val, with_resume=False)
                     )
-                ckpt_mod.save_checkpoint(
-                    self.run_dir / "last.pt", self._payload(val, with_resume=True)
-                )
+                self.writer.submit(self.run_dir / "last.pt", self._payload(val, with_resume=True))
             barrier(self.dist)
             self.log(
                 f"epoch {epoch}/{cfg.train.epochs}  loss {train_stats['train_total']:.4f}  "
@@ -642,6 +642,7 @@ class _Run:
                 self.log(f"time limit: {limit:.0f} s of training reached after epoch {epoch}")
                 stopped_on_time = True
                 break
+        self.writer.wait()  # the last epoch's last.pt is on disk before the run reports
         best_metrics = {}
         for row in st.history:
             if row["epoch"] == st.best_epoch:
@@ -698,6 +699,7 @@ class _Run:
                 self.run_dir.rmdir()  # refuses a folder that is not empty
 
     def close(self) -> None:
+        self.writer.wait(raise_error=False)  # never release the lock while last.pt is written
         if self.lock is not None:
             self.lock.release()
         if self._saved_det is not None:
