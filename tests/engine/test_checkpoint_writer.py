@@ -54,9 +54,7 @@ def test_at_most_one_write_in_flight(tmp_path: Path, monkeypatch: pytest.MonkeyP
     monkeypatch.setattr(ck, "atomic_write_bytes", slow)
     writer = CheckpointWriter()
     writer.submit(tmp_path / "a.pt", _payload(_model(), 1))
-    second = threading.Thread(
-        target=writer.submit, args=(tmp_path / "b.pt", _payload(_model(), 2))
-    )
+    second = threading.Thread(target=writer.submit, args=(tmp_path / "b.pt", _payload(_model(), 2)))
     second.start()
     second.join(timeout=1.0)
     assert second.is_alive() and started == ["a.pt"]  # b waits for a

@@ -100,5 +100,5 @@ def test_num_workers_bad_value_is_one_clear_error(tmp_path: Path, value: Any) ->
     from medspikeformer.errors import ConfigError
 
     cfg = config_from_dict(tiny_config(tmp_path / "r", data={"num_workers": value}))
-    with pytest.raises(ConfigError, match="data.num_workers=.* must be an integer >= 0 or auto"):
+    with pytest.raises(ConfigError, match=r"data\.num_workers=.* must be an integer >= 0 or auto"):
         validate_config(cfg, check_model=False)
