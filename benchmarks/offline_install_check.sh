@@ -16,6 +16,7 @@ set -u
 cd "$(dirname "$0")/.."
 PY=${1:?usage: benchmarks/offline_install_check.sh PYTHON [WORK]}
 WORK=${2:-build/offline-check}
+WORK=$(mkdir -p "$WORK" && cd "$WORK" && pwd)
 ver=$("$PY" -c 'import sys; print("%d.%d" % sys.version_info[:2])') || exit 2
 house="$WORK/wheelhouse-py$ver"
 target="$WORK/target-py$ver"
@@ -28,12 +29,11 @@ stage() {  # name, command...: run, say ok or fail with the status
   echo "[offline-check] ok $name"
 }
 rm -rf "$target" "$WORK/run" "$WORK/gpu-check"
-mkdir -p "$WORK"
 stage "node torch" "$PY" -c 'import torch; print("python", __import__("sys").version.split()[0], "torch", torch.__version__)'
 stage "wheelhouse" make --no-print-directory wheelhouse WHEEL_PYTHON="$ver" WHEELHOUSE="$house"
 stage "offline install" "$PY" benchmarks/wheelhouse.py install --wheelhouse "$house" --target "$target"
 if ls "$target" | grep -qi '^torch'; then echo "[offline-check] FAILED: torch was installed into $target" >&2; exit 3; fi
-export PYTHONPATH="$PWD/$target:$PWD/src"
+export PYTHONPATH="$target:$PWD/src"
 export PIP_NO_INDEX=1  # nothing below may reach the index
 stage "import" "$PY" -c 'import torch, medspikeformer, monai; print("medspikeformer from", medspikeformer.__file__, "torch", torch.__version__, "from", torch.__file__)'
 stage "--help" "$PY" -m medspikeformer --help
