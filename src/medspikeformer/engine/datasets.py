@@ -100,10 +100,13 @@ def build_loader(
     device: torch.device,
     seed_of: Any = None,
     drop_last: bool = False,
+    persistent: bool = True,
 ) -> DataLoader:
     """A training-loop DataLoader: pinned memory on CUDA, workers kept across epochs when
-    ``num_workers > 0``; with ``seed_of`` (epoch → seed) the batches of an epoch depend only on
-    that seed (:class:`EpochSeededSampler`), which exact resume needs with persistent workers."""
+    ``num_workers > 0`` (``persistent=False`` re-forks them every epoch: only to measure what
+    keeping them saves, gpu_check part 5); with ``seed_of`` (epoch → seed) the batches of an
+    epoch depend only on that seed (:class:`EpochSeededSampler`), which exact resume needs with
+    persistent workers."""
     if seed_of is not None and num_workers > 0:
         dataset, sampler = EpochSeededDataset(dataset), EpochSeededSampler(sampler, seed_of)
     return DataLoader(
@@ -112,7 +115,7 @@ def build_loader(
         sampler=sampler,
         num_workers=num_workers,
         pin_memory=device.type == "cuda",
-        persistent_workers=num_workers > 0,
+        persistent_workers=persistent and num_workers > 0,
         drop_last=drop_last,
     )
 
