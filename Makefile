@@ -96,11 +96,13 @@ GPU_PYTHON ?=
 gpu-check:
 	PYTHON=$(GPU_PYTHON) benchmarks/gpu_check.sh --out gpu-check $(GPU_CHECK_ARGS)
 
-# Wheels of every runtime dependency except torch for the GPU node (WHEEL_PYTHON, WHEEL_PLATFORMS).
+# Wheels of every runtime dependency except torch for the GPU node (WHEEL_PYTHON, WHEEL_PLATFORMS);
+# WHEELHOUSE: the folder (benchmarks/gpu_check.sh reads the same variable).
 WHEEL_PYTHON ?= 3.12
 WHEEL_PLATFORMS ?= manylinux_2_28_x86_64,manylinux_2_17_x86_64,manylinux2014_x86_64
+WHEELHOUSE ?= wheelhouse
 wheelhouse:
-	$(PYTHON) benchmarks/wheelhouse.py download --dest wheelhouse \
+	$(PYTHON) benchmarks/wheelhouse.py download --dest $(WHEELHOUSE) \
 	  --python-version $(WHEEL_PYTHON) --platform $(WHEEL_PLATFORMS)
 
 clean:

@@ -78,7 +78,12 @@ def test_quick_trace_loader_precision_deterministic(quick_run: tuple[int, Path])
     assert trace["top"] and trace["gpu_idle_fraction"] is None
     assert (out / trace["trace_file"]).stat().st_size > 0
     rows = parts["loader"]["rows"]
-    assert [r["num_workers"] for r in rows] == [0, 2]
+    # the most workers twice: kept across epochs (the trainer's way) and re-forked every epoch
+    assert [(r["num_workers"], r["persistent_workers"]) for r in rows] == [
+        (0, False),
+        (2, True),
+        (2, False),
+    ]
     for r in rows:
         assert r["status"] == "ok", r
         for epoch in (r["first_epoch"], r["later_epochs_mean"]):

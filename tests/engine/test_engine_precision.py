@@ -133,9 +133,11 @@ def test_at_most_one_host_read_per_step(
     clip: float | None,
     progress: bool,
 ) -> None:
-    """Counts every tensor read between consecutive batches of an epoch of 4 steps: ≤ 1 each
-    (with the progress bar on, its loss rides along in the same read); the epoch end reads once
-    more. No "Converting a tensor with requires_grad=True to a scalar" warning either."""
+    """Counts every tensor read between consecutive batches of an epoch of 4 steps: none in
+    the steady state where the finite check is deferred (fused Adam, fp32/bf16); one where the
+    progress bar reads the loss, or where fp16's scaler needs the per-step verdict (its loss
+    rides along in the same read). No "Converting a tensor with requires_grad=True to a scalar"
+    warning either."""
     cfg = config_from_dict(
         tiny_config(
             tmp_path / "r",
@@ -164,8 +166,8 @@ def test_at_most_one_host_read_per_step(
     per_step = [b - a for a, b in itertools.pairwise(marks)]
     assert len(per_step) == 4, marks
     # per_step[i] = reads of step i+1 (plus the next batch fetch, which reads nothing)
-    assert max(per_step) <= 1, per_step
-    assert sum(per_step) == 4, per_step  # exactly the one verdict read per step: not skipped
+    expected = 1 if progress or precision == "fp16" else 0
+    assert per_step == [expected] * 4, per_step
     assert math.isfinite(out["train_total"]) and out["nan_skipped"] == 0
 
 

@@ -127,3 +127,91 @@ def test_compile_trial_runs_what_training_runs(
         assert torch.equal(value, state[key]), key
     assert all(p.grad is None for p in step.student.parameters())
     assert step.student.training
+
+
+def _deferred(cfg: dict[str, Any], every: int) -> TrainingStep:
+    """The step as the trainer builds it: finite check read every ``every`` steps."""
+    from medspikeformer.engine.config import config_from_dict
+    from medspikeformer.engine.state import seed_everything
+
+    config = config_from_dict(cfg)
+    seed_everything(config.train.seed)
+    step = TrainingStep(config, check_every=every)
+    step.train()
+    return step
+
+
+class _HostReads:
+    """Counts the reads of a device value on the host (``item``, ``tolist``, ``bool``,
+    ``float``, ``int``): on a GPU each one is a device sync."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.count = 0
+        for name in ("item", "tolist", "__bool__", "__float__", "__int__"):
+            real = getattr(torch.Tensor, name)
+
+            def counted(t: torch.Tensor, *a: Any, _real: Any = real, **k: Any) -> Any:
+                self.count += 1
+                return _real(t, *a, **k)
+
+            monkeypatch.setattr(torch.Tensor, name, counted)
+
+
+def test_deferred_check_reads_the_host_once_per_check_every_steps(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    step = _deferred(tiny_config(tmp_path / "r", teacher={"mode": "joint"}), every=4)
+    assert step.deferred
+    batches = [_batch(seed=i) for i in range(8)]
+    reads = _HostReads(monkeypatch)
+    for i, batch in enumerate(batches, 1):
+        step(batch)
+        assert reads.count == i // 4, i  # none in between: the CPU may run ahead
+    assert step.settle() == 0 and reads.count == 2  # nothing pending: no read
+    assert step.steps == 8 and step.skipped == 0
+    sync = TrainingStep.from_config(tiny_config(tmp_path / "s", teacher={"mode": "joint"}))
+    assert not sync.deferred
+    before = reads.count
+    for batch in batches[:3]:
+        sync(batch)
+    assert reads.count - before == 3  # the per-step check reads every step
+
+
+def test_deferred_skip_masks_the_update_on_the_device(tmp_path: Path) -> None:
+    """nan_policy=skip with a deferred check ends where the per-step check ends: the bad step's
+    update is skipped by the optimiser on the device flag, its BN statistics put back."""
+    cfg = tiny_config(tmp_path / "r", teacher={"mode": "joint"}, train={"nan_policy": "skip"})
+    bad = _batch(seed=1)
+    bad["image"][0, 0, 0, 0] = float("nan")
+    batches = [_batch(seed=0), bad, _batch(seed=2)]
+    sync = TrainingStep.from_config(cfg)
+    deferred = _deferred(cfg, every=10)
+    for batch in batches:
+        sync(batch)
+        deferred(batch)
+    assert [bool(deferred.last_good)] == [True]
+    assert deferred.skipped == 0  # not read yet
+    assert deferred.settle() == 1
+    assert (deferred.skipped, deferred.steps) == (sync.skipped, sync.steps) == (1, 2)
+    for model in ("student", "teacher"):
+        ref = getattr(sync, model).state_dict()
+        for key, value in getattr(deferred, model).state_dict().items():
+            assert torch.equal(value, ref[key]), (model, key)
+    for opt in ("opt", "t_opt"):
+        ref = getattr(sync, opt).state_dict()["state"]
+        got = getattr(deferred, opt).state_dict()["state"]
+        for index, state in got.items():
+            for key, value in state.items():
+                assert torch.equal(value, ref[index][key]), (opt, index, key)
+
+
+def test_deferred_stop_raises_at_the_read_naming_the_first_bad_step(tmp_path: Path) -> None:
+    cfg = tiny_config(tmp_path / "r", teacher={"mode": "none"})
+    bad = _batch(seed=1)
+    bad["image"][:, :, :, :] = float("inf")
+    step = _deferred(cfg, every=3)
+    step(_batch(seed=0), fault_message=lambda what: f"step 1: {what}")
+    step(bad, fault_message=lambda what: f"step 2: {what}")
+    with pytest.raises(NumericalError, match=r"^step 2: non-finite loss or gradient \(total="):
+        step(bad, fault_message=lambda what: f"step 3: {what}")
+    assert step.settle() == 0  # read and cleared

@@ -74,8 +74,9 @@ def _run(tmp_path: Path, precision: str) -> trainer_mod._Run:
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16", "fp16"])
 def test_cuda_step_syncs_at_most_once(tmp_path: Path, precision: str) -> None:
-    """torch.cuda's own sync detector ("warn") over a training epoch: one sync per step for the
-    verdict read, plus the epoch end; fused Adam; cuDNN benchmark on; pinned loader memory."""
+    """torch.cuda's own sync detector ("warn") over a training epoch: no sync per step where the
+    finite check is deferred (fp32/bf16), one for the verdict read under fp16's scaler, plus
+    the epoch end's reads; fused Adam; cuDNN benchmark on; pinned loader memory."""
     run = _run(tmp_path, precision)
     try:
         assert run.device.type == "cuda" and torch.backends.cudnn.benchmark
@@ -91,7 +92,8 @@ def test_cuda_step_syncs_at_most_once(tmp_path: Path, precision: str) -> None:
             finally:
                 torch.cuda.set_sync_debug_mode("default")
         syncs = [w for w in caught if "synchroniz" in str(w.message).lower()]
-        assert len(syncs) <= steps + 2, [str(w.message)[:120] for w in syncs]
+        per_step = steps if precision == "fp16" else 0
+        assert len(syncs) <= per_step + 3, [str(w.message)[:120] for w in syncs]
         assert out["nan_skipped"] == 0
     finally:
         run.close()

@@ -24,7 +24,9 @@ real — a hostile ``model_config`` (``base_channels: 2048``) cannot exhaust mem
 
 Writes are atomic: the payload goes to a temporary file in the same directory, which is flushed,
 fsync'ed and then ``os.replace``-d over the target (and the directory is fsync'ed), so a crash or a
-kill during a write leaves the previous checkpoint intact.
+kill during a write leaves the previous checkpoint intact. :class:`CheckpointWriter` does the same
+from a background thread (the training loop's ``last.pt``), so that the next epoch starts while
+the file is written.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ import io
 import math
 import os
 import pickle
+import threading
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -53,6 +56,7 @@ REQUIRED_KEYS = ("format", "format_version", "model_name", "model_config", "stat
 __all__ = [
     "CHECKPOINT_FORMAT",
     "CHECKPOINT_FORMAT_VERSION",
+    "CheckpointWriter",
     "atomic_write_bytes",
     "build_payload",
     "check_state_dict_fits",
@@ -132,6 +136,62 @@ def save_checkpoint(path: str | os.PathLike[str], payload: Mapping[str, Any]) ->
         ) from exc
     atomic_write_bytes(path, data)
     return path
+
+
+def _to_cpu(value: Any) -> Any:
+    """A copy of ``value`` whose tensors are CPU copies (never views of live weights: the loop
+    changes those in place while the copy is written)."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().to("cpu", copy=True)
+    if isinstance(value, Mapping):
+        return type(value)((k, _to_cpu(v)) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return type(value)(_to_cpu(v) for v in value)
+    return value
+
+
+class CheckpointWriter:
+    """:func:`save_checkpoint` from a background thread, at most one write in flight.
+
+    ``submit(path, payload)`` waits for the previous write (raising its error), copies the
+    payload's tensors to the CPU now, and writes them atomically in a thread. ``wait()`` waits
+    for the write in flight; an error of the writer (e.g. ``CheckpointError`` "disk full") is
+    raised there, in the caller's thread, as the exception the write raised. The loop calls
+    ``submit`` where it saved and ``wait`` before it reports or ends.
+    """
+
+    def __init__(self) -> None:
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+
+    def submit(self, path: str | os.PathLike[str], payload: Mapping[str, Any]) -> None:
+        self.wait()
+        copied = _to_cpu(dict(payload))
+        self._thread = threading.Thread(
+            target=self._write, args=(Path(path), copied), name="checkpoint-writer"
+        )
+        self._thread.start()
+
+    def _write(self, path: Path, payload: dict[str, Any]) -> None:
+        try:
+            save_checkpoint(path, payload)
+        except BaseException as exc:  # handed to the loop's thread by wait()
+            self._error = exc
+
+    def wait(self, *, raise_error: bool = True) -> None:
+        """Wait for the write in flight; raise its error (or drop it: ``raise_error=False``,
+        for a loop that is already failing with another one)."""
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        error, self._error = self._error, None
+        if error is not None and raise_error:
+            raise error
+
+    @property
+    def busy(self) -> bool:
+        """Whether a write is in flight."""
+        return self._thread is not None and self._thread.is_alive()
 
 
 def _one_line(exc: BaseException) -> str:

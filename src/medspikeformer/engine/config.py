@@ -88,7 +88,7 @@ class DataConfig:
     augment: str | None = "paper"
     in_channels: int | None = None
     cache_dir: Any = None  # folder; null = ~/.cache/medspikeformer; false = no cache
-    num_workers: int = 0
+    num_workers: Any = "auto"  # an integer >= 0, or auto (engine/datasets.py)
     train_split: str = "train"
     val_split: str = "val"
     options: dict[str, Any] = field(default_factory=dict)
@@ -633,8 +633,12 @@ def validate_config(config: TrainConfig, *, check_model: bool = True) -> None:
             f"config value data.size={d.size} is too large (at most {MAX_TRAIN_SIZE}; train on "
             "crops or resized images, predict large ones with sliding windows)"
         )
-    if d.num_workers < 0:
-        raise ConfigError(f"config value data.num_workers={d.num_workers} must be >= 0")
+    if d.num_workers != "auto" and (
+        isinstance(d.num_workers, bool) or not isinstance(d.num_workers, int) or d.num_workers < 0
+    ):
+        raise ConfigError(
+            f"config value data.num_workers={d.num_workers!r} must be an integer >= 0 or auto"
+        )
     if d.in_channels is not None and d.in_channels not in (1, 3):
         raise ConfigError(f"config value data.in_channels={d.in_channels} must be 1 or 3")
     _check_dataset_name(d.dataset)

@@ -63,6 +63,7 @@ from medspikeformer.precision import autocast, make_grad_scaler, resolve_precisi
 from medspikeformer.runtime import resolve_device
 
 __all__ = [
+    "FINITE_CHECK_EVERY",
     "UNLOGGED_TERMS",
     "Callback",
     "StepOutputs",
@@ -106,12 +107,22 @@ class StepOutputs:
 LossTermFn = Callable[[StepOutputs], torch.Tensor]
 
 
+#: Steps between the host reads of a deferred finite check (``check_every`` of the trainer's
+#: step; docs/training.md, "Non-finite steps"): one device sync per this many steps, and at most
+#: this many steps run on after a non-finite one before ``nan_policy=stop`` stops the run.
+FINITE_CHECK_EVERY = 50
+
+#: The values a non-finite step's error names (the step's terms, then its gradient norm).
+_DESCRIBED = ("total", "bce", "dice", "align", "teacher_seg")
+
+
 @dataclass
 class StepVerdict:
-    """Outcome of :meth:`TrainingStep.optimizer_step`: ``applied`` (finite, update done) and the
-    student objective when it was asked for (read in the same host read as the verdict)."""
+    """Outcome of :meth:`TrainingStep.optimizer_step`: ``applied`` (finite, update done; ``None``
+    while the finite check is deferred: :meth:`TrainingStep.settle` decides) and the student
+    objective when it was asked for (read in the same host read as the verdict)."""
 
-    applied: bool
+    applied: bool | None
     loss: float | None = None
 
 
@@ -143,6 +154,7 @@ class TrainingStep:
         device: torch.device | str | None = None,
         dist: DistInfo | None = None,
         callbacks: Iterable[Callback] = (),
+        check_every: int = 1,
     ) -> None:
         self.cfg = config
         t = config.train
@@ -205,6 +217,18 @@ class TrainingStep:
         self.steps = 0  # applied optimiser steps
         self.skipped = 0  # non-finite steps skipped by step() under nan_policy=skip
         self.last_grad_norm = torch.zeros((), device=self.device)
+        # The finite check: read on the host after every step (check_every=1), or kept on the
+        # device and read every check_every steps by settle() where the optimisers can skip an
+        # update on a device flag (fused Adam/AdamW; not under the fp16 scaler, which owns it).
+        self.check_every = max(int(check_every), 1)
+        self.deferred = (
+            self.check_every > 1
+            and not self.scaler.is_enabled()
+            and all(_takes_found_inf(o) for o in (self.opt, self.t_opt) if o is not None)
+        )
+        self.last_good = torch.ones((), dtype=torch.bool, device=self.device)
+        self._pending: list[Callable[[str], str] | None] = []  # fault_message per unread step
+        self._reset_pending()
         for cb in self.callbacks:
             cb.on_train_start(self)
 
@@ -450,6 +474,9 @@ class TrainingStep:
         bad_flag = (~torch.isfinite(torch.stack([c.float() for c in checked])).all()).float()
         if self.dist is not None and self.dist.enabled:
             bad_flag = all_reduce_sum(bad_flag.reshape(1), self.dist).reshape(())
+        if self.deferred:
+            return self._masked_update(terms, bad_flag, restore, read_loss)
+        self.last_good = bad_flag == 0
         loss_value = None
         if read_loss:
             bad_value, loss_value = torch.stack([bad_flag, total.detach().float()]).tolist()
@@ -473,11 +500,76 @@ class TrainingStep:
             cb.on_step_end(self.steps, terms)
         return StepVerdict(True, loss_value)
 
+    def _masked_update(
+        self,
+        terms: Mapping[str, torch.Tensor],
+        bad_flag: torch.Tensor,
+        restore: list[tuple[torch.Tensor, torch.Tensor]] | None,
+        read_loss: bool,
+    ) -> StepVerdict:
+        """The update of a deferred check, with no host read: the fused optimisers skip it on
+        the device flag (as they do for the fp16 scaler's found-inf), the buffers are put back
+        under the same flag, and the first non-finite step's values are kept for settle()."""
+        bad = (bad_flag > 0).float()  # 0/1 (a DDP sum may exceed 1; the optimiser subtracts it)
+        opts = [o for o in (self.opt, self.t_opt) if o is not None]
+        for opt in opts:
+            opt.found_inf = bad
+        try:
+            for opt in opts:
+                opt.step()
+        finally:
+            for opt in opts:
+                del opt.found_inf
+        self.last_good = bad == 0
+        if restore:
+            with torch.no_grad():
+                for buf, value in restore:
+                    buf.copy_(torch.where(self.last_good, buf, value))
+        values = [terms[k].detach().float() for k in _DESCRIBED] + [self.last_grad_norm.float()]
+        first = (bad > 0) & (self._bad_count == 0)
+        self._pending.append(None)
+        self._first_at = torch.where(first, float(len(self._pending)), self._first_at)
+        self._first_values = torch.where(first, torch.stack(values), self._first_values)
+        self._bad_count += bad
+        self.steps += 1  # provisional until settle() subtracts the skipped ones
+        for cb in self.callbacks:
+            cb.on_step_end(self.steps, terms)
+        loss = float(terms["total"].detach()) if read_loss else None
+        return StepVerdict(None, loss)
+
+    def _reset_pending(self) -> None:
+        self._pending = []
+        self._bad_count = torch.zeros((), device=self.device)
+        self._first_at = torch.zeros((), device=self.device)
+        self._first_values = torch.zeros(len(_DESCRIBED) + 1, device=self.device)
+
+    def settle(self) -> int:
+        """Read the deferred finite check of the steps since the last read (one host read; none
+        when nothing is pending). A non-finite step raises NumericalError under
+        ``nan_policy=stop`` (with the ``fault_message`` of that step) and is counted in
+        ``skipped`` under ``skip``; returns how many were skipped."""
+        if not self._pending:
+            return 0
+        read = torch.cat([torch.stack([self._bad_count, self._first_at]), self._first_values])
+        bad, first_at, *values = read.tolist()
+        messages = self._pending
+        self._reset_pending()
+        if bad == 0:
+            return 0
+        count = int(bad)
+        self.steps -= count
+        if self.cfg.train.nan_policy != "skip":
+            what = _describe(values)
+            fault_message = messages[int(first_at) - 1]
+            what = fault_message(what) if fault_message is not None else what
+            raise NumericalError(f"{what}; set train.nan_policy=skip to skip such steps")
+        self.skipped += count
+        return count
+
     def describe_nonfinite(self, terms: Mapping[str, torch.Tensor]) -> str:
         """The values of a non-finite step, for the error (reads them: failure path only)."""
-        names = ("total", "bce", "dice", "align", "teacher_seg")
-        values = ", ".join(f"{k}={float(terms[k].detach()):.4g}" for k in names)
-        return f"non-finite loss or gradient ({values}, grad_norm={float(self.last_grad_norm):.4g})"
+        values = [float(terms[k].detach()) for k in _DESCRIBED] + [float(self.last_grad_norm)]
+        return _describe(values)
 
     def step(
         self,
@@ -487,16 +579,23 @@ class TrainingStep:
         fault_message: Callable[[str], str] | None = None,
     ) -> dict[str, torch.Tensor]:
         """One training step on ``batch`` (``{"image" [B,C,H,W], "mask" [B,1,H,W]}``); returns the
-        loss terms (device tensors); ``self.last_verdict`` says whether it was applied. A
-        non-finite step raises NumericalError under ``train.nan_policy=stop`` (``fault_message``
-        may put the description into context, e.g. epoch and step) and is skipped under ``skip``
-        (``self.skipped`` counts it)."""
+        loss terms (device tensors); ``self.last_verdict`` says whether it was applied and
+        ``self.last_good`` holds the same on the device. A non-finite step raises NumericalError
+        under ``train.nan_policy=stop`` (``fault_message`` may put the description into context,
+        e.g. epoch and step) and is skipped under ``skip`` (``self.skipped`` counts it). With a
+        deferred check both happen at the read every ``check_every`` steps (:meth:`settle`; a
+        loop calls it at the end of its epoch too)."""
         skip = self.cfg.train.nan_policy == "skip"
         saved = self.snapshot_buffers() if skip else []
         self.zero_grad()
         terms = self.loss_step(batch)
         verdict = self.optimizer_step(terms, restore=saved, read_loss=read_loss)
         self.last_verdict = verdict
+        if verdict.applied is None:  # deferred: read every check_every steps
+            self._pending[-1] = fault_message
+            if len(self._pending) >= self.check_every:
+                self.settle()
+            return terms
         if not verdict.applied:
             if not skip:
                 what = self.describe_nonfinite(terms)
@@ -506,6 +605,20 @@ class TrainingStep:
         return terms
 
     __call__ = step
+
+
+def _takes_found_inf(opt: torch.optim.Optimizer) -> bool:
+    """Whether ``opt.step()`` skips its update on a device flag ``opt.found_inf`` (PyTorch's
+    fused Adam/AdamW: the form the gradient scaler drives), so that no host read is needed."""
+    return isinstance(opt, (torch.optim.Adam, torch.optim.AdamW)) and all(
+        g.get("fused") for g in opt.param_groups
+    )
+
+
+def _describe(values: list[float]) -> str:
+    """The error text of a non-finite step from its ``_DESCRIBED`` values and gradient norm."""
+    named = ", ".join(f"{k}={v:.4g}" for k, v in zip(_DESCRIBED, values))
+    return f"non-finite loss or gradient ({named}, grad_norm={values[-1]:.4g})"
 
 
 #: Terms of :meth:`TrainingStep.loss_step` that enter the backward but are not logged (the joint

@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DistributedSampler
 
 from medspikeformer.data.selection import protocol_line
 from medspikeformer.engine import checkpoint as ckpt_mod
@@ -39,7 +39,12 @@ from medspikeformer.engine.config import (
     save_config,
     validate_config,
 )
-from medspikeformer.engine.datasets import dataset_from_config, labels_of_the_folder
+from medspikeformer.engine.datasets import (
+    build_loader,
+    dataset_from_config,
+    labels_of_the_folder,
+    resolve_num_workers,
+)
 from medspikeformer.engine.distributed import (
     ShardSampler,
     all_reduce_sum,
@@ -68,6 +73,7 @@ from medspikeformer.engine.state import (
     training_payload,
 )
 from medspikeformer.engine.step import (
+    FINITE_CHECK_EVERY,
     UNLOGGED_TERMS,
     Callback,
     TrainingStep,
@@ -126,6 +132,7 @@ class _Run:
         self.step: TrainingStep | None = None
         self._saved_det: tuple[bool, bool] | None = None
         self._saved_cudnn_benchmark: bool | None = None
+        self.writer = ckpt_mod.CheckpointWriter()  # last.pt in the background
 
     def log(self, msg: str) -> None:
         if self.main:
@@ -193,7 +200,13 @@ class _Run:
             self.callbacks += build_loggers(cfg.train.loggers, self.run_dir)
         seed_everything(cfg.train.seed)
         # Models, losses and optimisers (in this order: the RNG draws of a run depend on it).
-        self.step = TrainingStep(cfg, device=self.device, dist=self.dist, callbacks=self.callbacks)
+        self.step = TrainingStep(
+            cfg,
+            device=self.device,
+            dist=self.dist,
+            callbacks=self.callbacks,
+            check_every=FINITE_CHECK_EVERY,
+        )
         self._build_data()
         split_file = self.run_dir / "split.json"
         resumed_split = self.resume_dir is not None and split_file.is_file()
@@ -242,21 +255,22 @@ class _Run:
             seed=t.seed,
             drop_last=False,
         )
-        pin = self.device.type == "cuda"
-        self.train_loader = DataLoader(
+        workers = resolve_num_workers(d.num_workers, self.device)
+        rank = self.dist.rank
+        self.train_loader = build_loader(
             self.train_set,
             batch_size=t.batch_size,
             sampler=self.train_sampler,
-            num_workers=d.num_workers,
-            pin_memory=pin,
-            drop_last=False,
+            num_workers=workers,
+            device=self.device,
+            seed_of=lambda epoch: epoch_seed(t.seed, epoch, rank),
         )
-        self.val_loader = DataLoader(
+        self.val_loader = build_loader(
             self.val_set,
             batch_size=t.val_batch_size or t.batch_size,
             sampler=ShardSampler(len(self.val_set), self.dist.rank, self.dist.world_size),
-            num_workers=d.num_workers,
-            pin_memory=pin,
+            num_workers=workers,
+            device=self.device,
         )
 
     # -------------------------------------------------------------- resume
@@ -457,7 +471,7 @@ class _Run:
         self.train_sampler.set_epoch(epoch)
         acc_dtype = torch.float32 if self.device.type == "mps" else torch.float64
         sums: dict[str, torch.Tensor] = {}  # term name → device sum, made at the first step
-        steps = skipped = 0
+        counts = torch.zeros(2, dtype=acc_dtype, device=self.device)  # applied, skipped
         loader = _progress(
             self.train_loader,
             enabled=self.show_progress,
@@ -482,29 +496,30 @@ class _Run:
                     for k in terms
                     if k not in UNLOGGED_TERMS
                 }
-            if not verdict.applied:  # skipped under nan_policy=skip (stop raised above)
-                skipped += 1
-                continue
+            # A skipped step (nan_policy=skip) is left out on the device: no read per step.
+            good = step.last_good
             for name, total in sums.items():
-                total += terms[name].detach().to(acc_dtype)
-            steps += 1
+                total += torch.where(good, terms[name].detach().to(acc_dtype), 0.0)
+            counts += torch.stack([good, ~good]).to(acc_dtype)
             if show:
                 loader.set_postfix(loss=f"{verdict.loss:.4f}", refresh=False)
                 last_postfix = now
-        return self._epoch_means(sums, steps, skipped, acc_dtype)
+        step.settle()  # the deferred finite check of the epoch's last steps (stop raises here)
+        return self._epoch_means(sums, counts, acc_dtype)
 
     def _kept(self) -> str:
+        self.writer.wait(raise_error=False)  # a write in flight finishes first
         last = self.run_dir / "last.pt"
         if last.exists():
             return f"last good checkpoint {last} (epoch {self.state.epoch}) kept"
         return "no checkpoint was written yet"
 
     def _epoch_means(
-        self, sums: dict[str, torch.Tensor], steps: int, skipped: int, acc_dtype: torch.dtype
+        self, sums: dict[str, torch.Tensor], counts: torch.Tensor, acc_dtype: torch.dtype
     ) -> dict[str, float]:
-        """All ranks' means in one reduction and one read; inactive terms → NaN."""
+        """All ranks' means in one reduction and one read (``counts``: applied and skipped
+        steps, on the device); inactive terms → NaN."""
         names = list(sums)
-        counts = torch.tensor([steps, skipped], dtype=acc_dtype, device=self.device)
         stacked = torch.cat([torch.stack(list(sums.values())), counts]) if names else counts
         reduced = all_reduce_sum(stacked, self.dist).tolist()
         n = max(reduced[-2], 1.0)
@@ -627,9 +642,7 @@ class _Run:
                     ckpt_mod.save_checkpoint(
                         self.run_dir / "best.pt", self._payload(val, with_resume=False)
                     )
-                ckpt_mod.save_checkpoint(
-                    self.run_dir / "last.pt", self._payload(val, with_resume=True)
-                )
+                self.writer.submit(self.run_dir / "last.pt", self._payload(val, with_resume=True))
             barrier(self.dist)
             self.log(
                 f"epoch {epoch}/{cfg.train.epochs}  loss {train_stats['train_total']:.4f}  "
@@ -650,6 +663,7 @@ class _Run:
                 self.log(f"time limit: {limit:.0f} s of training reached after epoch {epoch}")
                 stopped_on_time = True
                 break
+        self.writer.wait()  # the last epoch's last.pt is on disk before the run reports
         best_metrics = {}
         for row in st.history:
             if row["epoch"] == st.best_epoch:
@@ -712,6 +726,7 @@ class _Run:
                 self.run_dir.rmdir()  # refuses a folder that is not empty
 
     def close(self) -> None:
+        self.writer.wait(raise_error=False)  # never release the lock while last.pt is written
         if self.lock is not None:
             self.lock.release()
         if self._saved_det is not None:
