@@ -93,5 +93,8 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
 
 def resume_flags() -> list[str]:
     """The flags that may be given with ``--resume``: those of options that may change on resume,
-    except ``--out`` (``--resume RUN_DIR`` names the run directory)."""
-    return [s.option.flag for s in flag_options() if s.option.resume and s.key != "out"]
+    except ``--out`` (``--resume RUN_DIR`` names the run directory); the loop's own (``--epochs``
+    …) first, as the error message lists them."""
+    specs = [s for s in flag_options() if s.option.resume and s.key != "out"]
+    specs.sort(key=lambda s: not s.key.startswith("train."))  # stable: declaration order within
+    return [s.option.flag for s in specs]
