@@ -26,7 +26,9 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from medspikeformer.config import option_keys
 from medspikeformer.engine.config import (
+    TrainConfig,
     config_to_dict,
     load_config,
     save_config,
@@ -47,17 +49,17 @@ from .helpers import REPO
 
 SEED_CONFIG = (REPO / "configs" / "kvasir.yaml").read_bytes()
 
-#: Known fields by section (what the fuzzer writes values into).
-FIELDS: dict[str, list[str]] = {
-    "model": ["name", "timesteps", "base_channels", "num_units"],
-    "data": ["dataset", "root", "size", "split_spec", "augment", "in_channels", "cache_dir",
-             "num_workers", "options"],
-    "optim": ["name", "lr", "weight_decay", "betas", "grad_clip"],
-    "scheduler": ["name", "monitor", "factor", "patience", "min_lr"],
-    "teacher": ["mode", "stage_supervision", "lr"],
-    "train": ["epochs", "batch_size", "seed", "device", "precision", "early_stopping",
-              "max_time_s", "nan_policy", "threshold", "stage_supervision", "progress"],
-}  # fmt: skip
+#: The model's own options (not declared in the config schema: every model family has others).
+MODEL_OPTIONS = ["timesteps", "base_channels", "num_units"]
+
+#: Known fields by section (what the fuzzer writes values into): every declared option, from
+#: the declarations themselves — a new option is fuzzed without an edit here.
+FIELDS: dict[str, list[str]] = {}
+for _key in option_keys(TrainConfig):
+    _section, _, _name = _key.rpartition(".")
+    FIELDS.setdefault(_section, []).append(_name)
+FIELDS["model"] = [*FIELDS["model"], *MODEL_OPTIONS]
+
 
 _scalar = st.one_of(
     st.none(),
@@ -85,11 +87,14 @@ def typed_configs(draw: st.DrawFn) -> dict[str, Any]:
     for _ in range(draw(st.integers(1, 6))):
         section = draw(st.sampled_from([*FIELDS, "unknown_section"]))
         key = draw(st.sampled_from([*FIELDS.get(section, []), "no_such_key"]))
-        node = cfg.setdefault(section, {})
+        node: Any = cfg
+        for part in section.split(".") if section else []:
+            node = node.setdefault(part, {}) if isinstance(node, dict) else None
         if isinstance(node, dict):
             node[key] = draw(_value)
     if draw(st.booleans()):
-        cfg[draw(st.sampled_from(list(FIELDS)))] = draw(_value)  # a whole section of any type
+        whole = draw(st.sampled_from([s for s in FIELDS if s and "." not in s]))
+        cfg[whole] = draw(_value)  # a whole section of any type
     return cfg
 
 

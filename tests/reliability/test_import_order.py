@@ -11,10 +11,11 @@ The layers, lowest first (docs/development.md draws the same diagram)::
     models, the package root       rank 4  (the root re-exports create_model from models)
     losses, metrics, data,         rank 5  consumers of tensors and models; they may import
       viz, analysis, profile               each other but not in a cycle
-    engine                         rank 6  training
-    inference                      rank 7
-    experiments                    rank 8
-    cli, __main__                  rank 9
+    config                         rank 6  training options, each declared once
+    engine                         rank 7  training
+    inference                      rank 8
+    experiments                    rank 9
+    cli, __main__                  rank 10
 
 ``viz`` (figures from arrays) and ``analysis`` (spike check, profiler; ``profile`` is its
 backward-compatible re-export) sit beside ``data`` / ``metrics``: they take a model or arrays
@@ -53,11 +54,12 @@ RANKS: dict[str, int] = {
     "viz": 5,
     "analysis": 5,
     "profile": 5,
-    "engine": 6,
-    "inference": 7,
-    "experiments": 8,
-    "cli": 9,
-    "__main__": 9,
+    "config": 6,
+    "engine": 7,
+    "inference": 8,
+    "experiments": 9,
+    "cli": 10,
+    "__main__": 10,
 }
 
 
@@ -164,7 +166,7 @@ def test_the_scan_sees_imports() -> None:
     """Guard against a scan that silently finds nothing: known edges are present."""
     edges = _edges()
     assert "attention" in edges["models"] and "neurons" in edges["layers"]
-    assert "data" in edges["engine"]  # a function-level import (engine/config.py)
+    assert "data" in edges["config"]  # a function-level import (config/checks.py)
     assert "layers" in edges["attention"] and "models" not in edges["attention"]
 
 

@@ -17,6 +17,7 @@ from medspikeformer.cli.options import (
     add_loader_option_argument,
     parse_loader_options,
 )
+from medspikeformer.config.flags import add_option_flag
 
 HELP = "evaluate a checkpoint on a dataset split (mIoU, DSC, Acc, Spe, Sen, per-image Dice/IoU)"
 
@@ -42,10 +43,10 @@ def register(subparsers: Any) -> None:
     p.add_argument("--cache-dir", help="decoded-array cache folder ('off' to disable)")
     add_loader_option_argument(p)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 …")
-    p.add_argument(
-        "--precision",
+    add_option_flag(
+        p,
+        "train.precision",  # the training option's choices
         default="auto",
-        choices=["auto", "fp32", "bf16", "fp16"],
         help="autocast of the forward passes: auto = bf16 on CUDA, fp32 on CPU",
     )
     add_exact_option(p)

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from medspikeformer.cli.options import add_ensemble_options, add_exact_option
+from medspikeformer.config.flags import add_option_flag
 
 HELP = "predict masks for images (jpg, png, tif, bmp) and NIfTI volumes"
 # Same values as medspikeformer.inference.predict (not imported here: register() stays light).
@@ -61,10 +62,10 @@ def register(subparsers: Any) -> None:
         "--block", type=int, default=DEFAULT_BLOCK, help="tile side for bounded memory (pixels)"
     )
     p.add_argument("--device", default="auto", help="auto, cpu, cuda …")
-    p.add_argument(
-        "--precision",
+    add_option_flag(
+        p,
+        "train.precision",  # the training option's choices
         default="auto",
-        choices=["auto", "fp32", "bf16", "fp16"],
         help="autocast of the forward passes: auto = bf16 on CUDA, fp32 on CPU",
     )
     add_exact_option(p)

@@ -16,29 +16,12 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-#: flag → (nested config key, type) for the common overrides.
-COMMON_FLAGS: dict[str, tuple[str, type]] = {
-    "epochs": ("train.epochs", int),
-    "batch_size": ("train.batch_size", int),
-    "seed": ("train.seed", int),
-    "device": ("train.device", str),
-    "precision": ("train.precision", str),
-    "lr": ("optim.lr", float),
-    "model": ("model.name", str),
-    "dataset": ("data.dataset", str),
-    "data_root": ("data.root", str),
-    "size": ("data.size", int),
-    "split": ("data.split_spec", str),
-    "folds": ("data.folds", int),
-    "fold": ("data.fold", int),
-    "num_workers": ("data.num_workers", int),
-    "teacher": ("teacher.mode", str),
-    "init_from": ("train.init_from", str),
-    "out": ("out", str),
-}
-
-#: What may change when resuming (everything else comes from RUN_DIR/config.yaml).
-RESUMABLE = {"epochs", "device", "num_workers", "precision"}
+from medspikeformer.config.flags import (
+    add_option_flags,
+    given_flags,
+    overrides_from_args,
+    resume_flags,
+)
 
 
 def register(subparsers: Any) -> None:
@@ -68,75 +51,9 @@ def register(subparsers: Any) -> None:
         help="resume although RUN_DIR/config.yaml was edited or the data changed (the saved "
         "split.json is kept)",
     )
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--lr", type=float)
-    p.add_argument("--seed", type=int)
-    p.add_argument("--model", help="registered model name (medspikeformer list-models)")
-    p.add_argument("--dataset")
-    p.add_argument("--data-root")
-    p.add_argument("--size", type=int, help="training image size (square)")
-    p.add_argument("--split", help="split spec: paper, official, 70/10/20 or a JSON file")
-    p.add_argument(
-        "--folds", type=int, metavar="N", help="cross-validation: N folds of the training cases"
-    )
-    p.add_argument(
-        "--fold", type=int, metavar="K", help="cross-validation: fold K (0..N-1) validates"
-    )
-    p.add_argument("--num-workers", type=int)
-    p.add_argument("--teacher", help="auto | joint | none | PATH of a frozen ANN-twin checkpoint")
-    p.add_argument(
-        "--init-from",
-        metavar="CKPT|twin",
-        help="fine-tune: start from the weights of CKPT (same model and options; a run's last.pt "
-        "also gives a joint teacher its weights; the model's ANN twin's checkpoint starts a twin "
-        "initialisation); fresh optimiser, schedule and epochs. 'twin': train the ANN twin first "
-        "into OUT/twin/ and start from it (the cpu recipe does)",
-    )
-    p.add_argument(
-        "--logger",
-        dest="loggers",
-        action="append",
-        default=None,
-        metavar="NAME",
-        help="also log to NAME besides metrics.csv (tensorboard: pip install "
-        "'medspikeformer[tensorboard]'); repeatable",
-    )
-    p.add_argument("--out", help="run directory (default runs/<dataset>-<model>)")
-    p.add_argument("--device", help="auto | cpu | cuda | cuda:N")
-    p.add_argument(
-        "--precision",
-        choices=["auto", "fp32", "bf16", "fp16"],
-        help="autocast: auto = bf16 on CUDA, fp32 on CPU; fp16 adds a gradient scaler",
-    )
-    p.add_argument("--compile", action="store_true", default=None, help="torch.compile the model")
-    p.add_argument(
-        "--deterministic", action="store_true", default=None, help="deterministic algorithms only"
-    )
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    # --epochs, --model, --precision …: one flag per declared option (medspikeformer.config)
+    add_option_flags(p)
     p.set_defaults(func=run)
-
-
-def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
-    """Nested override dict from the common flags that were given."""
-    out: dict[str, Any] = {}
-    for flag, (key, _) in COMMON_FLAGS.items():
-        value = getattr(args, flag, None)
-        if value is None:
-            continue
-        node = out
-        parts = key.split(".")
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-        node[parts[-1]] = value
-    for flag in ("compile", "deterministic"):
-        if getattr(args, flag, None):
-            out.setdefault("train", {})[flag] = True
-    if getattr(args, "no_progress", False):
-        out.setdefault("train", {})["progress"] = False
-    if getattr(args, "loggers", None):
-        out.setdefault("train", {})["loggers"] = list(args.loggers)
-    return out
 
 
 def run(args: argparse.Namespace) -> int:
@@ -148,11 +65,8 @@ def run(args: argparse.Namespace) -> int:
 
     overrides = overrides_from_args(args)
     if args.resume:
-        given = [
-            f"--{f.replace('_', '-')}"
-            for f in COMMON_FLAGS
-            if getattr(args, f, None) is not None and f not in RESUMABLE
-        ]
+        allowed = resume_flags()
+        given = [s.option.flag for s in given_flags(args) if s.option.flag not in allowed]
         if args.config or args.recipe or args.sets or given:
             bad = ", ".join(
                 given
@@ -161,8 +75,8 @@ def run(args: argparse.Namespace) -> int:
                 + (["--set"] if args.sets else [])
             )
             raise ConfigError(
-                f"--resume {args.resume}: the run's config.yaml is used; only --epochs, --device, "
-                f"--precision and --num-workers may change (got {bad})"
+                f"--resume {args.resume}: the run's config.yaml is used; only "
+                f"{', '.join(allowed)} may change (got {bad})"
             )
         config = load_config(Path(args.resume) / "config.yaml", overrides=overrides)
     else:

@@ -22,7 +22,13 @@ from typing import Any
 from medspikeformer.engine.callbacks import Callback
 from medspikeformer.errors import ConfigError
 
-__all__ = ["TensorBoardLogger", "build_loggers", "list_loggers", "register_logger"]
+__all__ = [
+    "TensorBoardLogger",
+    "build_loggers",
+    "check_logger_names",
+    "list_loggers",
+    "register_logger",
+]
 
 LoggerFactory = Callable[[Path], Callback]
 _LOGGERS: dict[str, LoggerFactory] = {}
@@ -40,6 +46,16 @@ def register_logger(name: str) -> Callable[[LoggerFactory], LoggerFactory]:
 
 def list_loggers() -> list[str]:
     return sorted(_LOGGERS)
+
+
+def check_logger_names(names: Iterable[str]) -> None:
+    """``train.loggers`` against the registry: an unknown name → ConfigError listing the known."""
+    unknown = [n for n in names if n not in _LOGGERS]
+    if unknown:
+        raise ConfigError(
+            f"config value train.loggers: unknown logger {unknown[0]!r} "
+            f"(known: {', '.join(list_loggers())})"
+        )
 
 
 def build_loggers(names: Iterable[str], run_dir: Path) -> list[Callback]:

@@ -15,31 +15,20 @@ import contextlib
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from medspikeformer.engine.config import config_from_dict, config_to_dict
+from medspikeformer.config import (
+    TrainConfig,
+    config_from_dict,
+    config_to_dict,
+    resume_may_change,
+)
 from medspikeformer.errors import ConfigError
 
 __all__ = ["RESUME_MAY_CHANGE", "config_differences", "split_differences"]
 
-#: Fields that may differ on resume: they change how or how long the run goes on, not what it
-#: computes per epoch (``train.epochs`` extends or shortens it; a cosine schedule is re-planned).
-RESUME_MAY_CHANGE = frozenset(
-    {
-        "out",
-        "train.epochs",
-        "train.device",
-        "train.precision",
-        "train.progress",
-        "train.max_time_s",
-        "train.compile",
-        "train.compile_mode",
-        "train.val_batch_size",
-        "train.loggers",  # where the metrics also go, not what is computed
-        "train.init_from",  # read only when a run starts; a resumed run loads last.pt
-        "data.num_workers",
-        "data.cache_dir",
-        "data.root",
-    }
-)
+#: Fields that may differ on resume: those declared ``resume=True``
+#: (:mod:`medspikeformer.config.schema`) — they change how or how long the run goes on, not what
+#: it computes per epoch (``train.epochs`` extends or shortens it; a cosine schedule is re-planned).
+RESUME_MAY_CHANGE = resume_may_change(TrainConfig)
 
 
 def _flatten(data: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:

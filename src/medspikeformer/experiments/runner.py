@@ -126,17 +126,6 @@ class ExperimentResult:
 # ----------------------------------------------------------------------------- configuration
 
 
-def _dotted_to_nested(flat: Mapping[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in flat.items():
-        node = out
-        parts = key.split(".")
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-        node[parts[-1]] = value
-    return out
-
-
 def _dataset_config(spec: ExperimentSpec) -> str | None:
     from medspikeformer.engine.config import CONFIG_DIR
 
@@ -211,6 +200,7 @@ def resolve_row_config(spec: ExperimentSpec, row: Row, seed_index: int, run_dir:
     from medspikeformer.engine.config import (
         config_from_dict,
         config_to_dict,
+        dotted_to_nested,
         merge_dicts,
         model_options_for,
     )
@@ -226,7 +216,7 @@ def resolve_row_config(spec: ExperimentSpec, row: Row, seed_index: int, run_dir:
     data["model"] = model
     if model_info(row.model).default_teacher == "none":
         data = merge_dicts(data, {"teacher": {"mode": "none"}})
-    data = merge_dicts(data, _dotted_to_nested(row.train_overrides))
+    data = merge_dicts(data, dotted_to_nested(row.train_overrides))
     data["train"] = {**data["train"], "seed": shared.train.seed + int(seed_index)}
     data["out"] = str(run_dir)
     return config_from_dict(data)

@@ -14,8 +14,6 @@ trainer; see docs/training.md).
 
 from __future__ import annotations
 
-import dataclasses
-import typing
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,9 +22,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from medspikeformer.config import TrainConfig, read_known_config
 from medspikeformer.data.base import parse_size  # re-exported: the one size parser
 from medspikeformer.data.preprocessing import PreprocessingPolicy, training_policy
-from medspikeformer.engine.config import ModelConfig, TrainConfig, config_from_dict
 from medspikeformer.errors import CheckpointError, ConfigError
 
 __all__ = [
@@ -43,22 +41,6 @@ SPLIT_FILE = "split.json"
 LAST_CHECKPOINT = "last.pt"
 
 
-def _known_keys(cls: type, data: dict[str, Any]) -> dict[str, Any]:
-    """``data`` without the keys ``cls`` (a config dataclass) does not have, recursively; the
-    model section is kept whole (every key but ``name`` is a model option)."""
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    hints = typing.get_type_hints(cls)
-    out: dict[str, Any] = {}
-    for key, value in data.items():
-        if key not in fields:
-            continue
-        sub = hints[key]
-        if dataclasses.is_dataclass(sub) and sub is not ModelConfig and isinstance(value, dict):
-            value = _known_keys(sub, value)
-        out[key] = value
-    return out
-
-
 def read_train_config(saved: Any, where: str = "checkpoint") -> TrainConfig:
     """The typed config of a checkpoint's ``train_config`` dict (empty or missing → defaults).
 
@@ -69,7 +51,7 @@ def read_train_config(saved: Any, where: str = "checkpoint") -> TrainConfig:
     if not isinstance(saved, dict):
         saved = {}
     try:
-        return config_from_dict(_known_keys(TrainConfig, saved))
+        return read_known_config(saved)
     except ConfigError as exc:
         raise CheckpointError(f"{where}: saved training config does not read back: {exc}") from None
 
