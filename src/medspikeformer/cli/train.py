@@ -16,6 +16,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from medspikeformer.cli.options import output_name
+
 #: flag → (nested config key, type) for the common overrides.
 COMMON_FLAGS: dict[str, tuple[str, type]] = {
     "epochs": ("train.epochs", int),
@@ -94,7 +96,7 @@ def register(subparsers: Any) -> None:
         help="also log to NAME besides metrics.csv (tensorboard: pip install "
         "'medspikeformer[tensorboard]'); repeatable",
     )
-    p.add_argument("--out", help="run directory (default runs/<dataset>-<model>)")
+    p.add_argument("--out", type=output_name, help="run directory (default runs/<dataset>-<model>)")
     p.add_argument("--device", help="auto | cpu | cuda | cuda:N")
     p.add_argument(
         "--precision",
