@@ -6,7 +6,7 @@ import argparse
 import json
 from typing import Any
 
-from medspikeformer.cli.options import add_loader_option_argument, parse_loader_options
+from medspikeformer.cli.options import add_loader_option_argument, output_name, parse_loader_options
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -34,7 +34,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     s = sub.add_parser("show", help="write a PNG grid of image/mask pairs (mask overlaid)")
     common(s)
-    s.add_argument("--out", required=True, help="PNG file to write")
+    s.add_argument("--out", type=output_name, required=True, help="PNG file to write")
     s.add_argument("-n", type=int, default=8, help="number of pairs (default 8)")
     s.add_argument("--columns", type=int, default=None, help="pairs per row (default: all)")
     s.add_argument("--size", type=int, default=192, help="tile size in pixels (default 192)")

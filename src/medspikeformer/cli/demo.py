@@ -15,6 +15,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from medspikeformer.cli.options import output_name
+
 
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
@@ -23,7 +25,9 @@ def register(subparsers: Any) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--out", default="runs/demo", help="output directory (default runs/demo)")
+    p.add_argument(
+        "--out", type=output_name, default="runs/demo", help="output directory (default runs/demo)"
+    )
     p.add_argument("--epochs", type=int, help="override the demo recipe's epochs")
     p.add_argument("--size", type=int, help="override the demo recipe's image size")
     p.add_argument("--device", default=None, help="auto | cpu | cuda")

@@ -15,6 +15,7 @@ from medspikeformer.cli.options import (
     add_ensemble_options,
     add_exact_option,
     add_loader_option_argument,
+    output_path,
     parse_loader_options,
 )
 from medspikeformer.config.flags import add_option_flag
@@ -35,7 +36,9 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("--threshold", type=float, default=None, help="probability threshold (0.5)")
     p.add_argument("--tta", action="store_true", help="flip test-time augmentation (id, h, v)")
-    p.add_argument("--out", type=Path, help="output folder (default: CKPT_DIR/eval-STEM-SPLIT)")
+    p.add_argument(
+        "--out", type=output_path, help="output folder (default: CKPT_DIR/eval-STEM-SPLIT)"
+    )
     p.add_argument("--size", type=int, nargs="+", metavar=("H", "W"), help="override the size")
     p.add_argument("--in-channels", type=int, choices=[1, 3], help="override the input channels")
     p.add_argument("--batch-size", type=int, default=4)
@@ -136,6 +139,8 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--batch-size {args.batch_size}: must be at least 1")
     if args.num_workers < 0:
         raise ConfigError(f"--num-workers {args.num_workers}: must be >= 0")
+    if args.grid < 0:
+        raise ConfigError(f"--grid {args.grid}: the number of pictured images must be >= 0")
     console = Console(stderr=True, markup=False, highlight=False, soft_wrap=True)
     device = resolve_device(args.device)
     members = [args.checkpoint, *args.ensemble]

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import argparse
 
+from medspikeformer.cli.options import output_name
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``experiment`` sub-command."""
@@ -43,7 +45,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="dataset config (default: the shipped config named after --dataset)",
     )
-    parser.add_argument("--out", required=True, help="experiment folder (re-use it to resume)")
+    parser.add_argument(
+        "--out", type=output_name, required=True, help="experiment folder (re-use it to resume)"
+    )
     parser.add_argument(
         "--models",
         "--rows",

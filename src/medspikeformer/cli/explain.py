@@ -8,6 +8,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from medspikeformer.cli.options import output_path
+
 HELP = "draw per-stage attention heatmaps (SDSA vs the ANN teacher's SA)"
 
 
@@ -17,7 +19,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("image", type=Path, help="one image (jpg, png, tif, bmp)")
     p.add_argument(
         "--out",
-        type=Path,
+        type=output_path,
         default=None,
         help="PNG to write (default: CKPT_DIR/explain-<image stem>.png, beside the checkpoint "
         "as evaluate's folder)",
@@ -54,12 +56,15 @@ def run(args: argparse.Namespace) -> int:
 
     from medspikeformer.data import read_image
     from medspikeformer.data.probe import probe_shape
+    from medspikeformer.errors import ConfigError
     from medspikeformer.inference import resolve_device
     from medspikeformer.inference.context import load_context, load_teacher, policy_warnings
     from medspikeformer.inference.explain import attention_maps, prepare_image
     from medspikeformer.outputs import OutputNames
     from medspikeformer.viz import attention_figure
 
+    if not 0.0 <= args.alpha <= 1.0:  # also false for NaN
+        raise ConfigError(f"--alpha {args.alpha}: the heatmap opacity must lie in 0…1")
     console = Console(stderr=True, markup=False, highlight=False, soft_wrap=True)
     out = args.out or args.checkpoint.parent / f"explain-{args.image.stem}.png"
     inputs = [args.checkpoint, args.image, *([args.teacher] if args.teacher else [])]

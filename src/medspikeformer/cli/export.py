@@ -9,14 +9,18 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from medspikeformer.cli.options import output_path
+
 HELP = "export a checkpoint to ONNX (inference graph) and/or safetensors"
 
 
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser("export", help=HELP, description=HELP)
     p.add_argument("checkpoint", type=Path, help="checkpoint file")
-    p.add_argument("--onnx", type=Path, help="ONNX file to write")
-    p.add_argument("--safetensors", type=Path, help="safetensors file to write (weights only)")
+    p.add_argument("--onnx", type=output_path, help="ONNX file to write")
+    p.add_argument(
+        "--safetensors", type=output_path, help="safetensors file to write (weights only)"
+    )
     p.add_argument(
         "--size",
         type=int,

@@ -10,6 +10,22 @@ from typing import Any
 OPTION_PREFIX = "data.options."
 
 
+def output_name(text: str) -> str:
+    """The ``type`` of every option naming a file or folder to write (``--out``, ``--onnx``,
+    ``--json`` …): an empty name is refused, since ``Path('')`` is the working folder and a
+    command would write there (or call it "a directory") without being asked to."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError(
+            "empty path (it would name the working folder); give a file or folder name"
+        )
+    return text
+
+
+def output_path(text: str) -> Path:
+    """:func:`output_name` as a ``Path``."""
+    return Path(output_name(text))
+
+
 def add_exact_option(parser: argparse.ArgumentParser) -> None:
     """``--exact`` of ``predict`` and ``evaluate``: the model as trained instead of
     :func:`medspikeformer.models.fuse.optimize_for_inference`."""

@@ -7,7 +7,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from medspikeformer.cli.options import add_ensemble_options, add_exact_option
+from medspikeformer.cli.options import add_ensemble_options, add_exact_option, output_path
 from medspikeformer.config.flags import add_option_flag
 
 HELP = "predict masks for images (jpg, png, tif, bmp) and NIfTI volumes"
@@ -20,7 +20,7 @@ def register(subparsers: Any) -> None:
     p = subparsers.add_parser("predict", help=HELP, description=HELP)
     p.add_argument("checkpoint", type=Path, help="checkpoint file")
     p.add_argument("images", nargs="+", type=Path, help="image files, NIfTI files or folders")
-    p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.add_argument("--out", type=output_path, required=True, help="output folder")
     p.add_argument(
         "--mode",
         choices=["sliding", "resize"],

@@ -19,6 +19,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from medspikeformer.cli.options import output_name
+
 
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
@@ -51,7 +53,9 @@ def register(subparsers: Any) -> None:
         "--seed", type=int, default=0, help="seed of the weight init and the random input (0)"
     )
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
-    p.add_argument("--json", metavar="PATH", help="also write the full report as JSON")
+    p.add_argument(
+        "--json", type=output_name, metavar="PATH", help="also write the full report as JSON"
+    )
     p.add_argument("--no-layers", action="store_true", help="print the summary table only")
     p.set_defaults(func=run)
 

@@ -15,6 +15,7 @@ __all__ = [
     "check_dataset_name",
     "check_device",
     "check_num_workers",
+    "check_output_name",
     "check_seed_value",
     "check_teacher_mode",
     "check_train_size",
@@ -84,3 +85,12 @@ def check_num_workers(value: object, key: str) -> None:
 def num_workers_flag(text: str) -> int | str:
     """``--num-workers`` value: ``auto`` or an integer (argparse names the flag when it fails)."""
     return text if text == "auto" else int(text)
+
+
+def check_output_name(value: str, key: str) -> None:
+    # Path("") is the working folder: a run would write there without being asked to
+    if not value.strip():
+        raise ConfigError(
+            f"config value {key}={value!r}: empty path (it would name the working folder); "
+            "give a folder name"
+        )

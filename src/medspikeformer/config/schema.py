@@ -17,6 +17,7 @@ from medspikeformer.config.checks import (
     check_dataset_name,
     check_device,
     check_num_workers,
+    check_output_name,
     check_seed_value,
     check_teacher_mode,
     check_train_size,
@@ -296,6 +297,7 @@ class TrainConfig:
         None,
         # the run directory may be moved between a run and its resume
         resume=True,
+        check=check_output_name,
         flag="--out",
         help="run directory (default runs/<dataset>-<model>)",
     )

@@ -5,7 +5,10 @@
   the window's low end (black) — with one warning naming the file and the count. One NaN used to
   make the percentile window NaN (every slice decoded to zeros) or move a 0…255 volume to the lung
   window; with the replacement the window and the grey/HU decision see the finite voxels only;
-* a label volume must be 3-D (``label_volume``).
+* a label volume must be 3-D (``label_volume``);
+* the voxel values are read as float32 in one place (``volume_values``): complex voxels are
+  refused (``get_fdata`` silently kept the real part) and so are values beyond float32's range
+  (the cast turned them into infinities with a raw numpy warning).
 """
 
 from __future__ import annotations
@@ -14,12 +17,28 @@ import functools
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from medspikeformer.errors import DataError
 
-__all__ = ["SliceGeometry", "finite_volume", "label_volume", "slice_geometry"]
+__all__ = ["SliceGeometry", "finite_volume", "label_volume", "slice_geometry", "volume_values"]
+
+
+def volume_values(image: Any, path: str | Path) -> np.ndarray:
+    """The voxels of a loaded NIfTI ``image`` (nibabel) as float32, its scaling applied.
+
+    Complex voxels and values float32 cannot hold → ``DataError`` naming ``path``; any other
+    read failure propagates to the caller's "unreadable" line."""
+    dtype = np.dtype(image.get_data_dtype())
+    if dtype.kind == "c":
+        raise DataError(f"{path}: complex-valued voxels ({dtype}); expected real intensities")
+    try:
+        with np.errstate(over="raise"):
+            return np.asarray(image.get_fdata(dtype=np.float32))
+    except FloatingPointError:
+        raise DataError(f"{path}: voxel values beyond the float32 range (about ±3.4e38)") from None
 
 
 def finite_volume(data: np.ndarray, path: str | Path) -> np.ndarray:

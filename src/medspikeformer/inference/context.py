@@ -138,7 +138,8 @@ def load_context(
     if recorded is not None:
         policy = PreprocessingPolicy.from_dict(recorded, where=str(path))
     else:  # written before the policy was recorded: training always resized to data.size
-        policy = training_policy(config.data.size, model.in_channels)
+        size_saved = parse_size(config.data.size, where=f"{path}: training size")
+        policy = training_policy(size_saved, model.in_channels)
     raw_size = size if size is not None else policy.size
     train_size = parse_size(raw_size, where=f"{path}: training size")
     divisor = model.size_divisor

@@ -51,7 +51,7 @@ from medspikeformer.data.probe import (
     pil_pixel_limit,
     probe_shape,
 )
-from medspikeformer.data.volume import finite_volume
+from medspikeformer.data.volume import finite_volume, volume_values
 from medspikeformer.errors import ConfigError, DataError
 from medspikeformer.inference.resample import native_labels, resize_probs
 from medspikeformer.inference.sliding import (
@@ -423,7 +423,9 @@ class Predictor:
             )
         try:
             vol = nib.load(str(path))
-            data = np.asarray(vol.get_fdata(dtype=np.float32)).reshape(shape)
+            data = volume_values(vol, path).reshape(shape)
+        except DataError:
+            raise
         except Exception as exc:
             msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise DataError(f"{path}: unreadable NIfTI volume ({msg})") from None

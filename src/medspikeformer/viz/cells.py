@@ -10,10 +10,19 @@ from typing import Any
 
 import numpy as np
 
+from medspikeformer.errors import printable
 from medspikeformer.outputs import atomic_path
 from medspikeformer.viz.overlay import to_mask
 
-__all__ = ["CELL_INCHES", "DPI", "ERROR_COLORS", "error_map", "legend_patches", "save_with_legend"]
+__all__ = [
+    "CELL_INCHES",
+    "DPI",
+    "ERROR_COLORS",
+    "error_map",
+    "legend_patches",
+    "save_png",
+    "save_with_legend",
+]
 
 #: RGB colour of each confusion cell in :func:`error_map`.
 ERROR_COLORS: dict[str, tuple[int, int, int]] = {
@@ -63,7 +72,21 @@ def save_with_legend(fig: Any, out_png: str | Path, handles: list[Any]) -> Path:
     """Draw ``handles`` as a legend under the panels and write ``fig`` as a PNG, atomically (no
     half-written picture on a full disk)."""
     fig.legend(handles=handles, loc="lower center", ncol=4, fontsize=8, frameon=False)
+    return save_png(fig, out_png, dpi=DPI)
+
+
+def save_png(fig: Any, out_png: str | Path, dpi: int = DPI) -> Path:
+    """Write ``fig`` as a PNG atomically (no half-written picture on a full disk), every text in
+    it made printable first: sample ids and file names come from the data, and matplotlib cannot
+    draw the surrogate escapes of a name that is not UTF-8 (it raised after a whole evaluation)
+    nor should a picture show raw control characters."""
+    from matplotlib.text import Text
+
+    for text in fig.findobj(Text):
+        raw = text.get_text()
+        if raw and not raw.replace("\n", "").isprintable():  # line breaks are layout
+            text.set_text("\n".join(printable(line) for line in raw.split("\n")))
     out_png = Path(out_png)
     with atomic_path(out_png) as tmp:
-        fig.savefig(tmp, dpi=DPI, format="png")
+        fig.savefig(tmp, dpi=dpi, format="png")
     return out_png

@@ -23,7 +23,7 @@ import re
 from pathlib import Path
 
 from medspikeformer.errors import DataError
-from medspikeformer.outputs import atomic_path
+from medspikeformer.viz.cells import save_png
 
 __all__ = ["plot_training_curves", "read_metrics_csv", "sort_columns"]
 
@@ -159,7 +159,4 @@ def plot_training_curves(metrics_csv: str | Path, out_png: str | Path) -> Path:
         if panel == "losses" and not panels["losses"]:
             ax.text(0.5, 0.5, "no loss columns", ha="center", va="center", transform=ax.transAxes)
     fig.tight_layout()
-    out_png = Path(out_png)
-    with atomic_path(out_png) as tmp:  # no half-written PNG on a full disk
-        fig.savefig(tmp, dpi=100, format="png")
-    return out_png
+    return save_png(fig, out_png, dpi=100)

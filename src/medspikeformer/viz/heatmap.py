@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from medspikeformer.outputs import atomic_path
+from medspikeformer.viz.cells import save_png
 from medspikeformer.viz.overlay import as_numpy, to_rgb_uint8
 
 __all__ = [
@@ -118,10 +118,7 @@ def attention_figure(
         title=title,
         alpha=alpha,
     )
-    out_png = Path(out_png)
-    with atomic_path(out_png) as tmp:  # no half-written PNG on a full disk
-        fig.savefig(tmp, dpi=DPI, format="png")
-    return out_png
+    return save_png(fig, out_png, dpi=DPI)
 
 
 #: Label of the heatmaps' colour bar (each stage's map is min–max normalised on its own).

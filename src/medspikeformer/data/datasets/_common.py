@@ -19,12 +19,16 @@ def require_dir(path: Path, what: str) -> Path:
 
 
 def list_images(folder: Path, exts: Iterable[str] = IMAGE_EXTENSIONS) -> list[Path]:
-    """Image files directly in ``folder`` (not hidden), sorted by name."""
+    """Image files directly in ``folder`` (not hidden), sorted by name. A broken symbolic link
+    with an image's name is listed too, so that reading it reports the missing file instead of
+    the sample vanishing without a word."""
     exts = tuple(e.lower() for e in exts)
     return sorted(
         p
         for p in folder.iterdir()
-        if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in exts
+        if (p.is_file() or (p.is_symlink() and not p.exists()))
+        and not p.name.startswith(".")
+        and p.suffix.lower() in exts
     )
 
 

@@ -32,7 +32,7 @@ from medspikeformer.errors import ConfigError, DataError
 from ..base import DatasetSource, Sample, ScanResult, check_nonempty_file
 from ..io import IMAGE_EXTENSIONS, read_image, read_mask, to_grey
 from ..registry import register_dataset
-from ..volume import finite_volume, slice_geometry
+from ..volume import finite_volume, slice_geometry, volume_values
 from ._common import list_images, pair_by_name
 
 LUNG_WINDOW = (-1000.0, 400.0)
@@ -65,7 +65,9 @@ def _volume(path: str, mtime_ns: int) -> tuple[np.ndarray, bool]:
 
     try:
         img = nib.as_closest_canonical(nib.load(path))
-        data = np.asarray(img.get_fdata(dtype=np.float32))
+        data = volume_values(img, path)
+    except DataError:
+        raise
     except Exception as exc:
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise DataError(f"{path}: unreadable NIfTI volume ({msg})") from None

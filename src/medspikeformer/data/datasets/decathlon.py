@@ -37,7 +37,7 @@ from medspikeformer.errors import ConfigError, DataError
 from ..base import DatasetSource, Sample, ScanResult, check_nonempty_file
 from ..io import read_image, read_label_map, to_grey
 from ..registry import register_dataset
-from ..volume import finite_volume, label_volume, slice_geometry
+from ..volume import finite_volume, label_volume, slice_geometry, volume_values
 
 _NII = (".nii.gz", ".nii")
 
@@ -84,7 +84,9 @@ def _volume(path: str, mtime_ns: int) -> np.ndarray:
     import nibabel as nib
 
     try:
-        data = np.asarray(nib.as_closest_canonical(nib.load(path)).get_fdata(dtype=np.float32))
+        data = volume_values(nib.as_closest_canonical(nib.load(path)), path)
+    except DataError:
+        raise
     except Exception as exc:
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise DataError(f"{path}: unreadable NIfTI volume ({msg})") from None
