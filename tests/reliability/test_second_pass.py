@@ -243,11 +243,6 @@ def test_a_fresh_run_never_replaces_files_already_in_its_folder(
     assert_user_error(res, "split.json")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine/config.py is being split into config/: train.batch_size has no upper bound, "
-    "so 10**20 reaches itertools.islice (ValueError traceback)",
-)
 def test_a_huge_batch_size_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from medspikeformer.engine.config import config_from_dict, validate_config
     from medspikeformer.errors import ConfigError

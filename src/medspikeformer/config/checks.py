@@ -10,6 +10,7 @@ from pathlib import Path
 from medspikeformer.errors import ConfigError
 
 __all__ = [
+    "MAX_BATCH_SIZE",
     "MAX_TRAIN_SIZE",
     "TEACHER_MODES",
     "check_dataset_name",
@@ -26,6 +27,9 @@ __all__ = [
 #: Largest training image side: one 8-image batch of the paper model at 4096² already needs
 #: hundreds of GB of activations.
 MAX_TRAIN_SIZE = 4096
+
+#: Largest batch: far above what any card holds at the smallest training size.
+MAX_BATCH_SIZE = 65536
 
 #: ``teacher.mode`` names; any other value must be an existing checkpoint file.
 TEACHER_MODES = ("auto", "joint", "none")

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from medspikeformer.config.checks import (
+    MAX_BATCH_SIZE,
     check_dataset_name,
     check_device,
     check_num_workers,
@@ -221,9 +222,12 @@ class TrainLoopConfig:
     what an epoch computes (``epochs`` extends or shortens it; a cosine schedule is re-planned)."""
 
     epochs: int = option(200, ge=1, resume=True, flag="--epochs", help="training epochs")
-    batch_size: int = option(8, ge=1, flag="--batch-size", help="training batch size")
+    # bounded so that an absurd value is a config error, not a traceback deep in the loader
+    batch_size: int = option(
+        8, ge=1, le=MAX_BATCH_SIZE, flag="--batch-size", help="training batch size"
+    )
     val_batch_size: int | None = option(
-        None, ge=1, resume=True, help="validation batch size (null = batch_size)"
+        None, ge=1, le=MAX_BATCH_SIZE, resume=True, help="validation batch size (null = batch_size)"
     )
     seed: int = option(DEFAULT_SEED, check=check_seed_value, flag="--seed", help="run seed")
     device: str = option(
