@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from medspikeformer import data as data_pkg
 from medspikeformer.engine.config import TrainConfig
 
 __all__ = ["dataset_from_config", "labels_of_the_folder"]
@@ -29,10 +30,6 @@ def dataset_from_config(
     ``data.in_channels`` null means 3 unless overridden; ``data.split_spec`` null means the
     dataset's own default split.
     """
-    # Looked up at call time (not imported at module level): the data package is heavy, and
-    # test harnesses wrap ``medspikeformer.data.build_dataset``.
-    from medspikeformer import data as data_pkg
-
     d = config.data
     kwargs: dict[str, Any] = {
         "root": d.root,
