@@ -379,7 +379,7 @@ class _Run:
         if (twin_dir / "summary.json").is_file() and last.is_file():
             self.log(f"train.init_from=twin: reusing the finished twin {twin_dir}")
             return last
-        head_gain = getattr(self.student, "config", {}).get("head_gain")
+        head_gain = self.student.config.get("head_gain")
         spec = config_to_dict(cfg)
         spec["model"] = {"name": "ann", **options}
         if head_gain is not None:
