@@ -20,6 +20,11 @@ class ConfigError(UserError):
     """An invalid configuration value (unknown model, negative epochs, bad size, ...)."""
 
 
+class RunBusyError(ConfigError):
+    """A run directory is locked by another live process (its ``.lock``); wait for that run, or
+    skip it (the experiment runner does)."""
+
+
 class CheckpointError(UserError):
     """A checkpoint is not a checkpoint, is unsafe to load, or belongs to another model."""
 
