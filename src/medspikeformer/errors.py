@@ -25,6 +25,11 @@ class RunBusyError(ConfigError):
     skip it (the experiment runner does)."""
 
 
+class PlatformError(UserError):
+    """The command needs an operating system feature this platform lacks (``train`` on
+    Windows); the message names the supported platforms."""
+
+
 class CheckpointError(UserError):
     """A checkpoint is not a checkpoint, is unsafe to load, or belongs to another model."""
 

@@ -30,6 +30,7 @@ from typing import Any
 
 from medspikeformer.engine.checkpoint import atomic_write_bytes
 from medspikeformer.errors import ConfigError, RunBusyError
+from medspikeformer.runtime import check_train_platform
 
 LOCK_NAME = ".lock"
 
@@ -63,7 +64,8 @@ def ensure_writable_dir(path: str | os.PathLike[str]) -> Path:
 
 def pid_alive(pid: int) -> bool:
     """Whether a process with this id exists on this host (signal 0 probes without sending; a
-    POSIX meaning)."""
+    POSIX meaning, hence :func:`~medspikeformer.runtime.check_train_platform`)."""
+    check_train_platform("the run-directory lock")
     if pid <= 0:
         return False
     try:
@@ -81,7 +83,8 @@ class RunLock:
     The holder keeps the file open under ``flock(LOCK_EX)``, which the kernel releases when the
     process dies: of two processes that find a stale lock (its PID no longer runs on this host),
     exactly one takes it over (with a warning) — they once both did. A lock whose PID is alive →
-    :class:`~medspikeformer.errors.RunBusyError` (a ``ConfigError``) naming the PID. Usable as a context manager.
+    :class:`~medspikeformer.errors.RunBusyError` (a ``ConfigError``) naming the PID. Usable as a
+    context manager.
     """
 
     def __init__(self, run_dir: str | os.PathLike[str]):
@@ -90,6 +93,7 @@ class RunLock:
         self._fd: int | None = None
 
     def acquire(self) -> RunLock:
+        check_train_platform("the run-directory lock")
         import fcntl
 
         info = json.dumps({"pid": os.getpid(), "host": socket.gethostname()}).encode()

@@ -70,7 +70,7 @@ from medspikeformer.engine.task import metrics_for
 from medspikeformer.errors import CheckpointError, ConfigError
 from medspikeformer.models import to_probabilities
 from medspikeformer.models.twin_init import transfer_twin_weights, twin_matches
-from medspikeformer.runtime import progress_enabled, resolve_device
+from medspikeformer.runtime import check_train_platform, progress_enabled, resolve_device
 
 __all__ = ["resolve_device", "resolve_teacher_mode", "train"]
 
@@ -730,6 +730,7 @@ def train(
     Nothing process-wide is changed (allocator, environment): the command line's CPU settings
     are its own (:mod:`medspikeformer.allocator`, ``medspikeformer allocator``).
     """
+    check_train_platform()
     resume_dir = Path(resume) if resume is not None else None
     if resume_dir is not None:
         if not (resume_dir / "last.pt").is_file():

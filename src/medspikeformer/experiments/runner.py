@@ -64,6 +64,7 @@ from medspikeformer.experiments.spec import (
     resolve_row_config,
 )
 from medspikeformer.experiments.tables import summarise
+from medspikeformer.runtime import check_train_platform
 
 __all__ = [
     "EXPERIMENT_NAME",
@@ -143,6 +144,7 @@ def run_experiment(
     """
     from medspikeformer.engine.config import validate_config
 
+    check_train_platform("experiment")
     if spec.seeds < 1:
         raise ConfigError(f"--seeds {spec.seeds}: at least one seed is needed")
     row_runner = row_runner or run_row
