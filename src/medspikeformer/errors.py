@@ -20,6 +20,16 @@ class ConfigError(UserError):
     """An invalid configuration value (unknown model, negative epochs, bad size, ...)."""
 
 
+class RunBusyError(ConfigError):
+    """A run directory is locked by another live process (its ``.lock``); wait for that run, or
+    skip it (the experiment runner does)."""
+
+
+class PlatformError(UserError):
+    """The command needs an operating system feature this platform lacks (``train`` on
+    Windows); the message names the supported platforms."""
+
+
 class CheckpointError(UserError):
     """A checkpoint is not a checkpoint, is unsafe to load, or belongs to another model."""
 

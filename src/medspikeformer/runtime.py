@@ -1,4 +1,5 @@
-"""The one device resolver, the GPU-run guess made without torch, and the progress-bar rule.
+"""The one device resolver, the GPU-run guess made without torch, the progress-bar rule and the
+platforms training runs on.
 
 Nothing here changes the process: the command line's process settings (a preloaded allocator,
 huge pages for large CPU tensors) live in :mod:`medspikeformer.allocator` and are applied by the
@@ -18,6 +19,11 @@ if TYPE_CHECKING:  # torch is imported lazily: the command line sets its variabl
 
 
 _state: dict[str, bool] = {}  # once-per-process notices
+
+#: ``sys.platform`` prefixes where ``train`` and ``experiment`` run, with their names. A run
+#: directory's lock needs POSIX ``flock`` and the signal-0 probe of its owner's process id
+#: (``engine/run_dir.py``); on Windows ``os.kill(pid, 0)`` would end that process instead.
+TRAIN_PLATFORMS: dict[str, str] = {"linux": "Linux", "darwin": "macOS"}
 
 #: Files that exist where an NVIDIA driver is loaded.
 DRIVER_PATHS = ("/dev/nvidiactl", "/proc/driver/nvidia/gpus")
@@ -126,3 +132,17 @@ def progress_enabled(requested: bool = True) -> bool:
     a pipe or a CI log is noise: every redraw becomes another line)."""
     isatty = getattr(sys.stderr, "isatty", None)
     return bool(requested and isatty is not None and isatty())
+
+
+def check_train_platform(command: str = "train") -> None:
+    """:class:`~medspikeformer.errors.PlatformError` (one line naming the supported platforms)
+    unless this is one of :data:`TRAIN_PLATFORMS`."""
+    if sys.platform.startswith(tuple(TRAIN_PLATFORMS)):
+        return
+    from medspikeformer.errors import PlatformError
+
+    names = " and ".join(TRAIN_PLATFORMS.values())
+    raise PlatformError(
+        f"{command} runs on {names} only, not on {sys.platform} (a run directory's lock needs "
+        "POSIX file locks); on Windows run it under WSL2"
+    )

@@ -11,7 +11,16 @@ from hypothesis import strategies as st
 
 import medspikeformer as msf
 from medspikeformer.errors import ConfigError
-from medspikeformer.models import SegmentationOutput, build_teacher, create_model, list_models
+from medspikeformer.models import (
+    SegmentationModel,
+    SegmentationOutput,
+    build_teacher,
+    create_model,
+    list_models,
+    module_facts,
+    register_model,
+)
+from medspikeformer.models import registry as registry_mod
 from tiny_models import SMALL_MSF
 
 TINY = SMALL_MSF
@@ -38,9 +47,11 @@ def firing_input(model, h: int = 32, w: int = 48, batch: int = 2) -> torch.Tenso
 class TestRegisteredModel:
     def test_contract_attributes(self, name: str) -> None:
         m = tiny(name)
+        assert isinstance(m, SegmentationModel)
         assert m.model_name == name
         json.dumps(m.config)
         assert isinstance(m.in_channels, int) and isinstance(m.size_divisor, int)
+        assert isinstance(m.num_stage_heads, int) and m.num_stage_heads >= 0
         assert m.timesteps == (2 if m.is_spiking else 1)
         print(f"{name}: {n_params(m):,} parameters (tiny config)")
 
@@ -61,12 +72,9 @@ class TestRegisteredModel:
         out = m.forward_all(firing_input(m))
         assert isinstance(out, SegmentationOutput)
         assert out.logits.shape == (2, 1, 32, 48)
-        if name == "unet":
-            assert out.stage_logits == []
-        else:
-            assert len(out.stage_logits) == m.config["num_units"]
-            for i, s in enumerate(out.stage_logits):
-                assert s.shape == (2, 1, 32 // 2**i, 48 // 2**i)
+        assert len(out.stage_logits) == m.num_stage_heads
+        for i, s in enumerate(out.stage_logits):  # one per encoder unit, halving each time
+            assert s.shape == (2, 1, 32 // 2**i, 48 // 2**i)
 
     def test_backward_reaches_every_parameter(self, name: str) -> None:
         m = tiny(name).train()
@@ -264,3 +272,67 @@ def test_head_gain_scales_logits_and_keeps_weights() -> None:
     for bad in (0, -1.0, "4", True):
         with pytest.raises(ConfigError, match="head_gain must be a positive number"):
             create_model("medspikeformer", head_gain=bad)
+
+
+def test_the_stage_head_count_is_the_models_own() -> None:
+    """The trainer aligns ``num_stage_heads`` maps: MedSpikeFormer has one per encoder unit, the
+    U-Net none (read from the model, not from one model's config)."""
+    assert tiny("medspikeformer", num_units=3).num_stage_heads == 3
+    assert tiny("unet").num_stage_heads == 0
+
+
+def test_create_model_refuses_a_builder_that_returns_no_segmentation_model(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(registry_mod, "_REGISTRY", dict(registry_mod._REGISTRY))
+
+    @register_model
+    def not_a_model(**overrides):
+        return torch.nn.Linear(2, 2)
+
+    with pytest.raises(
+        TypeError, match=r"^the builder of model 'not_a_model' returned Linear, not"
+    ):
+        create_model("not_a_model")
+
+
+def test_module_facts_of_a_bare_module_and_of_a_model() -> None:
+    bare = module_facts(torch.nn.Conv2d(1, 1, 1))
+    assert (bare.model_name, bare.size_divisor, bare.timesteps) == ("Conv2d", 1, 1)
+    assert bare.is_spiking is None and bare.in_channels is None and bare.config == {}
+    m = tiny("medspikeformer")
+    facts = module_facts(m)
+    assert (facts.model_name, facts.in_channels, facts.timesteps) == (
+        "medspikeformer",
+        m.in_channels,
+        m.timesteps,
+    )
+    assert facts.is_spiking is True and facts.size_divisor == m.size_divisor
+
+
+CONTRACT = {"model_name", "config", "in_channels", "num_classes", "multilabel", "size_divisor"}
+CONTRACT |= {"timesteps", "is_spiking", "num_stage_heads", "forward_all", "activation"}
+
+
+def test_no_code_outside_models_guesses_the_contract_with_getattr() -> None:
+    """``getattr(x, "<contract member>", default)`` outside ``models/`` would hide a model that
+    breaks the contract; such code reads the member, or ``module_facts`` for a bare module."""
+    import ast
+    from pathlib import Path
+
+    src = Path(msf.__file__).resolve().parent
+    found = []
+    for path in sorted(src.rglob("*.py")):
+        if path.parent.name == "models" and path.parent.parent == src:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Name)
+                and node.func.id == "getattr"
+                and len(node.args) == 3
+                and isinstance(node.args[1], ast.Constant)
+                and node.args[1].value in CONTRACT
+            ):
+                found.append(f"{path.relative_to(src)}:{node.lineno}")
+    assert not found, found

@@ -74,10 +74,17 @@ def install() -> None:
 
     from medspikeformer import outputs
     from medspikeformer.engine import checkpoint as ckpt
+    from medspikeformer.engine import step as step_mod
+
+    real_init = step_mod.TrainingStep.__init__
+
+    def init(self: Any, *args: Any, **kwargs: Any) -> None:
+        real_init(self, *args, **kwargs)
+        _state["student_opt"] = self.opt  # the run's (latest) training step's student optimiser
+
+    step_mod.TrainingStep.__init__ = init
 
     def on_step(opt: torch.optim.Optimizer, *_: Any) -> None:
-        if _state["student_opt"] is None:
-            _state["student_opt"] = opt  # the student's optimiser is built first
         if opt is _state["student_opt"]:
             _state["steps"] += 1
             event(f"step {_state['steps']}")

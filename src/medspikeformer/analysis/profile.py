@@ -45,6 +45,7 @@ from medspikeformer.analysis.summary import summarise
 from medspikeformer.analysis.trace import trace_forward
 from medspikeformer.data.base import as_hw
 from medspikeformer.errors import ConfigError
+from medspikeformer.models import module_facts
 
 
 def _default_neuron_types() -> tuple[type[nn.Module], ...]:
@@ -119,19 +120,20 @@ def profile_model(
         raise ConfigError(f"profile: {exc}") from None
     if batch < 1:
         raise ConfigError(f"profile: batch must be >= 1, got {batch}")
-    divisor = int(getattr(model, "size_divisor", 1))
+    facts = module_facts(model)
+    divisor = facts.size_divisor
     if hw[0] % divisor or hw[1] % divisor:
         raise ConfigError(
             f"profile: size {hw[0]}x{hw[1]} is not a multiple of the model's size divisor {divisor}"
         )
-    model_t = int(getattr(model, "timesteps", 1))
+    model_t = facts.timesteps
     if timesteps is not None and int(timesteps) != model_t:
         raise ConfigError(
             f"profile: the model was built with timesteps={model_t}, not {timesteps}; "
             "rebuild it with create_model(name, timesteps=...)"
         )
     neuron_types = _default_neuron_types() if neuron_types is None else tuple(neuron_types)
-    c_in = int(getattr(model, "in_channels", in_channels or 3))
+    c_in = facts.in_channels if facts.in_channels is not None else (in_channels or 3)
     param = next(model.parameters(), None)
     device = param.device if param is not None else torch.device("cpu")
     dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from medspikeformer.analysis.hooks import SYNAPTIC_TYPES, InputStats, watch_synaptic_inputs
+from medspikeformer.models import SegmentationModel, module_facts
 
 __all__ = ["SYNAPTIC_TYPES", "LayerRecord", "SpikeCheckReport", "check_spike_driven"]
 
@@ -118,8 +119,10 @@ def check_spike_driven(
     model.train(train_mode)
     try:
         with torch.no_grad():
-            run = getattr(model, "forward_all", None) or model
-            run(x)
+            if isinstance(model, SegmentationModel):
+                model.forward_all(x)
+            else:
+                model(x)
     finally:
         model.train(was_training)
         for h in handles:
@@ -160,5 +163,4 @@ def check_spike_driven(
             violations.append(
                 f"{rec.name} ({rec.kind}) receives non-spike input in [{rec.min:.3g}, {rec.max:.3g}]"
             )
-    name = getattr(model, "model_name", type(model).__name__)
-    return SpikeCheckReport(name, layers, allow_counts, violations)
+    return SpikeCheckReport(module_facts(model).model_name, layers, allow_counts, violations)

@@ -10,6 +10,7 @@ from torch import Tensor, nn
 
 from medspikeformer.analysis import report
 from medspikeformer.analysis.trace import ForwardTrace
+from medspikeformer.models import module_facts
 
 
 def excluded_roots(model: nn.Module, ran: set[str]) -> list[str]:
@@ -40,7 +41,8 @@ def summarise(
 ) -> report.ProfileReport:
     """The report of one traced pass of ``model`` on an input of shape ``x_shape``
     (``[B, C_in, H, W]``) with ``model_t`` timesteps (conventions in ``analysis/profile.py``)."""
-    spiking = bool(getattr(model, "is_spiking", bool(trace.neurons)))
+    known = module_facts(model).is_spiking
+    spiking = bool(trace.neurons) if known is None else known
     flops_by_module = trace.flops_by_module
     root = type(model).__name__
     total_flops = trace.total_flops
@@ -121,7 +123,7 @@ def summarise(
     params_all = sum(p.numel() for p in all_params.values())
     t = max(model_t, 1)
     return report.ProfileReport(
-        model_name=str(getattr(model, "model_name", type(model).__name__)),
+        model_name=module_facts(model).model_name,
         is_spiking=spiking,
         input_shape=tuple(x_shape),
         timesteps=model_t,
@@ -148,8 +150,8 @@ def summarise(
 
 def neuron_label(model: nn.Module) -> str:
     """``I-LIF, D = 4`` or ``LIF`` from a model's ``neuron`` / ``levels`` options ("" if none)."""
-    config = getattr(model, "config", None) or {}
-    kind = config.get("neuron") if isinstance(config, dict) else None
+    config = module_facts(model).config
+    kind = config.get("neuron")
     if kind == "ilif":
         return f"I-LIF, D = {config.get('levels')}"
     return "LIF" if kind == "lif" else ""

@@ -9,6 +9,8 @@ Public API::
     step = TrainingStep.from_config(config)   # the real step of `medspikeformer train`
     terms = step(batch)                        # {"bce", "dice", ..., "total"} device tensors
     run_steps(config, batches)                 # the same over any iterable of batches
+    train(config, callbacks=[MyCallback()])    # hooks: engine/callbacks.py
+    default_callbacks()                        # the built-in bookkeeping, replaceable
 
     from medspikeformer.engine import dataset_from_config
     ds = dataset_from_config(config, "test")   # a run's split, as the trainer built it
@@ -34,6 +36,7 @@ __all__ = [
     "TrainConfig",
     "TrainingStep",
     "dataset_from_config",
+    "default_callbacks",
     "export_safetensors",
     "load_checkpoint",
     "load_config",
@@ -49,7 +52,15 @@ def __getattr__(name: str) -> Any:
         from medspikeformer.engine.trainer import train
 
         return train
-    if name in ("Callback", "TrainingStep", "run_steps"):
+    if name == "Callback":
+        from medspikeformer.engine.callbacks import Callback
+
+        return Callback
+    if name == "default_callbacks":
+        from medspikeformer.engine.builtin_callbacks import default_callbacks
+
+        return default_callbacks
+    if name in ("TrainingStep", "run_steps"):
         from medspikeformer.engine import step
 
         return getattr(step, name)

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler, get_worker_info
 
+from medspikeformer import data as data_pkg
 from medspikeformer.engine.config import TrainConfig
 
 __all__ = [
@@ -135,10 +136,6 @@ def dataset_from_config(
     ``data.in_channels`` null means 3 unless overridden; ``data.split_spec`` null means the
     dataset's own default split.
     """
-    # Looked up at call time (not imported at module level): the data package is heavy, and
-    # test harnesses wrap ``medspikeformer.data.build_dataset``.
-    from medspikeformer import data as data_pkg
-
     d = config.data
     kwargs: dict[str, Any] = {
         "root": d.root,

@@ -29,7 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from medspikeformer.engine.checkpoint import atomic_write_bytes
-from medspikeformer.errors import ConfigError
+from medspikeformer.errors import ConfigError, RunBusyError
+from medspikeformer.runtime import check_train_platform
 
 LOCK_NAME = ".lock"
 
@@ -62,7 +63,9 @@ def ensure_writable_dir(path: str | os.PathLike[str]) -> Path:
 
 
 def pid_alive(pid: int) -> bool:
-    """Whether a process with this id exists on this host (signal 0 probes without sending)."""
+    """Whether a process with this id exists on this host (signal 0 probes without sending; a
+    POSIX meaning, hence :func:`~medspikeformer.runtime.check_train_platform`)."""
+    check_train_platform("the run-directory lock")
     if pid <= 0:
         return False
     try:
@@ -80,7 +83,8 @@ class RunLock:
     The holder keeps the file open under ``flock(LOCK_EX)``, which the kernel releases when the
     process dies: of two processes that find a stale lock (its PID no longer runs on this host),
     exactly one takes it over (with a warning) — they once both did. A lock whose PID is alive →
-    ConfigError naming the PID. Usable as a context manager.
+    :class:`~medspikeformer.errors.RunBusyError` (a ``ConfigError``) naming the PID. Usable as a
+    context manager.
     """
 
     def __init__(self, run_dir: str | os.PathLike[str]):
@@ -89,6 +93,7 @@ class RunLock:
         self._fd: int | None = None
 
     def acquire(self) -> RunLock:
+        check_train_platform("the run-directory lock")
         import fcntl
 
         info = json.dumps({"pid": os.getpid(), "host": socket.gethostname()}).encode()
@@ -132,14 +137,14 @@ class RunLock:
             return self
         raise ConfigError(f"{self.path}: could not take the run-directory lock")
 
-    def _in_use(self, owner: dict[str, Any], *, taking_over: bool = False) -> ConfigError:
+    def _in_use(self, owner: dict[str, Any], *, taking_over: bool = False) -> RunBusyError:
         pid, host = owner.get("pid", "?"), owner.get("host")
         if taking_over and isinstance(pid, int) and not pid_alive(pid):
-            return ConfigError(
+            return RunBusyError(
                 f"{self.path.parent}: another process is taking over the stale lock of process "
                 f"{pid} (lock file {self.path}); wait for it"
             )
-        return ConfigError(
+        return RunBusyError(
             f"{self.path.parent}: run directory is in use by process {pid} on {host} "
             f"(lock file {self.path}); wait for it, or delete the lock if that run is dead"
         )

@@ -8,6 +8,9 @@ the checkpoint payload of best.pt / last.pt with its ``resume`` section (beside
      "teacher_optimizer", "rng": [per-rank capture_rng()], "grad_scaler", "world_size",
      "data_order": {"sampler", "seed", "next_epoch"}, "loop": LoopState.to_dict()}
 
+plus ``"callbacks": {state_key: state}`` only when a callback has a state to keep
+(``Callback.state_dict``); a run without one writes exactly the keys above.
+
 The data order of epoch e depends only on (seed, e), and every epoch re-seeds the RNGs from
 :func:`epoch_seed` (seed, e, rank), so a resumed run repeats an uninterrupted one exactly.
 """
@@ -106,6 +109,8 @@ class LoopState:
     nan_skipped: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
     init: dict[str, Any] | None = None  # where the starting weights came from (train.init_from)
+    #: callbacks' states by ``Callback.state_key`` (saved as ``resume.callbacks``, not in ``loop``)
+    callbacks: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -143,7 +148,8 @@ def training_payload(
 ) -> dict[str, Any]:
     """best.pt (``resume=None``) or last.pt: the student's :func:`checkpoint.build_payload` plus,
     for last.pt, the ``resume`` section. ``resume`` holds ``scheduler`` (or None), ``rng`` (every
-    rank's :func:`capture_rng`) and ``dist`` (:class:`DistInfo`); ``intensity``: the training
+    rank's :func:`capture_rng`), ``dist`` (:class:`DistInfo`) and optionally ``callbacks`` (their
+    states by key); ``intensity``: the training
     data's rule for volumes (``DatasetSource.intensity``), recorded in the preprocessing policy."""
     student = ckpt_mod.unwrap_model(step.student)
     payload = ckpt_mod.build_payload(
@@ -179,6 +185,8 @@ def training_payload(
         },
         "loop": loop.to_dict(),
     }
+    if resume.get("callbacks"):  # only callbacks with a state: a plain run's keys are unchanged
+        payload["resume"]["callbacks"] = dict(resume["callbacks"])
     return payload
 
 
@@ -230,4 +238,6 @@ def _restore(
     if rngs:
         same_world = int(res.get("world_size", 1)) == world_size
         restore_rng(rngs[rank] if same_world else rngs[0])
-    return LoopState.from_dict(res["loop"])
+    loop = LoopState.from_dict(res["loop"])
+    loop.callbacks = dict(res.get("callbacks") or {})
+    return loop

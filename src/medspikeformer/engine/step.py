@@ -23,16 +23,16 @@ Public use — time or drive the true step over any iterable of batches (``{"ima
 
 Seams: :meth:`TrainingStep.loss_step` (forwards + every loss term by name),
 :meth:`TrainingStep.optimizer_step` (backward, clipping, skip-on-non-finite, update),
-:meth:`TrainingStep.add_loss_term` (a new weighted term of the student's objective) and
-:class:`Callback` (``on_train_start`` / ``on_step_end`` / ``on_epoch_end`` / ``on_train_end``)
-for loggers.
+:meth:`TrainingStep.add_loss_term` (a new weighted term of the student's objective, for one
+run), :data:`LOSS_TERMS` (the built-in terms: one entry each) and
+:class:`~medspikeformer.engine.callbacks.Callback` for loggers.
 """
 
 from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -64,8 +64,10 @@ from medspikeformer.runtime import resolve_device
 
 __all__ = [
     "FINITE_CHECK_EVERY",
+    "LOSS_TERMS",
     "UNLOGGED_TERMS",
     "Callback",
+    "LossTerm",
     "StepOutputs",
     "StepVerdict",
     "TrainingStep",
@@ -96,12 +98,16 @@ class StepOutputs:
             class ids for a softmax model; ``[B, K, H, W]`` for a multi-label one).
         student: the student's :class:`SegmentationOutput` (logits + stage logits).
         teacher_stages: the teacher's stage logits (detached, float32), empty without a teacher.
+        teacher: a joint teacher's :class:`SegmentationOutput` (with its graph), else None.
+        cache: parts shared by several terms within the step (e.g. the loss's ``bce``/``dice``).
     """
 
     image: torch.Tensor
     mask: torch.Tensor
     student: SegmentationOutput
     teacher_stages: list[torch.Tensor]
+    teacher: SegmentationOutput | None = None
+    cache: dict[str, Any] = field(default_factory=dict)
 
 
 LossTermFn = Callable[[StepOutputs], torch.Tensor]
@@ -199,7 +205,6 @@ class TrainingStep:
             self.seg_loss: nn.Module = BCEDiceLoss()
         else:
             self.seg_loss = MultiClassDiceLoss(multilabel=self.student.multilabel)
-        # The student's optimiser first (tests/reliability/hooked_cli.py counts its steps).
         self.opt = build_optimizer(self.student.parameters(), config, config.optim.lr)
         self.t_opt: torch.optim.Optimizer | None = None
         if self.teacher_mode == "joint":
@@ -369,16 +374,15 @@ class TrainingStep:
     def loss_step(self, batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:
         """Forward passes (under the run's autocast) and every loss term, all on the device.
 
-        Returns the terms by name (scalar tensors, nothing read to the host): ``bce``, ``dice``,
-        ``stage_sup``, ``align_kl``, ``align_l2``, ``align``, ``teacher_seg``, ``teacher_stage``,
-        the extra terms, ``total`` (the student's objective) and ``teacher_total`` (the joint
-        teacher's objective; zero without one). Inactive terms are zeros.
+        Returns the terms by name (scalar tensors, nothing read to the host): those of
+        :data:`LOSS_TERMS` (``bce``, ``dice``, ``stage_sup``, ``align_kl``, ``align_l2``,
+        ``align``, ``teacher_seg``, ``teacher_stage``), the extra terms, ``total`` (the student's
+        objective) and ``teacher_total`` (the joint teacher's objective; zero without one).
+        Inactive terms are zeros.
         """
-        cfg = self.cfg
         x, y = self.to_device(batch)
         zero = torch.zeros((), device=self.device)
-        t_seg = t_stage_sup = zero
-        t_stages: list[torch.Tensor] = []
+        t_out: SegmentationOutput | None = None
         with self.autocast():
             out = self.student_fwd(x)
             if self.teacher_fwd is not None:
@@ -386,47 +390,38 @@ class TrainingStep:
             elif self.teacher is not None:
                 with torch.no_grad():
                     t_stage_out = self.teacher.forward_all(x, attention=False).stage_logits
-        logits, stages = out.logits, list(out.stage_logits)
         # Losses outside autocast, in float32 (the loss modules upcast bf16/fp16 inputs).
-        if self.teacher_fwd is not None:
-            t_seg = self.seg_loss(t_out.logits, y)
-            if cfg.teacher.stage_supervision > 0:
-                t_stage_sup = stage_supervision_loss(self.seg_loss, t_out.stage_logits, y)
+        if t_out is not None:
             t_stages = [s.detach().float() for s in t_out.stage_logits]
         elif self.teacher is not None:
             t_stages = [s.float() for s in t_stage_out]
-        parts = self.seg_loss.components(logits, y)
-        seg = parts["bce"] + parts["dice"]
-        stage_sup = zero
-        if cfg.train.stage_supervision > 0:
-            stage_sup = stage_supervision_loss(self.seg_loss, stages, y)
-            seg = seg + cfg.train.stage_supervision * stage_sup
-        kl = l2 = align = zero
-        if self.align_loss is not None:
-            a_parts = self.align_loss.components([s.float() for s in stages], t_stages)
-            kl, l2 = a_parts["kl"], a_parts["l2"]
-            align = (kl if self.align_loss.use_kl else zero) + (
-                l2 if self.align_loss.use_l2 else zero
-            )
-        terms = {
-            "bce": parts["bce"],
-            "dice": parts["dice"],
-            "stage_sup": stage_sup,
-            "align_kl": kl,
-            "align_l2": l2,
-            "align": align,
-            "teacher_seg": t_seg,
-            "teacher_stage": t_stage_sup,
-        }
-        total = seg + cfg.teacher.align.weight * align
-        if self.extra_terms:
-            outputs = StepOutputs(x, y, out, t_stages)
-            for name, (fn, weight) in self.extra_terms.items():
-                terms[name] = fn(outputs)
-                total = total + weight * terms[name]
+        else:
+            t_stages = []
+        outputs = StepOutputs(x, y, out, t_stages, teacher=t_out)
+        terms: dict[str, torch.Tensor] = {}
+        objectives: dict[str, torch.Tensor | None] = {"student": None, "teacher": None}
+        for term in LOSS_TERMS:
+            if not term.active(self):
+                terms[term.name] = zero
+                continue
+            value = terms[term.name] = term.compute(self, outputs)
+            if term.objective is not None:
+                weight = term.weight(self.cfg)
+                weighted = value if weight == 1.0 else weight * value
+                so_far = objectives[term.objective]
+                objectives[term.objective] = weighted if so_far is None else so_far + weighted
+        total = objectives["student"] if objectives["student"] is not None else zero
+        for name, (fn, weight) in self.extra_terms.items():
+            terms[name] = fn(outputs)
+            total = total + weight * terms[name]
         terms["total"] = total
-        terms["teacher_total"] = t_seg + cfg.teacher.stage_supervision * t_stage_sup
+        teacher_total = objectives["teacher"]
+        terms["teacher_total"] = teacher_total if teacher_total is not None else zero
         return terms
+
+    def inactive_terms(self) -> list[str]:
+        """Names of the built-in terms this step does not compute (``metrics.csv`` shows NaN)."""
+        return [term.name for term in LOSS_TERMS if not term.active(self)]
 
     def _stateful(self) -> list[nn.Module]:
         return [self.student] + ([self.teacher] if self.teacher_mode == "joint" else [])
@@ -625,18 +620,94 @@ def _describe(values: list[float]) -> str:
 #: teacher's objective is logged as its parts ``teacher_seg`` and ``teacher_stage``).
 UNLOGGED_TERMS = frozenset({"teacher_total"})
 
-_BUILTIN_TERMS = (
-    "bce",
-    "dice",
-    "stage_sup",
-    "align_kl",
-    "align_l2",
-    "align",
-    "teacher_seg",
-    "teacher_stage",
-    "total",
-    "teacher_total",
+
+@dataclass(frozen=True)
+class LossTerm:
+    """One built-in term of the step's objectives, declared once in :data:`LOSS_TERMS`.
+
+    Attributes:
+        name: logged as ``train_<name>`` in ``metrics.csv``.
+        compute: ``(step, outputs) -> scalar tensor`` on the device.
+        objective: ``"student"`` (added to ``total``), ``"teacher"`` (to ``teacher_total``) or
+            ``None`` (logged only: a part of another term).
+        weight: ``config -> factor`` in its objective.
+        active: ``step -> bool``; an inactive term is a zero in the step and NaN in metrics.csv.
+    """
+
+    name: str
+    compute: Callable[[TrainingStep, StepOutputs], torch.Tensor]
+    objective: str | None = "student"
+    weight: Callable[[TrainConfig], float] = lambda cfg: 1.0
+    active: Callable[[TrainingStep], bool] = lambda step: True
+
+
+def _seg_parts(step: TrainingStep, out: StepOutputs) -> dict[str, torch.Tensor]:
+    """The segmentation loss's parts (``bce``, ``dice``), computed once per step."""
+    if out.cache.get("seg") is None:
+        out.cache["seg"] = step.seg_loss.components(out.student.logits, out.mask)
+    return out.cache["seg"]
+
+
+def _align_parts(step: TrainingStep, out: StepOutputs) -> dict[str, torch.Tensor]:
+    """The alignment loss's parts (``kl``, ``l2``), computed once per step."""
+    if out.cache.get("align") is None:
+        stages = [s.float() for s in out.student.stage_logits]
+        out.cache["align"] = step.align_loss.components(stages, out.teacher_stages)
+    return out.cache["align"]
+
+
+def _align(step: TrainingStep, out: StepOutputs) -> torch.Tensor:
+    parts, loss = _align_parts(step, out), step.align_loss
+    zero = torch.zeros((), device=step.device)
+    return (parts["kl"] if loss.use_kl else zero) + (parts["l2"] if loss.use_l2 else zero)
+
+
+def _teacher_stage(step: TrainingStep, out: StepOutputs) -> torch.Tensor:
+    if step.cfg.teacher.stage_supervision > 0:
+        return stage_supervision_loss(step.seg_loss, out.teacher.stage_logits, out.mask)
+    return torch.zeros((), device=step.device)
+
+
+def _aligned(step: TrainingStep) -> bool:
+    return step.align_loss is not None
+
+
+def _joint(step: TrainingStep) -> bool:
+    return step.teacher_fwd is not None
+
+
+#: The built-in loss terms, in the order they are computed and summed (the one place to add
+#: one: an entry here, plus its weight's option in the config).
+LOSS_TERMS: tuple[LossTerm, ...] = (
+    LossTerm("bce", lambda step, out: _seg_parts(step, out)["bce"]),  # Eq. 13
+    LossTerm("dice", lambda step, out: _seg_parts(step, out)["dice"]),
+    LossTerm(
+        "stage_sup",
+        lambda step, out: stage_supervision_loss(step.seg_loss, out.student.stage_logits, out.mask),
+        weight=lambda cfg: cfg.train.stage_supervision,
+        active=lambda step: step.cfg.train.stage_supervision > 0,
+    ),
+    LossTerm("align_kl", lambda step, out: _align_parts(step, out)["kl"], None, active=_aligned),
+    LossTerm("align_l2", lambda step, out: _align_parts(step, out)["l2"], None, active=_aligned),
+    LossTerm(  # Eq. 12
+        "align", _align, weight=lambda cfg: cfg.teacher.align.weight, active=_aligned
+    ),
+    LossTerm(
+        "teacher_seg",
+        lambda step, out: step.seg_loss(out.teacher.logits, out.mask),
+        "teacher",
+        active=_joint,
+    ),
+    LossTerm(
+        "teacher_stage",
+        _teacher_stage,
+        "teacher",
+        weight=lambda cfg: cfg.teacher.stage_supervision,
+        active=_joint,
+    ),
 )
+
+_BUILTIN_TERMS = (*(term.name for term in LOSS_TERMS), "total", "teacher_total")
 
 
 def run_steps(

@@ -5,8 +5,11 @@ The step itself (forwards, loss terms, backward, skip-on-non-finite, update) is
 :mod:`medspikeformer.engine.step`; RNG and loop state are :mod:`medspikeformer.engine.state`;
 the data comes from :func:`medspikeformer.engine.datasets.dataset_from_config`.
 
-Every epoch: train → validate (global-confusion mIoU etc.) → scheduler step → metrics.csv row →
-``best.pt`` (if val mIoU improved) → ``last.pt`` (with the full resume state). ``--resume`` restores
+Every epoch: train → validate (global-confusion mIoU etc.) → scheduler step → the callbacks'
+``on_epoch_end``: the user's, then the built-in bookkeeping
+(:mod:`medspikeformer.engine.builtin_callbacks`: metrics.csv row → ``best.pt`` if val mIoU
+improved → ``last.pt`` with the full resume state → early stopping, time limit; ``summary.json``
+at the end). ``--resume`` restores
 model, optimisers, scheduler, RNG states, early-stopping state and history, and continues with the
 next epoch; the data order of epoch e depends only on (seed, e), and every epoch re-seeds the RNGs
 from (seed, e, rank), so a resumed run repeats an uninterrupted one exactly.
@@ -30,6 +33,8 @@ from torch.utils.data import DistributedSampler
 
 from medspikeformer.data.selection import protocol_line
 from medspikeformer.engine import checkpoint as ckpt_mod
+from medspikeformer.engine.builtin_callbacks import default_callbacks
+from medspikeformer.engine.callbacks import Callback
 from medspikeformer.engine.config import (
     INIT_FROM_TWIN,
     TrainConfig,
@@ -56,13 +61,7 @@ from medspikeformer.engine.distributed import (
 from medspikeformer.engine.loggers import build_loggers
 from medspikeformer.engine.optim import build_scheduler, replan_cosine
 from medspikeformer.engine.resume_check import config_differences, split_differences
-from medspikeformer.engine.run_dir import (
-    RunLock,
-    collect_versions,
-    ensure_writable_dir,
-    write_json,
-    write_metrics_csv,
-)
+from medspikeformer.engine.run_dir import RunLock, collect_versions, ensure_writable_dir, write_json
 from medspikeformer.engine.state import (
     LoopState,
     capture_rng,
@@ -75,7 +74,6 @@ from medspikeformer.engine.state import (
 from medspikeformer.engine.step import (
     FINITE_CHECK_EVERY,
     UNLOGGED_TERMS,
-    Callback,
     TrainingStep,
     resolve_teacher_mode,
 )
@@ -83,7 +81,7 @@ from medspikeformer.engine.task import metrics_for
 from medspikeformer.errors import CheckpointError, ConfigError
 from medspikeformer.models import to_probabilities
 from medspikeformer.models.twin_init import transfer_twin_weights, twin_matches
-from medspikeformer.runtime import progress_enabled, resolve_device
+from medspikeformer.runtime import check_train_platform, progress_enabled, resolve_device
 
 __all__ = ["resolve_device", "resolve_teacher_mode", "train"]
 
@@ -109,12 +107,16 @@ class _Run:
         resume_dir: Path | None,
         log: Callable[[str], None] | None,
         callbacks: Iterable[Callback] = (),
+        builtin_callbacks: Iterable[Callback] | None = None,
         resume_force: bool = False,
     ):
         self.cfg = config
         self.resume_dir = resume_dir
         self.resume_force = resume_force
         self.callbacks = list(callbacks)
+        self.builtin_callbacks = list(
+            default_callbacks() if builtin_callbacks is None else builtin_callbacks
+        )
         t = config.train
         device_type = (
             "cuda"
@@ -123,11 +125,13 @@ class _Run:
         )
         self.dist = init_distributed(device_type)
         self.device = resolve_device(t.device, self.dist.local_rank)
-        self.main = self.dist.is_main
+        self.main = self.is_main = self.dist.is_main
         self._log = log if log is not None else (lambda msg: print(msg, flush=True))
         self.show_progress = self.main and progress_enabled(t.progress)
         self.teacher_mode = resolve_teacher_mode(config)
         self.state = LoopState()
+        self.stop_reason: str | None = None  # set by request_stop: "early", "time", ...
+        self._stop_message = ""
         self.lock: RunLock | None = None
         self.step: TrainingStep | None = None
         self._saved_det: tuple[bool, bool] | None = None
@@ -138,7 +142,7 @@ class _Run:
         if self.main:
             self._log(msg)
 
-    # The step's parts, under the names the loop (and harnesses that drive it) use.
+    # The run's models and optimisers are its step's.
     @property
     def student(self) -> nn.Module:
         return self.step.student
@@ -198,6 +202,9 @@ class _Run:
 
         if self.main:  # loggers beside metrics.csv (train.loggers), on rank 0 only
             self.callbacks += build_loggers(cfg.train.loggers, self.run_dir)
+        # The user's callbacks (and loggers) first, the bookkeeping last: last.pt then saves every
+        # callback's state after its epoch.
+        self.callbacks += self.builtin_callbacks
         seed_everything(cfg.train.seed)
         # Models, losses and optimisers (in this order: the RNG draws of a run depend on it).
         self.step = TrainingStep(
@@ -350,6 +357,9 @@ class _Run:
             rank=self.dist.rank,
             world_size=self.dist.world_size,
         )
+        for cb in self.callbacks:
+            if cb.state_key in self.state.callbacks:
+                cb.load_state_dict(self.state.callbacks[cb.state_key])
         self.log(f"resumed {self.resume_dir} after epoch {self.state.epoch}")
         if replan_cosine(self.sched, self.cfg.train.epochs, self.state.epoch):
             self.log(f"cosine schedule re-planned over {self.cfg.train.epochs} epochs")
@@ -407,7 +417,7 @@ class _Run:
         if (twin_dir / "summary.json").is_file() and last.is_file():
             self.log(f"train.init_from=twin: reusing the finished twin {twin_dir}")
             return last
-        head_gain = getattr(self.student, "config", {}).get("head_gain")
+        head_gain = self.student.config.get("head_gain")
         spec = config_to_dict(cfg)
         spec["model"] = {"name": "ann", **options}
         if head_gain is not None:
@@ -450,17 +460,39 @@ class _Run:
             + (", the joint teacher from all of it)" if with_teacher else ")")
         )
 
-    def _payload(self, metrics: dict[str, Any], *, with_resume: bool) -> dict[str, Any]:
+    # -------------------------------------------------------------- what callbacks use
+    def checkpoint_payload(
+        self, metrics: Mapping[str, Any], *, with_resume: bool
+    ) -> dict[str, Any]:
+        """best.pt's payload, or last.pt's with the resume state (every callback's included)."""
+        resume = None
+        if with_resume:
+            states = {cb.state_key: cb.state_dict() for cb in self.callbacks}
+            resume = {
+                "scheduler": self.sched,
+                "rng": self._rng_all,
+                "dist": self.dist,
+                "callbacks": {k: v for k, v in states.items() if v},
+            }
         return training_payload(
             self.step,
             self.state,
-            metrics,
+            dict(metrics),
             train_config=config_to_dict(self.cfg),
-            resume={"scheduler": self.sched, "rng": self._rng_all, "dist": self.dist}
-            if with_resume
-            else None,
+            resume=resume,
             intensity=self.intensity,
         )
+
+    def save_last(self, payload: dict[str, Any]) -> None:
+        """``last.pt`` from a background thread (one write in flight; a failed write stops the
+        run at the next save or at the end with its one-line error)."""
+        self.writer.submit(self.run_dir / "last.pt", payload)
+
+    def request_stop(self, reason: str, message: str) -> None:
+        """End the run after this epoch (the first request of an epoch wins); ``message`` is
+        logged after the epoch's line, ``reason`` (``early``, ``time``) goes to the summary."""
+        if self.stop_reason is None:
+            self.stop_reason, self._stop_message = reason, message
 
     # -------------------------------------------------------------- epochs
     def train_epoch(self, epoch: int) -> dict[str, float]:
@@ -524,13 +556,8 @@ class _Run:
         reduced = all_reduce_sum(stacked, self.dist).tolist()
         n = max(reduced[-2], 1.0)
         out = {f"train_{k}": reduced[i] / n for i, k in enumerate(names)}
-        if self.step.align_loss is None:
-            for k in ("align_kl", "align_l2", "align"):
-                out[f"train_{k}"] = float("nan")
-        if self.teacher_mode != "joint":
-            out["train_teacher_seg"] = out["train_teacher_stage"] = float("nan")
-        if self.cfg.train.stage_supervision <= 0:
-            out["train_stage_sup"] = float("nan")
+        for k in self.step.inactive_terms():
+            out[f"train_{k}"] = float("nan")
         out["nan_skipped"] = int(reduced[-1])
         return out
 
@@ -600,8 +627,9 @@ class _Run:
         if start <= cfg.train.epochs and _compiles_neurons(self.student):
             self.log("compiling the neurons' fused kernels on the first batch (tens of seconds on "
                      "a CPU, once per shape; cached in TORCHINDUCTOR_CACHE_DIR)")  # fmt: skip
+        for cb in self.callbacks:
+            cb.on_fit_start(self)
         last_val: dict[str, Any] = {}
-        stopped_early = stopped_on_time = False
         t_start = time.perf_counter()
         for epoch in range(start, cfg.train.epochs + 1):
             t0 = time.perf_counter()
@@ -609,18 +637,13 @@ class _Run:
             train_stats = self.train_epoch(epoch)
             val = self.validate(epoch)
             last_val = val
+            for cb in self.callbacks:
+                cb.on_validation_end(epoch, val)
             lr = self.opt.param_groups[0]["lr"]
-            if isinstance(self.sched, torch.optim.lr_scheduler.ReduceLROnPlateau):
-                monitor = (
-                    val["val_loss"] if cfg.scheduler.monitor == "val_loss" else val["val_miou"]
-                )
-                self.sched.step(monitor if math.isfinite(monitor) else float("inf"))
-            elif self.sched is not None:
-                self.sched.step()
+            self._scheduler_step(val)
             st.epoch = epoch
             st.nan_skipped += train_stats["nan_skipped"]
-            improved = val["val_miou"] > st.best_miou
-            if improved:
+            if val["val_miou"] > st.best_miou:
                 st.best_miou, st.best_epoch, st.bad_epochs = val["val_miou"], epoch, 0
             else:
                 st.bad_epochs += 1
@@ -632,17 +655,10 @@ class _Run:
                 "time_s": time.perf_counter() - t0,
             }
             st.history.append(row)
-            for cb in self.callbacks:
-                cb.on_epoch_end(epoch, row)
             # All ranks hold the same state; gather every rank's RNG for last.pt.
             self._rng_all = gather_objects(capture_rng(), self.dist)
-            if self.main:
-                write_metrics_csv(self.run_dir / "metrics.csv", st.history)
-                if improved:
-                    ckpt_mod.save_checkpoint(
-                        self.run_dir / "best.pt", self._payload(val, with_resume=False)
-                    )
-                self.writer.submit(self.run_dir / "last.pt", self._payload(val, with_resume=True))
+            for cb in self.callbacks:
+                cb.on_epoch_end(epoch, row)
             barrier(self.dist)
             self.log(
                 f"epoch {epoch}/{cfg.train.epochs}  loss {train_stats['train_total']:.4f}  "
@@ -654,16 +670,29 @@ class _Run:
                     else ""
                 )
             )
-            if cfg.train.early_stopping and st.bad_epochs >= cfg.train.early_stopping:
-                self.log(f"early stopping: no val mIoU improvement for {st.bad_epochs} epochs")
-                stopped_early = True
-                break
-            limit = cfg.train.max_time_s
-            if limit is not None and time.perf_counter() - t_start >= limit:
-                self.log(f"time limit: {limit:.0f} s of training reached after epoch {epoch}")
-                stopped_on_time = True
+            if self.stop_reason is not None:
+                self.log(self._stop_message)
                 break
         self.writer.wait()  # the last epoch's last.pt is on disk before the run reports
+        result = self._result(last_val, time.perf_counter() - t_start)
+        for cb in self.callbacks:
+            cb.on_fit_end(result)
+        for cb in self.callbacks:
+            cb.on_train_end(result)
+        return result
+
+    def _scheduler_step(self, val: Mapping[str, float]) -> None:
+        if isinstance(self.sched, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            monitor = (
+                val["val_loss"] if self.cfg.scheduler.monitor == "val_loss" else val["val_miou"]
+            )
+            self.sched.step(monitor if math.isfinite(monitor) else float("inf"))
+        elif self.sched is not None:
+            self.sched.step()
+
+    def _result(self, last_val: Mapping[str, Any], wall_time_s: float) -> dict[str, Any]:
+        """What ``train`` returns and ``summary.json`` holds."""
+        st = self.state
         best_metrics = {}
         for row in st.history:
             if row["epoch"] == st.best_epoch:
@@ -673,14 +702,14 @@ class _Run:
             for k, v in (st.history[-1].items() if st.history else {}.items())
             if k.startswith("val_")
         }
-        result = {
+        return {
             "run_dir": str(self.run_dir),
             "best_metrics": best_metrics,
-            "final_metrics": final or {k: v for k, v in last_val.items()},
+            "final_metrics": final or dict(last_val),
             "best_epoch": st.best_epoch,
             "epochs_run": st.epoch,
-            "stopped_early": stopped_early,
-            "stopped_on_time": stopped_on_time,
+            "stopped_early": self.stop_reason == "early",
+            "stopped_on_time": self.stop_reason == "time",
             "nan_skipped": st.nan_skipped,
             "teacher": self.teacher_mode,
             "init": st.init,
@@ -692,31 +721,10 @@ class _Run:
             },
             "is_main": self.main,
             "world_size": self.dist.world_size,
-            "wall_time_s": time.perf_counter() - t_start,
+            "wall_time_s": wall_time_s,
             "best_checkpoint": str(self.run_dir / "best.pt"),
             "last_checkpoint": str(self.run_dir / "last.pt"),
         }
-        if self.main and st.history:
-            self._write_summary(result)
-        for cb in self.callbacks:
-            cb.on_train_end(result)
-        return result
-
-    def _write_summary(self, result: dict[str, Any]) -> None:
-        """``summary.json`` (the run's outcome) and ``training_curves.png`` (from metrics.csv)."""
-        from medspikeformer.viz import plot_training_curves
-
-        def plain(value: Any) -> Any:  # NaN/inf are not JSON
-            if isinstance(value, float) and not math.isfinite(value):
-                return None
-            if isinstance(value, dict):
-                return {k: plain(v) for k, v in value.items()}
-            return value
-
-        keep = {k: v for k, v in result.items() if k != "is_main"}
-        summary = {"model": self.cfg.model.name, "dataset": self.cfg.data.dataset, **keep}
-        write_json(self.run_dir / "summary.json", plain(summary))
-        plot_training_curves(self.run_dir / "metrics.csv", self.run_dir / "training_curves.png")
 
     def remove_if_left_empty(self) -> None:
         """A run that failed before writing anything leaves no empty folder behind (only the one
@@ -755,6 +763,7 @@ def train(
     resume: str | Path | None = None,
     log: Callable[[str], None] | None = None,
     callbacks: Iterable[Callback] = (),
+    builtin_callbacks: Iterable[Callback] | None = None,
     resume_force: bool = False,
 ) -> dict[str, Any]:
     """Train a model; returns ``{"run_dir", "best_metrics", "final_metrics", "best_epoch", ...}``.
@@ -764,13 +773,17 @@ def train(
             May be omitted with ``resume`` (then ``RUN_DIR/config.yaml`` is used).
         resume: a run directory holding ``last.pt``: continue after its last finished epoch.
         log: where the per-epoch summary lines go (default ``print``; only rank 0 logs).
-        callbacks: :class:`~medspikeformer.engine.step.Callback` hooks (loggers, probes).
+        callbacks: :class:`~medspikeformer.engine.callbacks.Callback` hooks (loggers, probes).
+        builtin_callbacks: the run's own bookkeeping (metrics.csv, checkpoints, early stop, time
+            limit, summary.json); None = :func:`~medspikeformer.engine.builtin_callbacks.
+            default_callbacks`. Pass a changed list to replace or drop one.
         resume_force: resume even when the config differs from the one in ``last.pt`` or the
             data would give another split than ``split.json`` (which is then used).
 
     Nothing process-wide is changed (allocator, environment): the command line's CPU settings
     are its own (:mod:`medspikeformer.allocator`, ``medspikeformer allocator``).
     """
+    check_train_platform()
     resume_dir = Path(resume) if resume is not None else None
     if resume_dir is not None:
         if not (resume_dir / "last.pt").is_file():
@@ -793,7 +806,12 @@ def train(
             (log or print)(f"data.labels from the folder's dataset.json: {declared}")
             validate_config(config, check_model=False)
     run = _Run(
-        config, resume_dir=resume_dir, log=log, callbacks=callbacks, resume_force=resume_force
+        config,
+        resume_dir=resume_dir,
+        log=log,
+        callbacks=callbacks,
+        builtin_callbacks=builtin_callbacks,
+        resume_force=resume_force,
     )
     set_up = False
     try:

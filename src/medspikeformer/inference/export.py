@@ -41,6 +41,7 @@ import torch
 from torch import nn
 
 from medspikeformer.errors import ConfigError
+from medspikeformer.models import SegmentationModel
 from medspikeformer.neurons.lif import lif_backend, lif_unrolled
 from medspikeformer.outputs import atomic_path
 
@@ -113,7 +114,7 @@ class _EvalLogits(nn.Module):
 
 
 def export_onnx(
-    model: nn.Module,
+    model: SegmentationModel,
     out_path: str | Path,
     size: tuple[int, int],
     batch: int = 1,
@@ -176,7 +177,7 @@ def export_onnx(
         from medspikeformer.inference.sliding import activation_of
 
         described = {  # how a consumer feeds the graph and reads its logit channels
-            "num_classes": int(getattr(model, "num_classes", 1)),
+            "num_classes": int(model.num_classes),
             "activation": activation_of(model),
             "input_size": f"{height}x{width}",
             "input_channels": in_channels,

@@ -61,6 +61,7 @@ from medspikeformer.inference.sliding import (
     predict_mask_tiled,
     sliding_window_probs,
 )
+from medspikeformer.models import module_facts
 from medspikeformer.outputs import OutputNames, atomic_path, atomic_write_bytes
 from medspikeformer.precision import autocast
 from medspikeformer.runtime import progress_enabled
@@ -535,7 +536,7 @@ def _bounded(image: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndar
 
 def mask_is_binary(model: nn.Module) -> bool:
     """Whether ``model`` writes 0/255 masks (one output channel) rather than label maps."""
-    return int(getattr(model, "num_classes", 1)) == 1
+    return module_facts(model).num_classes == 1
 
 
 def class_overlay(image: np.ndarray, labels: np.ndarray, model: nn.Module) -> np.ndarray:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from medspikeformer.models.base import SegmentationModel
+from medspikeformer.models.base import ModuleFacts, SegmentationModel, module_facts
 from medspikeformer.models.medspikeformer import (
     ATTENTIONS,
     PAPER_NETWORK,
@@ -126,6 +126,7 @@ __all__ = [
     "PAPER_NETWORK",
     "MedSpikeFormer",
     "ModelInfo",
+    "ModuleFacts",
     "SegmentationModel",
     "SegmentationOutput",
     "UNetBaseline",
@@ -135,6 +136,7 @@ __all__ = [
     "head_activation",
     "list_models",
     "model_info",
+    "module_facts",
     "register_model",
     "to_labels",
     "to_probabilities",

@@ -14,11 +14,19 @@ directly; a new model subclasses this base, sets the attributes in ``__init__`` 
 ``size_divisor``   H and W of an input must be multiples of it
 ``timesteps``      simulation steps T (1 for non-spiking models)
 ``is_spiking``     whether the model computes with spiking neurons
+``num_stage_heads`` how many stage logits ``forward_all`` returns (one per encoder unit;
+                   0 for a model without stage heads)
 =================  ======================================================================
+
+Every attribute has a default on the base class (binary, divisor 1, T = 1, not spiking, no stage
+heads) except ``config`` and ``in_channels``, which every model sets. Code that reads a module
+that may not be a :class:`SegmentationModel` (the profiler, the spike check) goes through
+:func:`module_facts`, not ``getattr``.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -29,8 +37,10 @@ from medspikeformer.models.output import SegmentationOutput, head_activation
 
 __all__ = [
     "OPTION_LIMITS",
+    "ModuleFacts",
     "SegmentationModel",
     "check_option_limits",
+    "module_facts",
     "pop_multilabel",
     "pop_num_classes",
 ]
@@ -99,7 +109,8 @@ class SegmentationModel(nn.Module):
     Subclasses set the contract attributes (module docstring) before the first forward.
     """
 
-    model_name: str
+    #: Registry name; ``create_model`` sets it (a model built directly names itself).
+    model_name: str = ""
     config: dict[str, Any]
     in_channels: int
     #: Output channels K (1 = binary). A model built with the default leaves it out of ``config``
@@ -107,9 +118,11 @@ class SegmentationModel(nn.Module):
     num_classes: int = 1
     #: K > 1 only: the channels are overlapping regions (sigmoid each), not softmax classes.
     multilabel: bool = False
-    size_divisor: int
-    timesteps: int
-    is_spiking: bool
+    size_divisor: int = 1
+    timesteps: int = 1
+    is_spiking: bool = False
+    #: Length of ``forward_all(x).stage_logits`` (one stage map per encoder unit).
+    num_stage_heads: int = 0
     #: Appended to the divisibility error after the divisor (e.g. how the divisor arises).
     divisor_hint: str = ""
 
@@ -159,3 +172,33 @@ class SegmentationModel(nn.Module):
         """Options of this model's ANN teacher twin (``create_model("ann", **options)``), or
         ``None`` when it has no twin (the default)."""
         return None
+
+
+@dataclass(frozen=True)
+class ModuleFacts:
+    """The contract's facts of any module: a :class:`SegmentationModel`'s own; for a bare
+    module (a test double, a traced wrapper) its class name and neutral values."""
+
+    model_name: str
+    in_channels: int | None = None
+    num_classes: int = 1
+    size_divisor: int = 1
+    timesteps: int = 1
+    #: None: not known (a bare module; the profiler then decides from the neurons it saw).
+    is_spiking: bool | None = None
+    config: dict[str, Any] = field(default_factory=dict)
+
+
+def module_facts(module: nn.Module) -> ModuleFacts:
+    """:class:`ModuleFacts` of ``module``."""
+    if not isinstance(module, SegmentationModel):
+        return ModuleFacts(type(module).__name__)
+    return ModuleFacts(
+        model_name=module.model_name or type(module).__name__,
+        in_channels=module.in_channels,
+        num_classes=module.num_classes,
+        size_divisor=module.size_divisor,
+        timesteps=module.timesteps,
+        is_spiking=module.is_spiking,
+        config=dict(module.config),
+    )

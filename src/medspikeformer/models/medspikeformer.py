@@ -271,6 +271,7 @@ class MedSpikeFormer(SegmentationModel):
             cfg["head"], widths[0], spiking, neuron, gain=cfg["head_gain"], num_classes=k
         )
         self.stage_heads = nn.ModuleList(StageHead(c, k) for c in widths)
+        self.num_stage_heads = len(self.stage_heads)
 
     @staticmethod
     def _attention(dim: int, cfg: dict[str, Any], neuron: dict) -> nn.Module:

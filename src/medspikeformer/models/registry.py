@@ -12,9 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from torch import nn
-
 from medspikeformer.errors import ConfigError
+from medspikeformer.models.base import SegmentationModel
 
 __all__ = ["ModelInfo", "create_model", "list_models", "model_info", "register_model"]
 
@@ -31,7 +30,7 @@ class ModelInfo:
     """
 
     name: str
-    builder: Callable[..., nn.Module]
+    builder: Callable[..., SegmentationModel]
     family: str
     default_teacher: str = "none"
 
@@ -40,7 +39,7 @@ _REGISTRY: dict[str, ModelInfo] = {}
 
 
 def register_model(
-    fn: Callable[..., nn.Module] | None = None,
+    fn: Callable[..., SegmentationModel] | None = None,
     *,
     family: str | None = None,
     default_teacher: str = "none",
@@ -51,7 +50,7 @@ def register_model(
     if default_teacher not in ("joint", "none"):
         raise ValueError(f"default_teacher must be 'joint' or 'none', got {default_teacher!r}")
 
-    def register(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+    def register(builder: Callable[..., SegmentationModel]) -> Callable[..., SegmentationModel]:
         name = builder.__name__
         if name in _REGISTRY:
             raise ValueError(f"model {name!r} is registered twice")
@@ -76,13 +75,19 @@ def model_info(name: str) -> ModelInfo:
         ) from None
 
 
-def create_model(name: str, **overrides: Any) -> nn.Module:
+def create_model(name: str, **overrides: Any) -> SegmentationModel:
     """Build a registered model; ``overrides`` replace config values (e.g. ``timesteps=2``).
 
     The returned model has ``model_name`` set to ``name``, and
     ``create_model(model.model_name, **model.config)`` rebuilds the same architecture.
-    Unknown names and unknown options raise :class:`~medspikeformer.errors.ConfigError`.
+    Unknown names and unknown options raise :class:`~medspikeformer.errors.ConfigError`; a
+    builder that returns anything but a :class:`SegmentationModel` is a bug (``TypeError``).
     """
     model = model_info(name).builder(**overrides)
+    if not isinstance(model, SegmentationModel):
+        raise TypeError(
+            f"the builder of model {name!r} returned {type(model).__name__}, not a "
+            "SegmentationModel (models/base.py)"
+        )
     model.model_name = name
     return model
