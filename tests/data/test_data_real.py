@@ -26,8 +26,12 @@ def test_real_sample(shared_data: Path, name: str, sub: str, count: int, fg_rang
     ds = build_dataset(name, shared_data / sub, split="all", size=64, cache_dir=False)
     assert len(ds) == count
     train = build_dataset(name, shared_data / sub, split="train", size=64, cache_dir=False)
+    val = build_dataset(name, shared_data / sub, split="val", size=64, cache_dir=False)
     test = build_dataset(name, shared_data / sub, split="test", size=64, cache_dir=False)
-    assert len(train) + len(test) == count and len(test) == -(-count // 5)
+    # the validation part is carved from the training cases, never the test images
+    assert not {s.id for s in val.samples} & {s.id for s in test.samples}
+    assert not {s.id for s in val.samples} & {s.id for s in train.samples}
+    assert len(train) + len(val) + len(test) == count and len(test) == -(-count // 5)
     idx = np.linspace(0, count - 1, min(count, 8)).round().astype(int)
     fg = []
     for i in idx:
@@ -45,14 +49,19 @@ def test_real_official_splits(shared_data: Path) -> None:
         "monuseg", shared_data / "monuseg", split="test", split_spec="official", cache_dir=False
     )
     assert len(m) == 4
-    c = build_dataset(
-        "covid19",
-        shared_data / "covid19-infnet",
-        split="train",
-        split_spec="official",
-        cache_dir=False,
+    c, v = (
+        build_dataset(
+            "covid19",
+            shared_data / "covid19-infnet",
+            split=part,
+            split_spec="official",
+            cache_dir=False,
+        )
+        for part in ("train", "val")
     )
-    assert len(c) == 11 and all(s.id.startswith("train/") for s in c.samples)
+    # 11 official training images, 2 of them carved as validation (no val folder of its own)
+    assert len(c) + len(v) == 11 and len(v) == 2
+    assert all(s.id.startswith("train/") for s in (*c.samples, *v.samples))
 
 
 @pytest.mark.parametrize("stem", ["TCGA-B0-5710-01Z-00-DX1", "TCGA-CH-5767-01Z-00-DX1"])

@@ -216,11 +216,6 @@ def test_a_broken_link_among_the_images_is_reported(
     assert "c8.png" in res.stdout
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine/trainer.py is being rewritten (callbacks): a fresh run refuses an --out that "
-    "holds last.pt/best.pt only, so the folder's own split.json and config.yaml are replaced",
-)
 def test_a_fresh_run_never_replaces_files_already_in_its_folder(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -14,6 +14,8 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 from typing import Any
 
 from medspikeformer.config.flags import (
@@ -57,9 +59,8 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from medspikeformer.engine.config import load_config, validate_config
+    from medspikeformer.engine.run_dir import run_dir_of
     from medspikeformer.engine.trainer import train
     from medspikeformer.errors import ConfigError
 
@@ -84,7 +85,11 @@ def run(args: argparse.Namespace) -> int:
     validate_config(config)
     if args.resume_force and not args.resume:
         raise ConfigError("--resume-force needs --resume RUN_DIR")
-    result = train(config, resume=args.resume, resume_force=args.resume_force)
+    try:
+        result = train(config, resume=args.resume, resume_force=args.resume_force)
+    except (KeyboardInterrupt, SystemExit) as exc:
+        _say_how_to_continue(exc, Path(args.resume) if args.resume else run_dir_of(config))
+        raise
     if not result.get("is_main", True):
         return 0
     best = result["best_metrics"]
@@ -95,3 +100,18 @@ def run(args: argparse.Namespace) -> int:
         "training_curves.png)"
     )
     return 0
+
+
+def _say_how_to_continue(exc: BaseException, run_dir: Path) -> None:
+    """After Ctrl-C or SIGTERM: one line saying how to continue (the epochs already finished are
+    in ``last.pt``)."""
+    from medspikeformer.cli import SIGTERM_EXIT
+
+    if isinstance(exc, SystemExit) and exc.code != SIGTERM_EXIT:
+        return
+    if (run_dir / "last.pt").is_file():
+        print(
+            f"stopped: {run_dir} keeps its finished epochs; continue with "
+            f"`medspikeformer train --resume {run_dir}`",
+            file=sys.stderr,
+        )

@@ -28,7 +28,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from medspikeformer.engine.checkpoint import atomic_write_bytes
+from medspikeformer import outputs
 from medspikeformer.errors import ConfigError, RunBusyError
 from medspikeformer.runtime import check_train_platform
 
@@ -220,9 +220,16 @@ def collect_versions() -> dict[str, Any]:
     return info
 
 
+class RunFileWriteError(outputs.OutputError):
+    """A run's record (``metrics.csv``, ``summary.json``, ``versions.json``) cannot be written: a
+    full or read-only disk names that file, not a checkpoint."""
+
+
 def write_json(path: str | os.PathLike[str], data: Any) -> None:
     """Atomic JSON write."""
-    atomic_write_bytes(path, (json.dumps(data, indent=2, sort_keys=False) + "\n").encode())
+    outputs.atomic_write_bytes(
+        path, (json.dumps(data, indent=2, sort_keys=False) + "\n").encode(), error=RunFileWriteError
+    )
 
 
 def write_metrics_csv(path: str | os.PathLike[str], rows: Sequence[Mapping[str, Any]]) -> None:
@@ -237,4 +244,9 @@ def write_metrics_csv(path: str | os.PathLike[str], rows: Sequence[Mapping[str, 
     writer.writeheader()
     for row in rows:
         writer.writerow({k: row.get(k, "") for k in columns})
-    atomic_write_bytes(path, buffer.getvalue().encode())
+    outputs.atomic_write_bytes(path, buffer.getvalue().encode(), error=RunFileWriteError)
+
+
+def run_dir_of(config: Any) -> Path:
+    """Where a run of ``config`` writes: ``out``, else ``runs/<dataset>-<model>``."""
+    return Path(config.out or f"runs/{config.data.dataset}-{config.model.name}")

@@ -44,6 +44,7 @@ from medspikeformer.engine.callbacks import Callback
 from medspikeformer.engine.config import (
     TrainConfig,
     build_model_from_config,
+    check_size_divisor,
     config_from_dict,
     load_config,
     validate_config,
@@ -177,12 +178,7 @@ class TrainingStep:
         self.student: SegmentationModel = build_model_from_config(config).to(
             self.device, memory_format=self.memory_format
         )
-        divisor = self.student.size_divisor
-        if config.data.size % divisor:
-            raise ConfigError(
-                f"config value data.size={config.data.size} is not divisible by {divisor}, "
-                f"which model {config.model.name!r} needs"
-            )
+        check_size_divisor(config.data.size, self.student.size_divisor, config.model.name)
         self.teacher: SegmentationModel | None = None
         if self.teacher_mode == "joint":
             self.teacher = build_teacher(self.student).to(

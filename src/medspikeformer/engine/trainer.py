@@ -61,7 +61,13 @@ from medspikeformer.engine.distributed import (
 from medspikeformer.engine.loggers import build_loggers
 from medspikeformer.engine.optim import build_scheduler, replan_cosine
 from medspikeformer.engine.resume_check import config_differences, split_differences
-from medspikeformer.engine.run_dir import RunLock, collect_versions, ensure_writable_dir, write_json
+from medspikeformer.engine.run_dir import (
+    RunLock,
+    collect_versions,
+    ensure_writable_dir,
+    run_dir_of,
+    write_json,
+)
 from medspikeformer.engine.state import (
     LoopState,
     capture_rng,
@@ -182,8 +188,7 @@ class _Run:
             # Fixed input sizes: let cuDNN time its convolution algorithms once and keep the best.
             self._saved_cudnn_benchmark = torch.backends.cudnn.benchmark
             torch.backends.cudnn.benchmark = True
-        out = cfg.out or f"runs/{cfg.data.dataset}-{cfg.model.name}"
-        self.run_dir = Path(out)
+        self.run_dir = run_dir_of(cfg)
         if self.main:
             self.created_dir = not self.run_dir.exists()
             ensure_writable_dir(self.run_dir)
@@ -195,6 +200,14 @@ class _Run:
             raise ConfigError(
                 f"{self.run_dir}: already holds a training run ({', '.join(held)}); continue it "
                 f"with `medspikeformer train --resume {self.run_dir}` or choose another --out"
+            )
+        # A folder with these names but no versions.json (written with them by every run) is
+        # someone else's: a fresh run would replace a dataset's own split.json or config.yaml.
+        foreign = [n for n in RUN_FILES if (self.run_dir / n).exists()]
+        if self.resume_dir is None and foreign and not (self.run_dir / "versions.json").is_file():
+            raise ConfigError(
+                f"{self.run_dir}: holds {', '.join(foreign)} not written by a training run "
+                "(no versions.json); a new run would replace them — choose another --out"
             )
         if self.resume_dir is not None:
             self._keep_old_selection(self.run_dir / "split.json")
@@ -743,6 +756,10 @@ class _Run:
         if self._saved_cudnn_benchmark is not None:
             torch.backends.cudnn.benchmark = self._saved_cudnn_benchmark
         shutdown_distributed(self.dist)
+
+
+#: The files a run writes beside its checkpoints (docs/training.md, "Run directory").
+RUN_FILES = ("config.yaml", "split.json", "metrics.csv", "summary.json")
 
 
 #: cuBLAS needs a fixed workspace to be deterministic; without one the first CUDA matmul under

@@ -23,6 +23,7 @@ from typing import Any
 
 from medspikeformer.errors import ConfigError
 from medspikeformer.experiments.spec import ExperimentSpec
+from medspikeformer.outputs import OutputError, atomic_write_bytes
 
 __all__ = [
     "EXPERIMENT_NAME",
@@ -77,10 +78,17 @@ def _warn(message: str) -> None:
     print(message, file=sys.stderr)
 
 
-def write_json(path: Path, data: Any) -> None:
-    from medspikeformer.engine.checkpoint import atomic_write_bytes
+class ExperimentWriteError(OutputError):
+    """An experiment's record (``result.json``, ``trained.json``, ``experiment.json``) cannot be
+    written: the error names that file."""
 
-    atomic_write_bytes(path, (json.dumps(data, indent=2, sort_keys=False) + "\n").encode())
+
+def write_json(path: Path, data: Any) -> None:
+    atomic_write_bytes(
+        path,
+        (json.dumps(data, indent=2, sort_keys=False) + "\n").encode(),
+        error=ExperimentWriteError,
+    )
 
 
 def check_experiment_file(spec: ExperimentSpec, shared: str) -> None:
