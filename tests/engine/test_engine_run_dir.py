@@ -95,3 +95,27 @@ def test_metrics_csv_union_of_columns(tmp_path: Path) -> None:
     rows = list(csv.DictReader(path.open()))
     assert [r["epoch"] for r in rows] == ["1", "2"]
     assert rows[0]["val_miou"] == "" and rows[1]["val_miou"] == "0.7"
+
+
+@pytest.mark.parametrize("name", ["metrics.csv", "summary.json"])
+def test_a_full_disk_names_the_run_file_not_a_checkpoint(
+    name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    from medspikeformer.engine.checkpoint import CheckpointError
+    from medspikeformer.engine.run_dir import RunFileWriteError, write_json, write_metrics_csv
+
+    def no_space(fd: int) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "fsync", no_space)
+    target = tmp_path / name
+    with pytest.raises(RunFileWriteError) as info:
+        if name == "metrics.csv":
+            write_metrics_csv(target, [{"epoch": 1, "val_miou": 0.5}])
+        else:
+            write_json(target, {"epoch": 1})
+    assert not isinstance(info.value, CheckpointError)
+    assert name in str(info.value) and "\n" not in str(info.value)
+    assert list(tmp_path.iterdir()) == []  # no temp file left

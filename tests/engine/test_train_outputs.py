@@ -188,3 +188,31 @@ def test_a_run_with_compiled_neurons_says_it_compiles_first(tmp_path: Path) -> N
     lines: list[str] = []
     train(tiny_config(tmp_path / "e", train={"epochs": 1}), log=lines.append)
     assert not any("compiling the neurons" in line for line in lines)
+
+
+@pytest.mark.parametrize("stop", [KeyboardInterrupt(), SystemExit(143)])
+def test_a_stopped_run_says_how_to_continue(
+    stop: BaseException,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Ctrl-C and SIGTERM (the scheduler's time limit) after an epoch: one line with the
+    ``--resume`` command, since the finished epochs are in last.pt."""
+    import medspikeformer.engine.trainer as trainer_mod
+
+    run = tmp_path / "run"
+
+    def stopped_after_an_epoch(config, **kwargs):
+        run.mkdir()
+        (run / "last.pt").write_bytes(b"")
+        raise stop
+
+    monkeypatch.setattr(trainer_mod, "train", stopped_after_an_epoch)
+    if isinstance(stop, KeyboardInterrupt):
+        assert main(["train", "--config", "synthetic", "--out", str(run)]) == 130
+    else:
+        with pytest.raises(SystemExit):
+            main(["train", "--config", "synthetic", "--out", str(run)])
+    err = capsys.readouterr().err
+    assert f"medspikeformer train --resume {run}" in err
