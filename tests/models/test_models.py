@@ -297,9 +297,13 @@ def test_create_model_refuses_a_builder_that_returns_no_segmentation_model(
 
 
 def test_module_facts_of_a_bare_module_and_of_a_model() -> None:
-    bare = module_facts(torch.nn.Conv2d(1, 1, 1))
-    assert (bare.model_name, bare.size_divisor, bare.timesteps) == ("Conv2d", 1, 1)
+    bare = module_facts(torch.nn.Sequential(torch.nn.Conv2d(1, 1, 1)))
+    assert (bare.model_name, bare.size_divisor, bare.timesteps) == ("Sequential", 1, 1)
     assert bare.is_spiking is None and bare.in_channels is None and bare.config == {}
+    declared = torch.nn.Sequential()
+    declared.timesteps, declared.is_spiking, declared.in_channels = 2, True, 1
+    facts = module_facts(declared)  # the profiler's documented use of a bare module
+    assert (facts.timesteps, facts.is_spiking, facts.in_channels) == (2, True, 1)
     m = tiny("medspikeformer")
     facts = module_facts(m)
     assert (facts.model_name, facts.in_channels, facts.timesteps) == (

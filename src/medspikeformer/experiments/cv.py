@@ -94,17 +94,12 @@ def fold_config(shared: Any, folds: int, fold: int, run_dir: Path) -> Any:
 
 def run_fold(spec: CVSpec, fold: int, run_dir: Path, config: Any) -> dict[str, Any]:
     """Train (or resume) fold ``fold`` and score it; writes and returns its ``result.json``."""
-    from medspikeformer.experiments.runner import (
-        RESULT_NAME,
-        _eval_payload,
-        _write_json,
-        evaluate_row,
-        train_row,
-    )
+    from medspikeformer.experiments.adapters import eval_payload, evaluate_row, train_row
+    from medspikeformer.experiments.folders import RESULT_NAME, write_json
 
     train_info = train_row(config, run_dir)
     evaluated = evaluate_row(config, run_dir, spec.eval_split, spec.checkpoint)
-    metrics, per_image = _eval_payload(evaluated["result"])
+    metrics, per_image = eval_payload(evaluated["result"])
     hd95 = evaluated["result"].metrics.get("hd95")
     metrics["hd95"] = None if hd95 is None else float(hd95)
     result = {
@@ -118,7 +113,7 @@ def run_fold(spec: CVSpec, fold: int, run_dir: Path, config: Any) -> dict[str, A
         "best_epoch": train_info.get("best_epoch"),
         "selection": evaluated["dataset"].split_info.get("validation", {}).get("protocol"),
     }
-    _write_json(run_dir / RESULT_NAME, result)
+    write_json(run_dir / RESULT_NAME, result)
     return result
 
 
@@ -177,15 +172,13 @@ def run_cv(
     """
     from medspikeformer.engine.config import validate_config
     from medspikeformer.engine.run_dir import ensure_writable_dir
-    from medspikeformer.experiments.runner import (
+    from medspikeformer.experiments.folders import (
         RESULT_NAME,
-        _check_experiment_file,
-        _fingerprint,
-        _write_json,
-        base_config,
-        pin_split,
+        check_experiment_file,
         read_record,
+        write_json,
     )
+    from medspikeformer.experiments.spec import base_config, fingerprint, pin_split
 
     if spec.folds < 2:
         raise ConfigError(f"--folds {spec.folds}: cross-validation needs at least 2 folds")
@@ -201,7 +194,7 @@ def run_cv(
     shared.data.folds, shared.data.fold = spec.folds, 0  # checked with the options it runs under
     validate_config(shared, check_model=False)
     shared.data.folds = shared.data.fold = None
-    _check_experiment_file(exp, _fingerprint(shared))
+    check_experiment_file(exp, fingerprint(shared))
     shared = pin_split(shared, out)
 
     results: list[dict[str, Any]] = []
@@ -233,7 +226,7 @@ def run_cv(
     }
     md_path, json_path = out / "cv.md", out / "cv.json"
     atomic_write_text(md_path, to_markdown(spec, results, agg))
-    _write_json(json_path, summary)
+    write_json(json_path, summary)
     if log:
         log(f"wrote {md_path}, {json_path}")
     return CVResult(results, summary, md_path, json_path, trained, reused)

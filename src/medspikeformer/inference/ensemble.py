@@ -19,11 +19,13 @@ import torch
 from torch import nn
 
 from medspikeformer.errors import CheckpointError
+from medspikeformer.models.base import SegmentationModel
+from medspikeformer.models.output import SegmentationOutput
 
 __all__ = ["Ensemble", "load_ensemble_context", "member_mismatch"]
 
 
-class Ensemble(nn.Module):
+class Ensemble(SegmentationModel):
     """Several segmentation models of one kind as one: ``forward`` gives the logits of the
     mean probability (``logit(mean σ)`` / ``log(mean softmax)``), and ``forward_probs`` averages
     the members' probabilities directly (``ensemble_members``).
@@ -33,25 +35,22 @@ class Ensemble(nn.Module):
     multiple.
     """
 
-    def __init__(self, members: Sequence[nn.Module]) -> None:
+    def __init__(self, members: Sequence[SegmentationModel]) -> None:
         super().__init__()
         if not members:
             raise ValueError("an ensemble needs at least one model")
-        from medspikeformer.inference.sliding import activation_of
-
         self.ensemble_members = nn.ModuleList(members)
         first = members[0]
         self.model_name = "ensemble of " + ", ".join(
-            str(getattr(m, "model_name", type(m).__name__)) for m in members
+            m.model_name or type(m).__name__ for m in members
         )
-        self.config = dict(getattr(first, "config", {}))
+        self.config = dict(first.config)
         self.in_channels = int(first.in_channels)
-        self.num_classes = int(getattr(first, "num_classes", 1))
-        self.multilabel = bool(getattr(first, "multilabel", False))
-        self.activation = activation_of(first)
-        self.timesteps = max(int(getattr(m, "timesteps", 1)) for m in members)
-        self.is_spiking = any(bool(getattr(m, "is_spiking", False)) for m in members)
-        self.size_divisor = math.lcm(*(int(getattr(m, "size_divisor", 1)) for m in members))
+        self.num_classes = int(first.num_classes)
+        self.multilabel = bool(first.multilabel)
+        self.timesteps = max(int(m.timesteps) for m in members)
+        self.is_spiking = any(bool(m.is_spiking) for m in members)
+        self.size_divisor = math.lcm(*(int(m.size_divisor) for m in members))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``[B, C, H, W]`` → ``[B, K, H, W]`` logits whose activation is the mean probability."""
@@ -62,6 +61,10 @@ class Ensemble(nn.Module):
             return probs.log()
         return torch.logit(probs)
 
+    def forward_all(self, x: torch.Tensor, *, attention: bool = True) -> SegmentationOutput:
+        """The mean-probability logits; an ensemble has no stage maps or attention of its own."""
+        return SegmentationOutput(self.forward(x))
+
 
 def member_mismatch(first: Any, other: Any) -> tuple[str, Any, Any] | None:
     """The first setting two :class:`~medspikeformer.inference.context.InferenceContext`
@@ -69,8 +72,8 @@ def member_mismatch(first: Any, other: Any) -> tuple[str, Any, Any] | None:
 
     def settings(ctx: Any) -> dict[str, Any]:
         return {
-            "num_classes": int(getattr(ctx.model, "num_classes", 1)),
-            "multilabel": bool(getattr(ctx.model, "multilabel", False)),
+            "num_classes": int(ctx.model.num_classes),
+            "multilabel": bool(ctx.model.multilabel),
             "training size": tuple(ctx.train_size),
             "in_channels": ctx.in_channels,
             "preprocessing": ctx.preprocessing.to_dict() if ctx.preprocessing else None,

@@ -23,6 +23,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from medspikeformer.inference.sliding import forward_probs
+from medspikeformer.models import module_facts
 from medspikeformer.outputs import atomic_write_text
 from medspikeformer.runtime import (
     progress_enabled,
@@ -341,7 +342,7 @@ def evaluate(
     resolution = resolution or ("native" if native_ds is not None else "training")
     dev = resolve_device(device)
     model = model.to(dev).eval()
-    k = int(getattr(model, "num_classes", 1))
+    k = module_facts(model).num_classes
     activation = activation_of(model)
     metrics = SegmentationMetrics(
         threshold,

@@ -250,7 +250,7 @@ class Predictor:
         from medspikeformer.inference.postprocess import largest_component_labels
 
         return largest_component_labels(
-            labels, int(getattr(self.model, "num_classes", 1)), activation_of(self.model)
+            labels, module_facts(self.model).num_classes, activation_of(self.model)
         )
 
     def predict_proba(self, image: np.ndarray) -> np.ndarray:
@@ -443,7 +443,7 @@ class Predictor:
             lo, hi = (float(v) for v in np.percentile(ras, self.percentile_window))
             window = (lo, hi if hi > lo else lo + 1.0)
         labels_ras = np.zeros(ras.shape, dtype=np.uint8)
-        k = int(getattr(self.model, "num_classes", 1))
+        k = module_facts(self.model).num_classes
         probs_ras = np.zeros((*ras.shape, k), np.float32) if probabilities else None
         slice_dir = out_dir / f"{stem}_slices"
         written: list[Path] = []

@@ -192,7 +192,22 @@ class ModuleFacts:
 def module_facts(module: nn.Module) -> ModuleFacts:
     """:class:`ModuleFacts` of ``module``."""
     if not isinstance(module, SegmentationModel):
-        return ModuleFacts(type(module).__name__)
+        # A bare module (the profiler's documented use: a test double, a user's own network)
+        # may declare the same facts as plain attributes; what it leaves out stays neutral.
+        def fact(name: str, default: Any) -> Any:
+            return getattr(module, name, default)
+
+        in_channels = fact("in_channels", None)
+        spiking = fact("is_spiking", None)
+        return ModuleFacts(
+            model_name=str(fact("model_name", "") or type(module).__name__),
+            in_channels=None if in_channels is None else int(in_channels),
+            num_classes=int(fact("num_classes", 1)),
+            size_divisor=int(fact("size_divisor", 1)),
+            timesteps=int(fact("timesteps", 1)),
+            is_spiking=None if spiking is None else bool(spiking),
+            config=dict(fact("config", {}) or {}),
+        )
     return ModuleFacts(
         model_name=module.model_name or type(module).__name__,
         in_channels=module.in_channels,
