@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
+import secrets
 import warnings
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -75,6 +75,14 @@ def _describe(exc: OSError) -> str:
     return exc.strerror or str(exc) or type(exc).__name__
 
 
+def temp_name(directory: Path, prefix: str, suffix: str) -> Path:
+    """A fresh name for a temporary file in ``directory`` (created by the caller with
+    ``O_EXCL``). The name exists before the file does, so a writer can hold it inside its
+    cleanup guard from the start: an interrupt (Ctrl-C, SIGTERM) landing just after the file is
+    created still finds it and removes it, where ``mkstemp`` returns the name only after."""
+    return directory / f"{prefix}{secrets.token_hex(6)}{suffix}"
+
+
 @contextlib.contextmanager
 def atomic_path(
     path: str | os.PathLike[str], *, error: type[Exception] = OutputError
@@ -90,15 +98,17 @@ def atomic_path(
     directory = path.parent
     try:
         directory.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
-        os.close(fd)
     except OSError as exc:
         raise error(f"{path}: cannot write there ({_describe(exc)})") from None
-    tmp = Path(tmp_name)
+    tmp = temp_name(directory, f".{path.name}.", ".tmp")
     try:
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        except OSError as exc:
+            raise error(f"{path}: cannot write there ({_describe(exc)})") from None
         yield tmp
         with open(tmp, "rb+") as fh:
-            os.fchmod(fh.fileno(), 0o644)  # mkstemp creates 0600; outputs are shareable files
+            os.fchmod(fh.fileno(), 0o644)  # created 0600; outputs are shareable files
             os.fsync(fh.fileno())
         check_output_target(path)  # a link may have been placed there while we wrote
         os.replace(tmp, path)

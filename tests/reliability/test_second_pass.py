@@ -245,3 +245,35 @@ def test_a_huge_batch_size_is_one_line(tmp_path: Path, capsys: pytest.CaptureFix
     cfg = config_from_dict({"train": {"batch_size": 10**20}})
     with pytest.raises(ConfigError, match="batch_size"):
         validate_config(cfg)
+
+
+@pytest.mark.parametrize("writer", ["outputs", "data cache"])
+def test_an_interrupt_just_after_a_temp_file_is_created_leaves_nothing(
+    writer: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SIGTERM in ``evaluate`` left ``.tmp-*.npz`` in the data cache: the interrupt landed after
+    ``mkstemp`` had created the file and before the writer's cleanup guard held its name."""
+    from medspikeformer.data.cache import ArrayCache
+    from medspikeformer.outputs import atomic_write_bytes
+
+    out = tmp_path / "out"
+    out.mkdir()
+    real_open = os.open
+
+    def open_then_interrupt(path, flags, *args, **kwargs):
+        fd = real_open(path, flags, *args, **kwargs)
+        if flags & os.O_CREAT:  # the temp file now exists; the interrupt arrives here
+            os.close(fd)
+            raise KeyboardInterrupt
+        return fd
+
+    cache = ArrayCache(tmp_path / "cache")
+    monkeypatch.setattr(ArrayCache, "path", lambda self, *args, **kwargs: out / "entry.npz")
+    monkeypatch.setattr(os, "open", open_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        if writer == "outputs":
+            atomic_write_bytes(out / "x.bin", b"1")
+        else:
+            image, mask = np.zeros((4, 4, 3), np.uint8), np.zeros((4, 4), np.uint8)
+            cache.put(None, None, (4, 4), image, mask)
+    assert list(out.iterdir()) == []

@@ -16,11 +16,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import warnings
 from pathlib import Path
 
 import numpy as np
+
+from medspikeformer.outputs import temp_name
 
 from .base import DatasetSource, Sample
 from .io import MASK_RULE_VERSION
@@ -135,19 +136,20 @@ class ArrayCache:
         try:
             path = self.path(source, sample, size, label_map)
             path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".npz")
         except OSError as exc:
             self._disable(exc)
             return
+        tmp = temp_name(path.parent, ".tmp-", ".npz")
         try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "wb") as fh:
                 np.savez(fh, image=img, mask=mask)
             os.replace(tmp, path)
         except OSError as exc:
-            Path(tmp).unlink(missing_ok=True)
+            tmp.unlink(missing_ok=True)
             self._disable(exc)
         except BaseException:
-            Path(tmp).unlink(missing_ok=True)
+            tmp.unlink(missing_ok=True)
             raise
 
     def _disable(self, exc: OSError) -> None:
