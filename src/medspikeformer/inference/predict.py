@@ -473,22 +473,14 @@ class Predictor:
         back = ornt_transform(axcodes2ornt("RAS"), to_ras)
         labels = apply_orientation(labels_ras, back)
         labels = np.ascontiguousarray(labels[..., 0] if flat else labels, dtype=np.uint8)
-        header = vol.header.copy()
-        header.set_data_dtype(np.uint8)
-        out_img = nib.Nifti1Image(labels, vol.affine, header)
-        out_img.header.set_slope_inter(1.0, 0.0)
         target = names.claim(out_dir / f"{stem}_mask.nii.gz", source=str(path))
-        atomic_write_bytes(target, gzip.compress(out_img.to_bytes(), compresslevel=6))
+        atomic_write_bytes(target, _nifti_gz_like(vol, labels))
         if probs_ras is not None:
             probs_vol = apply_orientation(probs_ras, back)
             probs_vol = probs_vol[..., 0, :] if flat else probs_vol
             probs_vol = np.ascontiguousarray(probs_vol[..., 0] if k == 1 else probs_vol)
-            prob_header = vol.header.copy()
-            prob_header.set_data_dtype(np.float32)
-            prob_img = nib.Nifti1Image(probs_vol, vol.affine, prob_header)
-            prob_img.header.set_slope_inter(1.0, 0.0)
             prob_target = names.claim(out_dir / f"{stem}_prob.nii.gz", source=str(path))
-            atomic_write_bytes(prob_target, gzip.compress(prob_img.to_bytes(), compresslevel=6))
+            atomic_write_bytes(prob_target, _nifti_gz_like(vol, probs_vol.astype(np.float32)))
             written.insert(0, prob_target)
         return [target, *written]
 
@@ -614,3 +606,15 @@ def predict_paths(
             probabilities=probabilities,
         )
     return results
+
+
+def _nifti_gz_like(vol: Any, data: np.ndarray) -> bytes:
+    """``data`` as a gzipped NIfTI file with ``vol``'s geometry (affine, header) and ``data``'s
+    own dtype, unscaled (slope 1, intercept 0)."""
+    import nibabel as nib
+
+    header = vol.header.copy()
+    header.set_data_dtype(data.dtype)
+    image = nib.Nifti1Image(data, vol.affine, header)
+    image.header.set_slope_inter(1.0, 0.0)
+    return gzip.compress(image.to_bytes(), compresslevel=6)
