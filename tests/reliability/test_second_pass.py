@@ -3,6 +3,7 @@ two first-pass cases that had no end-to-end test: each test failed before its fi
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -277,3 +278,21 @@ def test_an_interrupt_just_after_a_temp_file_is_created_leaves_nothing(
             image, mask = np.zeros((4, 4, 3), np.uint8), np.zeros((4, 4), np.uint8)
             cache.put(None, None, (4, 4), image, mask)
     assert list(out.iterdir()) == []
+
+
+def test_a_training_size_evaluation_keeps_the_native_reports(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Both resolutions wrote to ``CKPT_DIR/eval-STEM-SPLIT``: the second run replaced the
+    first run's summary.json without a word."""
+    ck = tiny_checkpoint(tmp_path / "run")
+    data = folder_dataset(tmp_path / "ds", n=3)
+    common = ["evaluate", ck, "--dataset", "folder", "--data-root", data, "--split", "all"]
+    common += ["--grid", "0", "--no-progress", "--cache-dir", "off"]
+    for resolution in ("native", "training"):
+        assert run_main([*common, "--resolution", resolution], capsys).returncode == 0
+    native = json.loads((tmp_path / "run" / "eval-tiny-all" / "summary.json").read_text())
+    training = json.loads(
+        (tmp_path / "run" / "eval-tiny-all-training" / "summary.json").read_text()
+    )
+    assert (native["resolution"], training["resolution"]) == ("native", "training")

@@ -37,7 +37,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--threshold", type=float, default=None, help="probability threshold (0.5)")
     p.add_argument("--tta", action="store_true", help="flip test-time augmentation (id, h, v)")
     p.add_argument(
-        "--out", type=output_path, help="output folder (default: CKPT_DIR/eval-STEM-SPLIT)"
+        "--out",
+        type=output_path,
+        help="output folder (default: CKPT_DIR/eval-STEM-SPLIT, -training added for --resolution training)",
     )
     p.add_argument("--size", type=int, nargs="+", metavar=("H", "W"), help="override the size")
     p.add_argument("--in-channels", type=int, choices=[1, 3], help="override the input channels")
@@ -111,6 +113,13 @@ def check_outputs(out: Path, checkpoint: Path, *, grid: bool) -> None:
         names.check_not_input(out / name, source="the evaluation")
 
 
+def default_out(checkpoint: Path, split: str, resolution: str) -> Path:
+    """``CKPT_DIR/eval-STEM-SPLIT``; a training-size score gets its own folder
+    (``…-training``), so that it never replaces the native-size reports beside it."""
+    suffix = "" if resolution == "native" else f"-{resolution}"
+    return checkpoint.parent / f"eval-{checkpoint.stem}-{split}{suffix}"
+
+
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
@@ -145,7 +154,7 @@ def run(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     members = [args.checkpoint, *args.ensemble]
     ctx = load_ensemble_context(members, device=device, size=args.size, optimize=not args.exact)
-    out = args.out or args.checkpoint.parent / f"eval-{args.checkpoint.stem}-{args.split}"
+    out = args.out or default_out(args.checkpoint, args.split, args.resolution)
     from medspikeformer.engine.run_dir import ensure_writable_dir
 
     ensure_writable_dir(out)  # a bad --out fails before the evaluation, on one line
