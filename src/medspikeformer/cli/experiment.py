@@ -11,6 +11,7 @@ Re-running the same command continues: finished rows are reused, an interrupted 
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from medspikeformer.cli.options import output_name
 
@@ -88,7 +89,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the experiment; prints where the tables and plots are."""
-    from pathlib import Path
 
     from medspikeformer.experiments.runner import ExperimentSpec, run_experiment
 
@@ -99,17 +99,10 @@ def run(args: argparse.Namespace) -> int:
         return run_cv_command(args)
     spec = ExperimentSpec(
         kind=args.kind,
-        dataset=args.dataset,
-        out=Path(args.out),
-        data_root=args.data_root,
-        recipe=args.recipe,
-        config=args.config,
         rows=args.rows,
         seeds=args.seeds,
-        sets=tuple(args.sets),
         eval_split=args.split or "test",
-        device=args.device,
-        checkpoint=args.checkpoint,
+        **_shared_spec(args),
     )
     if args.list:
         for row in spec.row_list():
@@ -123,26 +116,27 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_cv_command(args: argparse.Namespace) -> int:
-    """``experiment cv``: train the folds, print the per-fold and mean ± std table."""
+def _shared_spec(args: argparse.Namespace) -> dict[str, Any]:
+    """The fields every experiment's spec (``ExperimentSpec``, ``CVSpec``) takes from the flags."""
     from pathlib import Path
 
+    return {
+        "dataset": args.dataset,
+        "out": Path(args.out),
+        "data_root": args.data_root,
+        "recipe": args.recipe,
+        "config": args.config,
+        "sets": tuple(args.sets),
+        "device": args.device,
+        "checkpoint": args.checkpoint,
+    }
+
+
+def run_cv_command(args: argparse.Namespace) -> int:
+    """``experiment cv``: train the folds, print the per-fold and mean ± std table."""
     from medspikeformer.experiments.cv import CVSpec, run_cv
 
-    result = run_cv(
-        CVSpec(
-            dataset=args.dataset,
-            out=Path(args.out),
-            folds=args.folds,
-            data_root=args.data_root,
-            recipe=args.recipe,
-            config=args.config,
-            sets=tuple(args.sets),
-            eval_split=args.split or "val",
-            device=args.device,
-            checkpoint=args.checkpoint,
-        )
-    )
+    result = run_cv(CVSpec(folds=args.folds, eval_split=args.split or "val", **_shared_spec(args)))
     print(result.markdown.read_text())
     return 0
 

@@ -19,6 +19,7 @@ part (``--split val``, the cross-validation estimate), or on the untouched test 
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,17 +59,10 @@ class CVSpec:
         """The runner's spec of the same config (for the shared-config helpers)."""
         from medspikeformer.experiments.runner import ExperimentSpec
 
+        shared = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        del shared["folds"]
         return ExperimentSpec(
-            kind="cv",
-            dataset=self.dataset,
-            out=Path(self.out),
-            data_root=self.data_root,
-            recipe=self.recipe,
-            config=self.config,
-            sets=tuple(self.sets),
-            eval_split=self.eval_split,
-            device=self.device,
-            checkpoint=self.checkpoint,
+            kind="cv", **{**shared, "out": Path(self.out), "sets": tuple(self.sets)}
         )
 
 
