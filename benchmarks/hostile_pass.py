@@ -156,6 +156,14 @@ def cli(*args: object, timeout: float = 180, cwd: Path | None = None) -> Run:
     return finish(*start(args, cwd), timeout)
 
 
+def evaluate_args(ckpt: Path, data: object, out: object, cache: object = "off") -> list[object]:
+    """``evaluate CKPT`` over every image of the folder dataset ``data``, into ``out``."""
+    return [
+        "evaluate", ckpt, "--dataset", "folder", "--data-root", data, "--split", "all",
+        "--out", out, "--cache-dir", cache, "--no-progress",
+    ]  # fmt: skip
+
+
 def cli_signalled(
     args: list[object], sig: int, when: Callable[[], bool], limit: float = 120
 ) -> Run:
@@ -661,23 +669,7 @@ def _(ws: Workspace) -> tuple[str, str]:
     d = ws.new()
     data = ws.folder(d / "ds", n=2)
     before = {p.name: p.read_bytes() for p in (data / "masks").iterdir()}
-    r = cli(
-        "evaluate",
-        ws.ckpt,
-        "--dataset",
-        "folder",
-        "--data-root",
-        data,
-        "--split",
-        "all",
-        "--out",
-        data / "masks",
-        "--cache-dir",
-        "off",
-        "--no-progress",
-        "--grid",
-        "0",
-    )
+    r = cli(*evaluate_args(ws.ckpt, data, data / "masks"), "--grid", "0")
     after = {p.name: p.read_bytes() for p in (data / "masks").iterdir() if p.name in before}
     if after != before:
         return "lost file", "a mask replaced"
@@ -687,22 +679,7 @@ def _(ws: Workspace) -> tuple[str, str]:
 @case("evaluate --out ''", "writer", "one line")
 def _(ws: Workspace) -> tuple[str, str]:
     d = ws.new()
-    r = cli(
-        "evaluate",
-        ws.ckpt,
-        "--dataset",
-        "folder",
-        "--data-root",
-        ws.data,
-        "--split",
-        "all",
-        "--out",
-        "",
-        "--cache-dir",
-        "off",
-        "--no-progress",
-        cwd=d,
-    )
+    r = cli(*evaluate_args(ws.ckpt, ws.data, ""), cwd=d)
     cls, obs = refused(r, "--out")
     if list(d.iterdir()):
         return "silent wrong", "wrote into the working folder"
@@ -759,21 +736,7 @@ def _(ws: Workspace) -> tuple[str, str]:
     for sub in ("images", "masks"):
         os.rename(data / sub / "c0.png", os.path.join(os.fsencode(data / sub), b"c\xff0.png"))
     out = d / "ev"
-    r = cli(
-        "evaluate",
-        ws.ckpt,
-        "--dataset",
-        "folder",
-        "--data-root",
-        data,
-        "--split",
-        "all",
-        "--out",
-        out,
-        "--cache-dir",
-        "off",
-        "--no-progress",
-    )
+    r = cli(*evaluate_args(ws.ckpt, data, out))
     want = {"per_image.csv", "summary.json", "summary.md", "qualitative.png"}
     return accepted(r, lambda: None if want <= {p.name for p in out.iterdir()} else "missing")
 
@@ -987,22 +950,7 @@ def _arg_case(cmd: str, extra: list[str], needle: str) -> None:
         if cmd == "predict":
             args = ["predict", ws.ckpt, ws.image, "--out", d / "o", "--no-progress", *extra]
         elif cmd == "evaluate":
-            args = [
-                "evaluate",
-                ws.ckpt,
-                "--dataset",
-                "folder",
-                "--data-root",
-                ws.data,
-                "--split",
-                "all",
-                "--out",
-                d / "o",
-                "--cache-dir",
-                "off",
-                "--no-progress",
-                *extra,
-            ]
+            args = [*evaluate_args(ws.ckpt, ws.data, d / "o"), *extra]
         elif cmd == "train":
             args = ["train", "--config", ws.config(d), *extra]
         elif cmd == "profile":
@@ -1165,21 +1113,7 @@ def _(ws: Workspace) -> tuple[str, str]:
     out = d / "o"
     cache = d / "cache"
     r = cli_signalled(
-        [
-            "evaluate",
-            ws.ckpt,
-            "--dataset",
-            "folder",
-            "--data-root",
-            data,
-            "--split",
-            "all",
-            "--out",
-            out,
-            "--cache-dir",
-            cache,
-            "--no-progress",
-        ],
+        evaluate_args(ws.ckpt, data, out, cache),
         signal.SIGTERM,
         lambda: cache.exists() and sum(1 for _ in cache.rglob("*.npz")) > 5,
     )
